@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the system packages xg2g needs (REFERENCE: GStreamer 1.22 on Debian 12 / Ubuntu 24.04)
+# when any is missing, then warms GStreamer's plugin registry once. Idempotent and quiet when all
+# is present. Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  libsoup-3.0-0 ffmpeg
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "xg2g: installing system packages: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The first gst_init on a fresh box scans every plugin (seconds). Do it once here so that the
+# server and the tests start fast.
+if command -v gst-inspect-1.0 >/dev/null 2>&1; then
+  gst-inspect-1.0 coreelements >/dev/null 2>&1 || true
+fi

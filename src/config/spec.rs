@@ -1,0 +1,263 @@
+//! The key table: every configuration key with its environment variable, default, type and doc.
+
+use std::fmt;
+
+use super::value::Value;
+
+/// The type of a key's value; it decides how TOML values and strings are parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A listen address: `":8080"` (all IPv4 interfaces), `"127.0.0.1:8080"` or `"[::1]:8080"`.
+    /// IP addresses only, no host names.
+    Listen,
+    /// A duration in humantime form: `"10s"`, `"500ms"`, `"1m 30s"`.
+    Duration,
+    /// Free text; where the key is optional, empty means unset.
+    Text,
+    /// Text that is never printed: rendered and debug-printed as `***`. Empty means unset.
+    Secret,
+    /// An `http://` or `https://` URL; empty means unset.
+    HttpUrl,
+    /// The log output format: `json` or `pretty`.
+    LogFormat,
+    /// A list of strings; from the environment or a flag, comma-separated.
+    List,
+    /// A TCP port, 1-65535.
+    Port,
+    /// A whole number (0 to 2^32-1).
+    Count,
+    /// `true` or `false`; from the environment or a flag also `1`/`0`/`yes`/`no`.
+    Bool,
+}
+
+/// A key's code default, typed; [`fmt::Display`] writes it as a TOML literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+    List(&'static [&'static str]),
+}
+
+impl DefaultValue {
+    pub(crate) fn to_toml(self) -> toml::Value {
+        match self {
+            Self::Str(s) => toml::Value::String(s.to_owned()),
+            Self::Int(i) => toml::Value::Integer(i),
+            Self::Bool(b) => toml::Value::Boolean(b),
+            Self::List(items) => {
+                toml::Value::Array(items.iter().map(|s| toml::Value::String((*s).to_owned())).collect())
+            }
+        }
+    }
+}
+
+impl fmt::Display for DefaultValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_toml().fmt(f)
+    }
+}
+
+/// A check on a key's final value; `Err` holds the problem, e.g. `must be greater than zero`.
+pub(crate) type Check = fn(&Value) -> Result<(), String>;
+
+/// One configuration key. The spec table ([`super::keys`]) is the single list of keys: the
+/// loader, the example file and `check-config` are all driven by it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted key: `receiver.base_url` is `base_url` in the file's `[receiver]` table.
+    pub key: &'static str,
+    /// The environment variable that sets this key, if any.
+    pub env: Option<&'static str>,
+    pub default: DefaultValue,
+    pub kind: Kind,
+    /// One line for the example file and `--help`.
+    pub doc: &'static str,
+    /// A check on the final (layered) value; the error text names the problem.
+    pub(crate) check: Option<Check>,
+}
+
+impl KeySpec {
+    /// Whether the value must never be printed.
+    pub fn is_secret(&self) -> bool {
+        self.kind == Kind::Secret
+    }
+
+    /// The table the key lives in (`receiver` for `receiver.base_url`), or `None` at top level.
+    pub(crate) fn table(&self) -> Option<&'static str> {
+        self.key.rsplit_once('.').map(|(table, _)| table)
+    }
+
+    /// The key's name inside its table (`base_url` for `receiver.base_url`).
+    pub(crate) fn name(&self) -> &'static str {
+        self.key.rsplit_once('.').map_or(self.key, |(_, name)| name)
+    }
+}
+
+/// Every key, top-level keys first, then each table's keys together (the renderers rely on
+/// that order; a test checks it).
+pub(crate) static SPEC: &[KeySpec] = &[
+    KeySpec {
+        key: "listen",
+        env: Some("XG2G_LISTEN"),
+        default: DefaultValue::Str(":8080"),
+        kind: Kind::Listen,
+        doc: "Address to listen on: \":PORT\" for every IPv4 interface, or \"IP:PORT\".",
+        check: None,
+    },
+    KeySpec {
+        key: "shutdown_timeout",
+        env: Some("XG2G_SHUTDOWN_TIMEOUT"),
+        default: DefaultValue::Str("10s"),
+        kind: Kind::Duration,
+        doc: "How long running streams get to finish on shutdown.",
+        check: None,
+    },
+    KeySpec {
+        key: "api_token",
+        env: Some("XG2G_API_TOKEN"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Secret,
+        doc: "Bearer token the API requires; empty = no token required.",
+        check: None,
+    },
+    KeySpec {
+        key: "public_url",
+        env: Some("XG2G_PUBLIC_URL"),
+        default: DefaultValue::Str(""),
+        kind: Kind::HttpUrl,
+        doc: "URL clients reach xg2g at, for playlist links; empty = each request's Host.",
+        check: Some(no_userinfo),
+    },
+    KeySpec {
+        key: "log.level",
+        env: Some("XG2G_LOG_LEVEL"),
+        default: DefaultValue::Str("info"),
+        kind: Kind::Text,
+        doc: "Log filter, a tracing EnvFilter directive such as \"info\" or \"xg2g=debug,info\".",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "log.format",
+        env: Some("XG2G_LOG_FORMAT"),
+        default: DefaultValue::Str("pretty"),
+        kind: Kind::LogFormat,
+        doc: "Log output format: \"json\" or \"pretty\".",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.base_url",
+        env: Some("XG2G_OWI_BASE"),
+        default: DefaultValue::Str(""),
+        kind: Kind::HttpUrl,
+        doc: "OpenWebIF URL of the receiver, e.g. \"http://192.168.1.20\"; empty = not configured.",
+        check: Some(no_credentials),
+    },
+    KeySpec {
+        key: "receiver.username",
+        env: Some("XG2G_OWI_USER"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Text,
+        doc: "OpenWebIF user name; empty = no authentication.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.password",
+        env: Some("XG2G_OWI_PASS"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Secret,
+        doc: "OpenWebIF password.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.bouquets",
+        env: Some("XG2G_BOUQUET"),
+        default: DefaultValue::List(&[]),
+        kind: Kind::List,
+        doc: "Bouquets to publish, by name (env: comma-separated); empty = every TV bouquet.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.stream_port",
+        env: Some("XG2G_STREAM_PORT"),
+        default: DefaultValue::Int(8001),
+        kind: Kind::Port,
+        doc: "Receiver's streaming port.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.relay_port",
+        env: Some("XG2G_RELAY_PORT"),
+        default: DefaultValue::Int(17999),
+        kind: Kind::Port,
+        doc: "Receiver's stream relay port, used for encrypted channels.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.timeout",
+        env: Some("XG2G_OWI_TIMEOUT"),
+        default: DefaultValue::Str("10s"),
+        kind: Kind::Duration,
+        doc: "Timeout for each OpenWebIF request.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "receiver.retries",
+        env: Some("XG2G_OWI_RETRIES"),
+        default: DefaultValue::Int(3),
+        kind: Kind::Count,
+        doc: "Retries of a failed OpenWebIF request.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.retry_backoff",
+        env: Some("XG2G_OWI_BACKOFF"),
+        default: DefaultValue::Str("500ms"),
+        kind: Kind::Duration,
+        doc: "Wait before the first retry; it doubles for each further retry, with jitter.",
+        check: None,
+    },
+];
+
+/// The spec of `key`, if it is a key.
+pub(crate) fn find(key: &str) -> Option<&'static KeySpec> {
+    SPEC.iter().find(|spec| spec.key == key)
+}
+
+/// Whether `key` names a table that holds keys (`receiver`).
+pub(crate) fn is_table(key: &str) -> bool {
+    SPEC.iter().any(|spec| spec.table() == Some(key))
+}
+
+fn not_empty(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Text(s) if s.trim().is_empty() => Err("must not be empty".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+fn greater_than_zero(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Duration(d) if d.is_zero() => Err("must be greater than zero".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+fn has_userinfo(value: &Value) -> bool {
+    matches!(value, Value::Url(Some(url)) if !url.username().is_empty() || url.password().is_some())
+}
+
+/// Playlists carry this URL to every client, so it must not carry credentials.
+fn no_userinfo(value: &Value) -> Result<(), String> {
+    if has_userinfo(value) {
+        return Err("must not contain a user name or password".to_owned());
+    }
+    Ok(())
+}
+
+fn no_credentials(value: &Value) -> Result<(), String> {
+    if has_userinfo(value) {
+        return Err("credentials belong in receiver.username and receiver.password, not in the URL".to_owned());
+    }
+    Ok(())
+}

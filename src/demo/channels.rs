@@ -1,0 +1,164 @@
+//! The demo receiver's line-up: bouquets, channels, PIDs and a made-up programme guide.
+
+use super::media::MediaKind;
+
+pub(crate) struct DemoBouquet {
+    pub reference: &'static str,
+    pub name: &'static str,
+    pub entries: &'static [Entry],
+}
+
+/// One line of a bouquet, as `getservices` lists it.
+pub(crate) enum Entry {
+    Marker {
+        reference: &'static str,
+        name: &'static str,
+    },
+    Directory {
+        reference: &'static str,
+        name: &'static str,
+    },
+    Channel(DemoChannel),
+}
+
+pub(crate) struct DemoChannel {
+    pub name: &'static str,
+    pub reference: &'static str,
+    pub media: MediaKind,
+    /// Plays only through the stream relay; the plain stream port sends it scrambled.
+    pub whitelisted: bool,
+    pub pmt_pid: u16,
+    pub video_pid: u16,
+    pub mp2_pid: u16,
+    pub ac3_pid: u16,
+}
+
+pub(crate) const BOUQUETS: &[DemoBouquet] = &[
+    DemoBouquet {
+        reference: "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.favourites.tv\" ORDER BY bouquet",
+        name: "Favourites (TV)",
+        entries: &[
+            Entry::Marker {
+                reference: "1:64:1:0:0:0:0:0:0:0::Öffentlich-Rechtliche",
+                name: "Öffentlich-Rechtliche",
+            },
+            Entry::Channel(DemoChannel {
+                name: "Das Erste HD",
+                reference: "1:0:19:283D:3FB:1:C00000:0:0:0:",
+                media: MediaKind::Hd,
+                whitelisted: false,
+                pmt_pid: 0x64,
+                video_pid: 0x65,
+                mp2_pid: 0x66,
+                ac3_pid: 0x6A,
+            }),
+            Entry::Channel(DemoChannel {
+                name: "Bayerisches Fernsehen Süd",
+                reference: "1:0:1:6F0B:44D:1:C00000:0:0:0:",
+                media: MediaKind::Sd,
+                whitelisted: false,
+                pmt_pid: 0x1F4,
+                video_pid: 0x1FF,
+                mp2_pid: 0x200,
+                ac3_pid: 0x203,
+            }),
+            Entry::Channel(DemoChannel {
+                name: "ORF1 HD",
+                reference: "1:0:19:132F:3EF:1:C00000:0:0:0:",
+                media: MediaKind::Hd,
+                whitelisted: true,
+                pmt_pid: 0x44C,
+                video_pid: 0x4B0,
+                mp2_pid: 0x4B1,
+                ac3_pid: 0x4B3,
+            }),
+            Entry::Directory {
+                reference: "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.archiv.tv\" ORDER BY bouquet",
+                name: "Archiv",
+            },
+        ],
+    },
+    DemoBouquet {
+        reference: "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.regional.tv\" ORDER BY bouquet",
+        name: "Regional & Radio",
+        entries: &[
+            Entry::Channel(DemoChannel {
+                name: "Münchner Lokalfernsehen",
+                reference: "1:0:1:2EE3:441:1:C00000:0:0:0:",
+                media: MediaKind::Sd,
+                whitelisted: false,
+                pmt_pid: 0x100,
+                video_pid: 0x101,
+                mp2_pid: 0x102,
+                ac3_pid: 0x106,
+            }),
+            Entry::Marker {
+                reference: "1:64:2:0:0:0:0:0:0:0::Hörfunk",
+                name: "Hörfunk",
+            },
+            Entry::Channel(DemoChannel {
+                name: "Ö1",
+                reference: "1:0:2:2F1C:441:1:C00000:0:0:0:",
+                media: MediaKind::Radio,
+                whitelisted: false,
+                pmt_pid: 0x5DC,
+                video_pid: 0,
+                mp2_pid: 0x5DD,
+                ac3_pid: 0,
+            }),
+        ],
+    },
+];
+
+pub(crate) fn channels() -> impl Iterator<Item = &'static DemoChannel> {
+    BOUQUETS.iter().flat_map(|b| b.entries.iter()).filter_map(|e| match e {
+        Entry::Channel(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// A guide event, in the shape of `/api/epgservice`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Event {
+    pub id: u32,
+    pub title: String,
+    pub shortdesc: String,
+    pub longdesc: String,
+    pub begin_timestamp: i64,
+    pub duration_sec: i64,
+    pub sref: String,
+}
+
+const SHOWS: &[(&str, &str)] = &[
+    ("Tagesschau", "Nachrichten aus aller Welt"),
+    ("Tatort: Münchner Blut", "Kriminalfilm, Deutschland 2025"),
+    ("Sportschau", "Fußball-Bundesliga, Zusammenfassung"),
+    ("Wetter vor acht", "Die Aussichten für Österreich und Süddeutschland"),
+    ("Musik für Genießer", "Klassik am Abend"),
+    ("Quarks", "Wissenschaft verständlich"),
+];
+
+/// Events of one channel from one hour before `now` for `days` days, in 30- and 60-minute slots.
+pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days: u32) -> Vec<Event> {
+    let start = now - now.rem_euclid(3_600) - 3_600;
+    let end = now + i64::from(days) * 86_400;
+    let mut out = Vec::new();
+    let mut t = start;
+    let mut slot = (start / 1_800) as usize;
+    while t < end {
+        let (title, desc) = SHOWS[(slot + channel_index) % SHOWS.len()];
+        let duration = if slot.is_multiple_of(3) { 3_600 } else { 1_800 };
+        out.push(Event {
+            id: ((t / 60) % 65_536) as u32,
+            title: title.to_owned(),
+            shortdesc: desc.to_owned(),
+            longdesc: format!("{title}: {desc}. Eine Sendung auf {}.", channel.name),
+            begin_timestamp: t,
+            duration_sec: duration,
+            sref: channel.reference.to_owned(),
+        });
+        t += duration;
+        slot += duration as usize / 1_800;
+    }
+    out
+}

@@ -1,0 +1,384 @@
+//! Elementary streams of the demo channels, encoded once with GStreamer and cached on disk.
+//!
+//! Every stream covers exactly one loop ([`LOOP_90K`], 4.8 s): 240 frames of 720p50 H.264,
+//! 120 frames of 576i25 MPEG-2, 200 MP2 frames, 150 AC-3 frames. The loop length is a multiple
+//! of every frame duration, so the replay is seamless.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::ts::{EsKind, EsStream, Frame};
+
+/// Loop length in 90 kHz ticks (4.8 s).
+pub(crate) const LOOP_90K: i64 = 432_000;
+const CACHE_VERSION: u32 = 2;
+
+/// The media a demo channel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum MediaKind {
+    /// H.264 1280x720p50, MP2 stereo, AC-3 stereo.
+    Hd,
+    /// MPEG-2 720x576i25, MP2 stereo, AC-3 5.1.
+    Sd,
+    /// MP2 stereo only.
+    Radio,
+}
+
+impl MediaKind {
+    fn name(self) -> &'static str {
+        match self {
+            MediaKind::Hd => "hd",
+            MediaKind::Sd => "sd",
+            MediaKind::Radio => "radio",
+        }
+    }
+}
+
+/// The encoded streams of one media kind.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Media {
+    pub video: Option<EsStream>,
+    pub mp2: EsStream,
+    pub ac3: Option<EsStream>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MediaError {
+    #[error("GStreamer is not usable: {0}")]
+    Init(#[from] gst::glib::Error),
+    #[error("demo encoder pipeline `{pipeline}` failed: {message}")]
+    Pipeline { pipeline: String, message: String },
+}
+
+/// Returns the media of a kind, encoding it on first use (a few seconds) or reading the cache.
+pub(crate) fn media(kind: MediaKind) -> Result<Arc<Media>, MediaError> {
+    static HD: OnceLock<Arc<Media>> = OnceLock::new();
+    static SD: OnceLock<Arc<Media>> = OnceLock::new();
+    static RADIO: OnceLock<Arc<Media>> = OnceLock::new();
+    let cell = match kind {
+        MediaKind::Hd => &HD,
+        MediaKind::Sd => &SD,
+        MediaKind::Radio => &RADIO,
+    };
+    if let Some(media) = cell.get() {
+        return Ok(Arc::clone(media));
+    }
+    let media = match read_cache(kind) {
+        Some(media) => media,
+        None => {
+            let media = encode(kind)?;
+            if let Err(error) = write_cache(kind, &media) {
+                tracing::debug!(%error, "demo media cache not written");
+            }
+            media
+        }
+    };
+    Ok(Arc::clone(cell.get_or_init(|| Arc::new(media))))
+}
+
+fn encode(kind: MediaKind) -> Result<Media, MediaError> {
+    gst::init()?;
+    let started = std::time::Instant::now();
+    let media = match kind {
+        MediaKind::Hd => Media {
+            video: Some(encode_video(
+                "videotestsrc pattern=ball motion=sweep num-buffers=240 ! \
+                 video/x-raw,format=I420,width=1280,height=720,framerate=50/1 ! \
+                 x264enc bitrate=3000 key-int-max=24 bframes=2 b-adapt=false speed-preset=veryfast \
+                 option-string=scenecut=0:open-gop=0:aud=1 ! h264parse config-interval=-1 ! \
+                 video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false",
+                EsKind::H264,
+                240,
+                1_800,
+            )?),
+            mp2: encode_audio(EsKind::Mp2, 440, 2)?,
+            ac3: Some(encode_audio(EsKind::Ac3, 660, 2)?),
+        },
+        MediaKind::Sd => Media {
+            video: Some(encode_video(
+                "videotestsrc pattern=smpte horizontal-speed=4 num-buffers=120 ! \
+                 video/x-raw,format=I420,width=720,height=576,framerate=25/1,interlace-mode=interleaved,\
+                 pixel-aspect-ratio=64/45 ! mpeg2enc format=3 bitrate=3000 min-gop-size=12 max-gop-size=12 \
+                 closed-gop=true sequence-header-every-gop=true interlace-mode=1 aspect=3 ! \
+                 mpegvideoparse ! appsink name=sink sync=false",
+                EsKind::Mpeg2Video,
+                120,
+                3_600,
+            )?),
+            mp2: encode_audio(EsKind::Mp2, 523, 2)?,
+            ac3: Some(encode_audio(EsKind::Ac3, 330, 6)?),
+        },
+        MediaKind::Radio => Media {
+            video: None,
+            mp2: encode_audio(EsKind::Mp2, 392, 2)?,
+            ac3: None,
+        },
+    };
+    tracing::info!(
+        kind = kind.name(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "Encoded demo media."
+    );
+    Ok(media)
+}
+
+fn encode_video(description: &str, kind: EsKind, frames: usize, duration: i64) -> Result<EsStream, MediaError> {
+    let buffers = run_to_eos(description)?;
+    let fail = |message: String| MediaError::Pipeline {
+        pipeline: description.to_owned(),
+        message,
+    };
+    if buffers.len() != frames {
+        return Err(fail(format!("expected {frames} frames, got {}", buffers.len())));
+    }
+    let origin = buffers
+        .iter()
+        .filter_map(|b| b.pts)
+        .min()
+        .ok_or_else(|| fail("no timestamps".into()))?;
+    let to_90k = |ns: i64| (ns as i128 * 9 / 100_000) as i64;
+    // Some encoders (mpeg2enc) give no DTS. In decode order with B-frames, the decode time runs
+    // one frame ahead of the presentation time of the first picture.
+    let reordered = buffers.windows(2).any(|w| w[1].pts < w[0].pts);
+    let synthesize = buffers.iter().any(|b| b.dts.is_none());
+    let lead = if reordered { duration } else { 0 };
+    // Round to the frame grid: encoders report nanoseconds, the loop needs exact ticks.
+    let snap = |t: i64| (t as f64 / duration as f64).round() as i64 * duration;
+    let mut out = Vec::with_capacity(frames);
+    for (i, b) in buffers.into_iter().enumerate() {
+        let pts = snap(to_90k(
+            b.pts.ok_or_else(|| fail("frame without PTS".into()))? as i64 - origin as i64,
+        ));
+        let dts = match b.dts {
+            Some(d) if !synthesize => snap(to_90k(d as i64 - origin as i64)),
+            _ => i as i64 * duration - lead,
+        };
+        out.push(Frame {
+            data: b.data,
+            pts,
+            dts,
+            key: b.key,
+        });
+    }
+    Ok(EsStream {
+        kind,
+        frame_duration: duration,
+        frames: out,
+    })
+}
+
+fn encode_audio(kind: EsKind, freq: u32, channels: u32) -> Result<EsStream, MediaError> {
+    let (encoder, parser, samples, bitrate) = match kind {
+        EsKind::Mp2 => ("avenc_mp2", "mpegaudioparse", 1_152i64, 192_000),
+        _ => ("avenc_ac3", "ac3parse", 1_536, 448_000),
+    };
+    let duration = samples * 90_000 / 48_000;
+    let frames = (LOOP_90K / duration) as usize;
+    let mask = if channels == 6 {
+        ",channel-mask=(bitmask)0x3f"
+    } else {
+        ""
+    };
+    // A few frames more than a loop: encoders hold some samples back.
+    let description = format!(
+        "audiotestsrc wave=sine freq={freq} volume=0.3 samplesperbuffer={samples} num-buffers={} ! \
+         audio/x-raw,format=F32LE,rate=48000,channels={channels}{mask} ! audioconvert ! \
+         {encoder} bitrate={bitrate} ! {parser} ! appsink name=sink sync=false",
+        frames + 4
+    );
+    let buffers = run_to_eos(&description)?;
+    if buffers.len() < frames {
+        return Err(MediaError::Pipeline {
+            pipeline: description,
+            message: format!("expected {frames} audio frames, got {}", buffers.len()),
+        });
+    }
+    let out = buffers
+        .into_iter()
+        .take(frames)
+        .enumerate()
+        .map(|(i, b)| Frame {
+            data: b.data,
+            pts: i as i64 * duration,
+            dts: i as i64 * duration,
+            key: true,
+        })
+        .collect();
+    Ok(EsStream {
+        kind,
+        frame_duration: duration,
+        frames: out,
+    })
+}
+
+struct Encoded {
+    data: Vec<u8>,
+    pts: Option<u64>,
+    dts: Option<u64>,
+    key: bool,
+}
+
+/// Runs a finite pipeline and collects what reaches its appsink `sink`.
+fn run_to_eos(description: &str) -> Result<Vec<Encoded>, MediaError> {
+    let fail = |message: String| MediaError::Pipeline {
+        pipeline: description.to_owned(),
+        message,
+    };
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| fail(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| fail("not a pipeline".into()))?;
+    let guard = NullOnDrop(pipeline.clone());
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| fail("no appsink named sink".into()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        let Some(buffer) = sample.buffer() else { continue };
+        let map = buffer.map_readable().map_err(|e| fail(e.to_string()))?;
+        out.push(Encoded {
+            data: map.as_slice().to_vec(),
+            pts: buffer.pts().map(|t| t.nseconds()),
+            dts: buffer.dts().map(|t| t.nseconds()),
+            key: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        });
+    }
+    if let Some(bus) = pipeline.bus()
+        && let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+        && let gst::MessageView::Error(err) = msg.view()
+    {
+        return Err(fail(format!(
+            "{} ({})",
+            err.error(),
+            msg.src().map(|s| s.name().to_string()).unwrap_or_default()
+        )));
+    }
+    drop(guard);
+    Ok(out)
+}
+
+/// Sets a pipeline to Null when dropped, whatever path left the scope.
+struct NullOnDrop(gst::Pipeline);
+
+impl Drop for NullOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn cache_path(kind: MediaKind) -> Option<PathBuf> {
+    let dir = std::env::var_os("XG2G_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("xg2g")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/xg2g")))?;
+    Some(dir.join(format!("demo-media-v{CACHE_VERSION}-{}.bin", kind.name())))
+}
+
+fn read_cache(kind: MediaKind) -> Option<Media> {
+    let mut bytes = Vec::new();
+    fs::File::open(cache_path(kind)?).ok()?.read_to_end(&mut bytes).ok()?;
+    let mut r = Reader(&bytes);
+    let mut streams = Vec::new();
+    for _ in 0..r.u32()? {
+        streams.push(r.stream()?);
+    }
+    let mut video = None;
+    let mut mp2 = None;
+    let mut ac3 = None;
+    for s in streams {
+        match s.kind {
+            EsKind::H264 | EsKind::Mpeg2Video => video = Some(s),
+            EsKind::Mp2 => mp2 = Some(s),
+            EsKind::Ac3 => ac3 = Some(s),
+        }
+    }
+    Some(Media { video, mp2: mp2?, ac3 })
+}
+
+fn write_cache(kind: MediaKind, media: &Media) -> io::Result<()> {
+    let path = cache_path(kind).ok_or_else(|| io::Error::other("no cache directory"))?;
+    let dir = path.parent().ok_or_else(|| io::Error::other("no cache directory"))?;
+    fs::create_dir_all(dir)?;
+    let streams: Vec<&EsStream> = media.video.iter().chain([&media.mp2]).chain(media.ac3.iter()).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&(streams.len() as u32).to_le_bytes());
+    for s in streams {
+        out.push(match s.kind {
+            EsKind::H264 => 0,
+            EsKind::Mpeg2Video => 1,
+            EsKind::Mp2 => 2,
+            EsKind::Ac3 => 3,
+        });
+        out.extend_from_slice(&s.frame_duration.to_le_bytes());
+        out.extend_from_slice(&(s.frames.len() as u32).to_le_bytes());
+        for f in &s.frames {
+            out.extend_from_slice(&f.pts.to_le_bytes());
+            out.extend_from_slice(&f.dts.to_le_bytes());
+            out.push(f.key as u8);
+            out.extend_from_slice(&(f.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&f.data);
+        }
+    }
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::File::create(&tmp)?.write_all(&out)?;
+    fs::rename(tmp, path)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn stream(&mut self) -> Option<EsStream> {
+        let kind = match self.take(1)?[0] {
+            0 => EsKind::H264,
+            1 => EsKind::Mpeg2Video,
+            2 => EsKind::Mp2,
+            3 => EsKind::Ac3,
+            _ => return None,
+        };
+        let frame_duration = self.i64()?;
+        let count = self.u32()?;
+        let mut frames = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let pts = self.i64()?;
+            let dts = self.i64()?;
+            let key = self.take(1)?[0] != 0;
+            let len = self.u32()? as usize;
+            frames.push(Frame {
+                data: self.take(len)?.to_vec(),
+                pts,
+                dts,
+                key,
+            });
+        }
+        Some(EsStream {
+            kind,
+            frame_duration,
+            frames,
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! The embedded demo receiver: OpenWebIF API and stream servers on loopback, with fault injection.
+//!
+//! It behaves like an Enigma2 box (REFERENCE.md §1): bouquets and services with Latin-1 names,
+//! EPG around the current time, the OSCam relay whitelist, a stream port and a relay port that
+//! serve endless real-time MPEG-TS. Tests switch faults on through [`DemoReceiver::faults`].
+
+mod api;
+mod channels;
+mod feed;
+mod media;
+mod stream;
+mod ts;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::model::ServiceRef;
+use channels::DemoChannel;
+use feed::Feed;
+use media::{LOOP_90K, Media, MediaKind};
+use ts::{Program, Track, mux_loop};
+
+/// Where and how the demo receiver listens.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub api_port: u16,
+    pub stream_port: u16,
+    pub relay_port: u16,
+    /// HTTP Basic credentials the box demands, if any.
+    pub credentials: Option<(String, String)>,
+    /// Delay before a stream's first byte, like a tuner locking (real boxes: 3–5 s).
+    pub tune_delay: Duration,
+    pub epg_days: u32,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            api_port: 0,
+            stream_port: 0,
+            relay_port: 0,
+            credentials: None,
+            tune_delay: Duration::ZERO,
+            epg_days: 7,
+        }
+    }
+}
+
+/// What a stream connection to one channel does wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// The box answers 404 (a service it cannot tune).
+    NotFound,
+    /// Sends this many bytes, then nothing while keeping the connection open.
+    StallAfter(u64),
+    /// Sends this many bytes, then closes the connection.
+    DropAfter(u64),
+    /// Sends random bytes instead of a transport stream.
+    Garbage,
+}
+
+/// Faults switched on for the API and for streams.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Every API answer waits this long.
+    pub api_delay: Duration,
+    /// The next N API requests answer `500 Internal Server Error`.
+    pub api_fail_next: u32,
+    /// API answers are cut JSON.
+    pub api_invalid_json: bool,
+    /// Per channel (canonical service reference) stream faults.
+    pub streams: HashMap<String, StreamFault>,
+}
+
+/// Counters tests read to see what reached the box.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub api_requests: AtomicU64,
+    pub stream_connections: AtomicU64,
+    pub relay_connections: AtomicU64,
+    /// Stream responses currently sending media, both ports.
+    pub active_streams: AtomicI64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot bind the demo receiver's {what} port: {source}")]
+    Bind {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare demo media: {0}")]
+    Media(String),
+}
+
+/// A channel of the running demo, with its feeds.
+pub(crate) struct LiveChannel {
+    pub def: &'static DemoChannel,
+    pub service_ref: ServiceRef,
+    pub clear: Arc<Feed>,
+    /// What the plain stream port sends for a whitelisted channel.
+    pub scrambled: Option<Arc<Feed>>,
+}
+
+pub(crate) struct State {
+    pub options: DemoOptions,
+    pub channels: Vec<LiveChannel>,
+    pub faults: Mutex<Faults>,
+    pub stats: Stats,
+    pub stream_port: u16,
+}
+
+impl State {
+    pub(crate) fn channel(&self, service_ref: &ServiceRef) -> Option<&LiveChannel> {
+        self.channels.iter().find(|c| &c.service_ref == service_ref)
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.faults.lock().expect("faults poisoned").clone()
+    }
+}
+
+/// A running demo receiver. Dropping it stops its servers.
+pub struct DemoReceiver {
+    state: Arc<State>,
+    api_addr: SocketAddr,
+    stream_addr: SocketAddr,
+    relay_addr: SocketAddr,
+    api_server: actix_web::dev::ServerHandle,
+    shutdown: CancellationToken,
+}
+
+impl DemoReceiver {
+    /// Encodes (or loads) the demo media and starts the API and both stream ports.
+    pub async fn start(options: DemoOptions) -> Result<Self, DemoError> {
+        let channels = tokio::task::spawn_blocking(build_channels)
+            .await
+            .map_err(|e| DemoError::Media(e.to_string()))??;
+        let bind = |what: &'static str, port: u16| {
+            let listener =
+                std::net::TcpListener::bind((options.bind, port)).map_err(|source| DemoError::Bind { what, source })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|source| DemoError::Bind { what, source })?;
+            Ok::<_, DemoError>(listener)
+        };
+        let stream_listener = bind("stream", options.stream_port)?;
+        let relay_listener = bind("relay", options.relay_port)?;
+        let api_listener = bind("API", options.api_port)?;
+        let local = |l: &std::net::TcpListener, what| l.local_addr().map_err(|source| DemoError::Bind { what, source });
+        let stream_addr = local(&stream_listener, "stream")?;
+        let relay_addr = local(&relay_listener, "relay")?;
+        let api_addr = local(&api_listener, "API")?;
+
+        let state = Arc::new(State {
+            options,
+            channels,
+            faults: Mutex::new(Faults::default()),
+            stats: Stats::default(),
+            stream_port: stream_addr.port(),
+        });
+        let shutdown = CancellationToken::new();
+        for (listener, port) in [
+            (stream_listener, stream::Port::Stream),
+            (relay_listener, stream::Port::Relay),
+        ] {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|source| DemoError::Bind { what: "stream", source })?;
+            tokio::spawn(stream::serve(listener, port, Arc::clone(&state), shutdown.clone()));
+        }
+        let server =
+            api::server(api_listener, Arc::clone(&state)).map_err(|source| DemoError::Bind { what: "API", source })?;
+        let api_server = server.handle();
+        tokio::spawn(server);
+        tracing::info!(api = %api_addr, stream = %stream_addr, relay = %relay_addr, "Demo receiver listening.");
+        Ok(Self {
+            state,
+            api_addr,
+            stream_addr,
+            relay_addr,
+            api_server,
+            shutdown,
+        })
+    }
+
+    /// Base URL of the OpenWebIF API, e.g. `http://127.0.0.1:41234`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn stream_addr(&self) -> SocketAddr {
+        self.stream_addr
+    }
+
+    pub fn relay_addr(&self) -> SocketAddr {
+        self.relay_addr
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.state.stats
+    }
+
+    /// Changes the faults; takes effect for the next request or chunk.
+    pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.state.faults.lock().expect("faults poisoned"));
+    }
+
+    /// Service references of the demo channels, in bouquet order.
+    pub fn channel_refs(&self) -> Vec<String> {
+        self.state.channels.iter().map(|c| c.service_ref.to_string()).collect()
+    }
+
+    /// Stops the servers and waits for the API server to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.api_server.stop(false).await;
+    }
+}
+
+impl Drop for DemoReceiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        // Stopping is asynchronous; the handle only sends the command.
+        drop(self.api_server.stop(false));
+    }
+}
+
+fn build_channels() -> Result<Vec<LiveChannel>, DemoError> {
+    let mut out = Vec::new();
+    for def in channels::channels() {
+        let media = media::media(def.media).map_err(|e| DemoError::Media(e.to_string()))?;
+        let service_ref: ServiceRef = def
+            .reference
+            .parse()
+            .map_err(|e| DemoError::Media(format!("{}: {e}", def.reference)))?;
+        let ts = Arc::new(mux_channel(def, &service_ref, &media));
+        let scrambled = def
+            .whitelisted
+            .then(|| Feed::new(Arc::new(ts.scrambled(u64::from(service_ref.service_id())))));
+        out.push(LiveChannel {
+            def,
+            service_ref,
+            clear: Feed::new(ts),
+            scrambled,
+        });
+    }
+    Ok(out)
+}
+
+fn mux_channel(def: &DemoChannel, service_ref: &ServiceRef, media: &Media) -> ts::TsLoop {
+    let mut tracks = Vec::new();
+    if let Some(video) = &media.video {
+        tracks.push(Track {
+            pid: def.video_pid,
+            language: None,
+            stream: video,
+        });
+    }
+    tracks.push(Track {
+        pid: def.mp2_pid,
+        language: Some("deu"),
+        stream: &media.mp2,
+    });
+    if let Some(ac3) = &media.ac3 {
+        tracks.push(Track {
+            pid: def.ac3_pid,
+            language: Some("deu"),
+            stream: ac3,
+        });
+    }
+    let pcr_pid = if media.video.is_some() {
+        def.video_pid
+    } else {
+        def.mp2_pid
+    };
+    let program = Program {
+        transport_stream_id: 0x3FB,
+        program_number: service_ref.service_id(),
+        pmt_pid: def.pmt_pid,
+        pcr_pid,
+        tracks,
+    };
+    debug_assert!(def.media != MediaKind::Radio || media.video.is_none());
+    mux_loop(&program, LOOP_90K)
+}

@@ -1,0 +1,34 @@
+//! Domain types shared by every layer: service references, bouquets, channels.
+
+mod service_ref;
+
+pub use service_ref::{ParseServiceRefError, RawRef, ServiceKind, ServiceRef};
+
+/// A bouquet as the receiver lists it: an opaque reference and a display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bouquet {
+    pub reference: String,
+    pub name: String,
+}
+
+/// One playable channel of the catalog, numbered in bouquet order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// 1-based position across the configured bouquets.
+    pub number: u32,
+    pub name: String,
+    pub service_ref: ServiceRef,
+    /// Name of the bouquet the channel was listed in.
+    pub bouquet: String,
+}
+
+impl Channel {
+    /// The stable id shared by the M3U `tvg-id` and the XMLTV channel id.
+    pub fn tvg_id(&self) -> String {
+        self.service_ref.tvg_id()
+    }
+
+    pub fn is_radio(&self) -> bool {
+        self.service_ref.kind() == ServiceKind::Radio
+    }
+}
