@@ -1,1 +1,158 @@
-fn main() {}
+//! The `xg2g` binary: parses the command line, loads the config and runs a subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xg2g::config::{self, Override, Requirements, Sources};
+
+#[derive(Parser)]
+#[command(
+    name = "xg2g",
+    version,
+    about = "Turns an Enigma2 receiver into a streaming server every client can play"
+)]
+struct Cli {
+    /// TOML config file (also XG2G_CONFIG).
+    #[arg(long, global = true, env = "XG2G_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. ":8080" (overrides `listen`).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Log filter, e.g. "info" or "xg2g=debug" (overrides `log.level`).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// "pretty" or "json" (overrides `log.format`).
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    /// OpenWebIF base URL of the receiver (overrides `receiver.base_url`).
+    #[arg(long, global = true)]
+    receiver: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve against the configured receiver (the default).
+    Serve,
+    /// Serve against the embedded demo receiver on loopback ports.
+    Demo,
+    /// Print the effective config (secrets redacted) and exit 0, or every problem and exit 2.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("xg2g: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn flag_overrides(cli: &Cli) -> Vec<Override> {
+    let mut out = Vec::new();
+    for (key, value, flag) in [
+        ("listen", &cli.listen, "--listen"),
+        ("log.level", &cli.log_level, "--log-level"),
+        ("log.format", &cli.log_format, "--log-format"),
+        ("receiver.base_url", &cli.receiver, "--receiver"),
+    ] {
+        if let Some(value) = value {
+            out.push(Override::flag(key, value.clone(), flag));
+        }
+    }
+    out
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.as_ref().unwrap_or(&Command::Serve);
+    let mut overrides = Vec::new();
+    let mut demo = None;
+    if matches!(command, Command::Demo) {
+        // The demo's media is encoded before logging is configured; keep that quiet.
+        match xg2g::demo::DemoReceiver::start(xg2g::demo::DemoOptions::default()).await {
+            Ok(receiver) => {
+                let origin = "the embedded demo receiver";
+                overrides.push(Override::new("receiver.base_url", receiver.api_url(), origin));
+                overrides.push(Override::new(
+                    "receiver.stream_port",
+                    receiver.stream_addr().port().to_string(),
+                    origin,
+                ));
+                overrides.push(Override::new(
+                    "receiver.relay_port",
+                    receiver.relay_addr().port().to_string(),
+                    origin,
+                ));
+                overrides.push(Override::new("receiver.username", "", origin));
+                overrides.push(Override::new("receiver.password", "", origin));
+                demo = Some(receiver);
+            }
+            Err(error) => {
+                eprintln!("xg2g: the demo receiver did not start: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // Flags come last: they beat everything, the demo's receiver settings included.
+    overrides.extend(flag_overrides(&cli));
+    let requirements = if matches!(command, Command::CheckConfig | Command::Serve | Command::Demo) {
+        Requirements::Receiver
+    } else {
+        Requirements::None
+    };
+    let sources = Sources {
+        file: cli.config.as_deref(),
+        env: &config::process_env,
+        overrides,
+    };
+    let loaded = match config::load(&sources, requirements) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("xg2g: the configuration has problems:\n{error}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(command, Command::CheckConfig) {
+        print!("{}", loaded.render_effective());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = xg2g::telemetry::init(&loaded.config.log) {
+        eprintln!("xg2g: cannot set up logging: {error}");
+        return ExitCode::from(2);
+    }
+    let running = match xg2g::app::start(&loaded.config).await {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "xg2g did not start.");
+            return ExitCode::FAILURE;
+        }
+    };
+    if demo.is_some() {
+        tracing::info!(url = %format!("http://{}/", display_addr(running.addr())), "Demo ready: open the page in a browser.");
+    }
+    let result = running.run_until_signal().await;
+    if let Some(demo) = demo {
+        demo.stop().await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "Signal handling failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn display_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}

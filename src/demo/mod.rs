@@ -2,7 +2,7 @@
 //!
 //! It behaves like an Enigma2 box (REFERENCE.md §1): bouquets and services with Latin-1 names,
 //! EPG around the current time, the OSCam relay whitelist, a stream port and a relay port that
-//! serve endless real-time MPEG-TS. Tests switch faults on through [`DemoReceiver::faults`].
+//! serve endless real-time MPEG-TS. Tests switch faults on through [`DemoReceiver::set_faults`].
 
 mod api;
 mod channels;

@@ -243,7 +243,8 @@ struct Pes {
 }
 
 fn pes_packet(kind: EsKind, frame: &Frame) -> Pes {
-    let with_dts = kind.is_video() && frame.dts != frame.pts;
+    // Video always carries both, as broadcast encoders do; a joiner need not guess the DTS.
+    let with_dts = kind.is_video();
     let header_len: usize = if with_dts { 10 } else { 5 };
     let mut b = Vec::with_capacity(frame.data.len() + 9 + header_len);
     b.extend_from_slice(&[0, 0, 1, kind.stream_id()]);

@@ -1,8 +1,9 @@
 //! Enigma2 service references: parsed against their grammar, never trusted as text.
 //!
 //! A channel reference is ten colon-separated hexadecimal fields and a trailing colon, for example
-//! `1:0:19:283D:3FB:1:C00000:0:0:0:`. Field 2 holds flags (`0x40` marker, `0x07` directory),
-//! field 3 the service type (`1` SD TV, `19`/`1F`/`16` HD TV, `2` radio).
+//! `1:0:19:283D:3FB:1:C00000:0:0:0:`. Enigma2 writes the first two fields (type and flags) in
+//! decimal and the rest in hex. Field 2 holds flags (64 marker, 7 directory), field 3 the service
+//! type (`1` SD TV, `19`/`1F`/`16` HD TV, `2` radio).
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,8 +48,7 @@ impl RawRef<'_> {
     }
 
     fn flags(&self) -> Option<u32> {
-        let field = self.0.split(':').nth(1)?;
-        u32::from_str_radix(field, 16).ok()
+        self.0.split(':').nth(1)?.parse().ok()
     }
 }
 
@@ -80,8 +80,7 @@ impl ServiceRef {
 
     /// Id used as M3U `tvg-id` and XMLTV channel id: the fields joined by underscores.
     pub fn tvg_id(&self) -> String {
-        let parts: Vec<String> = self.fields.iter().map(|f| format!("{f:X}")).collect();
-        parts.join("_")
+        self.to_string().trim_end_matches(':').replace(':', "_")
     }
 }
 
@@ -96,11 +95,12 @@ impl FromStr for ServiceRef {
         }
         let mut fields = [0u32; FIELDS];
         for (i, part) in parts.iter().enumerate() {
-            let valid = (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_hexdigit());
+            let radix = if i < 2 { 10 } else { 16 };
+            let valid = (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_digit(radix));
             if !valid {
                 return Err(ParseServiceRefError::Field { field: i + 1 });
             }
-            fields[i] = u32::from_str_radix(part, 16).map_err(|_| ParseServiceRefError::Field { field: i + 1 })?;
+            fields[i] = u32::from_str_radix(part, radix).map_err(|_| ParseServiceRefError::Field { field: i + 1 })?;
         }
         if fields[1] & (FLAG_MARKER | FLAG_DIRECTORY) != 0 {
             return Err(ParseServiceRefError::NotAChannel);
@@ -111,7 +111,8 @@ impl FromStr for ServiceRef {
 
 impl fmt::Display for ServiceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for field in &self.fields {
+        write!(f, "{}:{}:", self.fields[0], self.fields[1])?;
+        for field in &self.fields[2..] {
             write!(f, "{field:X}:")?;
         }
         Ok(())
@@ -165,6 +166,10 @@ mod tests {
                 ParseServiceRefError::Field { field: 4 },
             ),
             ("1:64:0:0:0:0:0:0:0:0:", ParseServiceRefError::NotAChannel),
+            (
+                "1:A:19:283D:3FB:1:C00000:0:0:0:",
+                ParseServiceRefError::Field { field: 2 },
+            ),
             ("1:7:1:0:0:0:0:0:0:0:", ParseServiceRefError::NotAChannel),
         ];
         for (input, want) in cases {
@@ -175,6 +180,7 @@ mod tests {
     #[test]
     fn raw_refs_tell_markers_and_directories() {
         assert!(RawRef("1:64:1:0:0:0:0:0:0:0::Hauptsender").is_marker());
+        assert!(RawRef("1:832:D:0:0:0:0:0:0:0::Numbered").is_marker());
         assert!(RawRef("1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"x.tv\" ORDER BY bouquet").is_directory());
         assert!(!RawRef("1:0:19:283D:3FB:1:C00000:0:0:0:").is_marker());
         assert!(!RawRef("1:0:19:283D:3FB:1:C00000:0:0:0:").is_directory());

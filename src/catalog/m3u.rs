@@ -1,0 +1,67 @@
+//! M3U playlist for VLC, mpv, Kodi and Threadfin (REFERENCE.md §2).
+
+use std::fmt::Write as _;
+
+use crate::model::Channel;
+
+/// Renders the playlist; `base` is this server's URL without a trailing slash.
+pub fn render_m3u(channels: &[Channel], base: &str) -> String {
+    let mut out = String::from("#EXTM3U\n");
+    for c in channels {
+        let _ = writeln!(
+            out,
+            "#EXTINF:-1 tvg-chno=\"{}\" tvg-id=\"{}\" tvg-name=\"{}\" tvg-logo=\"{base}/picon/{}.png\" group-title=\"{}\",{}",
+            c.number,
+            c.tvg_id(),
+            attr(&c.name),
+            c.service_ref,
+            attr(&c.bouquet),
+            line(&c.name),
+        );
+        let _ = writeln!(out, "{base}/stream/{}", c.service_ref);
+    }
+    out
+}
+
+/// Attribute values are double-quoted; a quote or line break inside would end them.
+fn attr(s: &str) -> String {
+    line(s).replace('"', "'")
+}
+
+fn line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_extinf_lines_with_escaped_names() {
+        let channels = vec![
+            Channel {
+                number: 1,
+                name: "Das Erste HD".into(),
+                service_ref: "1:0:19:283D:3FB:1:C00000:0:0:0:".parse().unwrap(),
+                bouquet: "Favourites (TV)".into(),
+            },
+            Channel {
+                number: 2,
+                name: "Süd \"Spezial\"\nTV".into(),
+                service_ref: "1:0:1:6F0B:44D:1:C00000:0:0:0:".parse().unwrap(),
+                bouquet: "Regional".into(),
+            },
+        ];
+        let m3u = render_m3u(&channels, "http://tv.local:8080");
+        assert_eq!(
+            m3u,
+            "#EXTM3U\n\
+             #EXTINF:-1 tvg-chno=\"1\" tvg-id=\"1_0_19_283D_3FB_1_C00000_0_0_0\" tvg-name=\"Das Erste HD\" \
+             tvg-logo=\"http://tv.local:8080/picon/1:0:19:283D:3FB:1:C00000:0:0:0:.png\" group-title=\"Favourites (TV)\",Das Erste HD\n\
+             http://tv.local:8080/stream/1:0:19:283D:3FB:1:C00000:0:0:0:\n\
+             #EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1_0_1_6F0B_44D_1_C00000_0_0_0\" tvg-name=\"Süd 'Spezial' TV\" \
+             tvg-logo=\"http://tv.local:8080/picon/1:0:1:6F0B:44D:1:C00000:0:0:0:.png\" group-title=\"Regional\",Süd \"Spezial\" TV\n\
+             http://tv.local:8080/stream/1:0:1:6F0B:44D:1:C00000:0:0:0:\n"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! HTTP routes, request metrics and the server; the only module that speaks actix-web.
+
+mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::catalog::{CatalogHandle, render_index, render_m3u};
+use crate::metrics::{self, Metrics};
+use error::HttpError;
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub catalog: CatalogHandle,
+    pub metrics: Arc<Metrics>,
+    /// Overrides the base URL written into playlists.
+    pub public_url: Option<String>,
+    /// Fallback host for playlists when a request has no usable `Host`.
+    pub listen_host: String,
+}
+
+type State = web::Data<AppState>;
+
+/// Builds the server on an already bound listener; the caller runs and stops it.
+pub(crate) fn server(
+    listener: std::net::TcpListener,
+    state: AppState,
+    shutdown_timeout: Duration,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(record_metrics))
+            .route("/", web::get().to(index))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics_text))
+            .route("/playlist.m3u", web::get().to(playlist))
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+    .listen(listener)?
+    .run())
+}
+
+/// Records every request under its route template. The guard records on drop too, so a
+/// request whose client went away still counts.
+async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<State>().map(|s| Arc::clone(&s.metrics));
+    let mut timer = RequestTimer {
+        metrics,
+        started: Instant::now(),
+        outcome: None,
+    };
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    timer.outcome = Some((route, response.status().as_u16()));
+    Ok(response)
+}
+
+struct RequestTimer {
+    metrics: Option<Arc<Metrics>>,
+    started: Instant,
+    outcome: Option<(String, u16)>,
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            // 499: the client closed before an answer, as nginx counts it.
+            let (route, status) = self.outcome.take().unwrap_or_else(|| ("unknown".to_owned(), 499));
+            metrics.http_request(&route, status, self.started.elapsed());
+        }
+    }
+}
+
+async fn index(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(render_index(&state.catalog.snapshot()))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: State) -> HttpResponse {
+    let snapshot = state.catalog.snapshot();
+    match snapshot.catalog {
+        Some(catalog) => HttpResponse::Ok().json(json!({ "status": "ready", "channels": catalog.channels.len() })),
+        None => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "not-ready",
+            "missing": ["channel-list"],
+            "detail": snapshot.last_error.unwrap_or_else(|| "the first load from the receiver is still running".to_owned()),
+        })),
+    }
+}
+
+async fn metrics_text(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(state.metrics.encode())
+}
+
+async fn playlist(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
+    let base = base_url(&state, &req);
+    Ok(HttpResponse::Ok()
+        .content_type("audio/x-mpegurl; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"playlist.m3u\""))
+        .body(render_m3u(&catalog.channels, &base)))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    Err(HttpError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+/// This server's URL as the client reached it, for links in playlists. The `Host` header is
+/// used only when it looks like a host name and port, so it cannot inject text.
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    if let Some(url) = &state.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or(&state.listen_host);
+    format!("http://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(HttpError::CatalogNotReady.code(), "catalog-not-ready");
+        assert_eq!(
+            HttpError::RouteNotFound {
+                method: "GET".into(),
+                path: "/x".into()
+            }
+            .code(),
+            "not-found"
+        );
+    }
+}

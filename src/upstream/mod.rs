@@ -1,0 +1,18 @@
+//! Receiver-facing clients: the OpenWebIF HTTP API of the Enigma2 box and the channel line-up.
+//!
+//! [`OpenWebIf`] owns the one connection pool to the receiver (small, keep-alive, cookies,
+//! credentials sent up front) and the retry policy; [`load_channels`] turns its bouquets into the
+//! numbered [`Channel`](crate::model::Channel) list. Wire shapes (`wire`), text decoding
+//! (`text`), the line-up rules (`lineup`) and the backoff (`backoff`) are pure and tested without
+//! a runtime.
+
+mod backoff;
+mod error;
+mod lineup;
+mod openwebif;
+mod text;
+mod wire;
+
+pub use error::UpstreamError;
+pub use lineup::load_channels;
+pub use openwebif::{OpenWebIf, ServiceEntry};

@@ -1,0 +1,173 @@
+//! The `xg2g` binary as a user runs it: check-config, secrets, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::demo_with;
+use xg2g::demo::DemoOptions;
+
+const SECRET: &str = "s3cr3t-P4ss";
+
+fn xg2g() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xg2g"));
+    // Only what a test sets: no XG2G_* from the developer's shell.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("XG2G_") && key != "XG2G_CACHE_DIR" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let output = xg2g()
+        .arg("check-config")
+        .env("XG2G_OWI_BASE", "http://192.0.2.10")
+        .env("XG2G_OWI_USER", "root")
+        .env("XG2G_OWI_PASS", SECRET)
+        .env("XG2G_API_TOKEN", "tok-".to_owned() + SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("base_url = \"http://192.0.2.10/\""), "{stdout}");
+    assert!(stdout.contains("environment variable XG2G_OWI_PASS"), "{stdout}");
+    assert!(stdout.contains("\"***\""), "{stdout}");
+    assert!(!stdout.contains(SECRET), "a secret leaked:\n{stdout}");
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("xg2g.toml");
+    std::fs::write(
+        &file,
+        "listen = \"nonsense\"\n[receiver]\nbogus = 1\nstream_port = \"abc\"\n",
+    )
+    .unwrap();
+    let output = xg2g()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .env("XG2G_OWI_TIMEOUT", "soon")
+        .env("XG2G_OWI_PASS", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let path = file.display();
+    for line in [
+        format!("{path}: unknown key `receiver.bogus`"),
+        format!("{path}: key `listen`: expected a listen address like \":8080\" or \"127.0.0.1:8080\", got \"nonsense\""),
+        format!("{path}: key `receiver.stream_port`: expected an integer, got string"),
+        "environment variable XG2G_OWI_TIMEOUT: key `receiver.timeout`: expected a duration like \"5s\" or \"500ms\", got \"soon\"".to_owned(),
+        "receiver.base_url: required: set it in the config file or XG2G_OWI_BASE".to_owned(),
+    ] {
+        assert!(stderr.contains(&line), "missing {line:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains(SECRET));
+}
+
+/// Starts `xg2g serve` with JSON logs on an ephemeral port and returns it with its address.
+fn spawn_serve(api_url: &str, envs: &[(&str, &str)]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = xg2g();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("XG2G_OWI_BASE", api_url)
+        .env("XG2G_OWI_BACKOFF", "10ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no {needle:?} in {seen:#?}"));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_0_and_logs_hold_no_secrets() {
+    let demo = demo_with(DemoOptions {
+        credentials: Some(("root".into(), SECRET.into())),
+        ..Default::default()
+    })
+    .await;
+    // First with a wrong password: the failure is logged, the password is not.
+    let (mut child, rx) = spawn_serve(
+        &demo.api_url(),
+        &[
+            ("XG2G_OWI_USER", "root"),
+            ("XG2G_OWI_PASS", "wr0ng-pw-77"),
+            ("XG2G_LOG_LEVEL", "debug"),
+        ],
+    );
+    let mut seen = Vec::new();
+    wait_line(&rx, "Channel list not loaded", &mut seen);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.extend(rx.try_iter());
+
+    // Then right: it serves, and SIGTERM ends it with status 0.
+    let (mut child, rx) = spawn_serve(
+        &demo.api_url(),
+        &[
+            ("XG2G_OWI_USER", "root"),
+            ("XG2G_OWI_PASS", SECRET),
+            ("XG2G_LOG_LEVEL", "debug"),
+        ],
+    );
+    let line = wait_line(&rx, "Serving HTTP", &mut seen);
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = json["addr"].as_str().unwrap().to_owned();
+    wait_line(&rx, "Loaded channel list", &mut seen);
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    seen.extend(rx.try_iter());
+    assert!(seen.iter().any(|l| l.contains("Stopped.")), "{seen:#?}");
+    for line in &seen {
+        assert!(
+            !line.contains(SECRET) && !line.contains("wr0ng-pw-77"),
+            "secret in log: {line}"
+        );
+        assert!(!line.contains("cm9vd"), "an Authorization header value leaked: {line}");
+    }
+}

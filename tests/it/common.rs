@@ -1,0 +1,88 @@
+//! Shared fixtures: a demo receiver and an xg2g app started against it.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use xg2g::app::{self, Running};
+use xg2g::config::{self, Config, Override, Requirements, Sources};
+use xg2g::demo::{DemoOptions, DemoReceiver};
+
+/// Starts a demo receiver on ephemeral loopback ports.
+pub async fn demo() -> DemoReceiver {
+    demo_with(DemoOptions::default()).await
+}
+
+pub async fn demo_with(options: DemoOptions) -> DemoReceiver {
+    DemoReceiver::start(options).await.expect("demo receiver starts")
+}
+
+/// The config xg2g gets for a demo receiver: defaults, listen on an ephemeral port, no env.
+pub fn config_for(demo: &DemoReceiver, extra: &[(&str, &str)]) -> Config {
+    let mut overrides = vec![
+        Override::new("listen", "127.0.0.1:0", "test"),
+        Override::new("receiver.base_url", demo.api_url(), "test"),
+        Override::new("receiver.stream_port", demo.stream_addr().port().to_string(), "test"),
+        Override::new("receiver.relay_port", demo.relay_addr().port().to_string(), "test"),
+        Override::new("receiver.retry_backoff", "10ms", "test"),
+    ];
+    for (k, v) in extra {
+        overrides.push(Override::new(*k, *v, "test"));
+    }
+    let no_env = |_: &str| None;
+    let sources = Sources {
+        file: None,
+        env: &no_env,
+        overrides,
+    };
+    config::load(&sources, Requirements::Receiver)
+        .expect("test config is valid")
+        .config
+}
+
+pub async fn start_app(config: &Config) -> (Running, String) {
+    let running = app::start(config).await.expect("xg2g starts");
+    let base = format!("http://{}", running.addr());
+    (running, base)
+}
+
+/// Waits, bounded, for the channel list to load.
+pub async fn ready(running: &Running) {
+    let mut catalog = running.catalog();
+    tokio::time::timeout(Duration::from_secs(30), catalog.ready())
+        .await
+        .expect("catalog loads within 30 s");
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Reads a live stream for `duration` of wall time (a capture window, not synchronisation).
+pub async fn capture(url: &str, duration: Duration) -> Vec<u8> {
+    let response = client().get(url).send().await.expect("stream request");
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    let mut body = response.bytes_stream();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + duration;
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
+        out.extend_from_slice(&chunk.expect("stream chunk"));
+    }
+    out
+}
+
+/// Runs ffprobe on a file and returns its JSON and its log at the given level.
+pub fn ffprobe(path: &std::path::Path, args: &[&str], loglevel: &str) -> (serde_json::Value, String) {
+    let output = Command::new("ffprobe")
+        .args(["-hide_banner", "-loglevel", loglevel, "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs (install ffmpeg)");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (json, String::from_utf8_lossy(&output.stderr).into_owned())
+}

@@ -1,0 +1,7 @@
+//! Integration tests: xg2g and the demo receiver in-process on ephemeral loopback ports.
+
+mod cli;
+mod common;
+mod demo_streams;
+mod openwebif;
+mod server;
