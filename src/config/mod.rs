@@ -22,7 +22,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use error::{ConfigError, Problem, ProblemKind, Source};
-pub use model::{Config, LogConfig, LogFormat, ReceiverConfig, Secret};
+pub use model::{
+    BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, LogConfig, LogFormat, PiconConfig, PortOverride,
+    ReceiverConfig, Secret,
+};
 pub use spec::{DefaultValue, KeySpec, Kind};
 
 /// Where to load from. Environment lookups go through `env` so tests need no real environment;

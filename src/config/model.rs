@@ -19,6 +19,60 @@ pub struct Config {
     pub public_url: Option<Url>,
     pub log: LogConfig,
     pub receiver: ReceiverConfig,
+    pub catalog: CatalogConfig,
+    pub epg: EpgConfig,
+    pub hdhr: HdhrConfig,
+    pub picons: PiconConfig,
+    pub circuit_breaker: BreakerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogConfig {
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpgConfig {
+    pub enabled: bool,
+    pub days: u32,
+    pub refresh_interval: Duration,
+}
+
+/// The emulated HDHomeRun tuner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HdhrConfig {
+    pub enabled: bool,
+    pub ssdp: bool,
+    pub ssdp_listen: SocketAddr,
+    /// `None` = derive one.
+    pub device_id: Option<String>,
+    pub friendly_name: String,
+    pub tuner_count: u32,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PiconConfig {
+    /// `None` = the receiver's `/picon/` folder.
+    pub base_url: Option<Url>,
+    pub cache_ttl: Duration,
+}
+
+/// The circuit breaker around each stream port (REFERENCE.md §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    pub threshold: u32,
+    pub window: Duration,
+    pub timeout: Duration,
+    pub success_threshold: u32,
+}
+
+/// A fixed stream port for one channel, from `receiver.port_overrides`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortOverride {
+    /// The service reference as written; its grammar is checked where it is used.
+    pub service_ref: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +115,11 @@ pub struct ReceiverConfig {
     pub retries: u32,
     /// First retry delay; doubles per retry, with jitter.
     pub retry_backoff: Duration,
+    /// Most OpenWebIF requests in flight at once; at least 1.
+    pub max_concurrency: u32,
+    pub smart_stream_detection: bool,
+    pub detection_ttl: Duration,
+    pub port_overrides: Vec<PortOverride>,
 }
 
 /// A value that must not be printed: `Debug` and `Display` show `***`.
@@ -112,6 +171,48 @@ impl Config {
                 timeout: v.duration("receiver.timeout"),
                 retries: v.count("receiver.retries"),
                 retry_backoff: v.duration("receiver.retry_backoff"),
+                max_concurrency: v.count("receiver.max_concurrency"),
+                smart_stream_detection: v.boolean("receiver.smart_stream_detection"),
+                detection_ttl: v.duration("receiver.detection_ttl"),
+                port_overrides: v
+                    .list("receiver.port_overrides")
+                    .iter()
+                    .filter_map(|item| {
+                        // Shape checked by the spec's `port_overrides` check.
+                        let (service_ref, port) = item.rsplit_once('=')?;
+                        Some(PortOverride {
+                            service_ref: service_ref.trim().to_owned(),
+                            port: port.trim().parse().ok()?,
+                        })
+                    })
+                    .collect(),
+            },
+            catalog: CatalogConfig {
+                refresh_interval: v.duration("catalog.refresh_interval"),
+            },
+            epg: EpgConfig {
+                enabled: v.boolean("epg.enabled"),
+                days: v.count("epg.days"),
+                refresh_interval: v.duration("epg.refresh_interval"),
+            },
+            hdhr: HdhrConfig {
+                enabled: v.boolean("hdhr.enabled"),
+                ssdp: v.boolean("hdhr.ssdp"),
+                ssdp_listen: v.addr("hdhr.ssdp_listen"),
+                device_id: v.optional_text("hdhr.device_id"),
+                friendly_name: v.text("hdhr.friendly_name"),
+                tuner_count: v.count("hdhr.tuner_count"),
+                profile: v.text("hdhr.profile"),
+            },
+            picons: PiconConfig {
+                base_url: v.url("picons.base_url"),
+                cache_ttl: v.duration("picons.cache_ttl"),
+            },
+            circuit_breaker: BreakerConfig {
+                threshold: v.count("circuit_breaker.threshold"),
+                window: v.duration("circuit_breaker.window"),
+                timeout: v.duration("circuit_breaker.timeout"),
+                success_threshold: v.count("circuit_breaker.success_threshold"),
             },
         }
     }

@@ -217,6 +217,174 @@ pub(crate) static SPEC: &[KeySpec] = &[
         doc: "Wait before the first retry; it doubles for each further retry, with jitter.",
         check: None,
     },
+    KeySpec {
+        key: "receiver.max_concurrency",
+        env: Some("XG2G_OWI_MAX_CONCURRENCY"),
+        default: DefaultValue::Int(5),
+        kind: Kind::Count,
+        doc: "Most OpenWebIF requests in flight at once; the receiver is a small box.",
+        check: Some(at_least_one),
+    },
+    KeySpec {
+        key: "receiver.smart_stream_detection",
+        env: Some("XG2G_SMART_STREAM_DETECTION"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Pick each channel's stream port (relay for whitelisted channels, else probe); false = stream_port for all.",
+        check: None,
+    },
+    KeySpec {
+        key: "receiver.detection_ttl",
+        env: Some("XG2G_STREAM_DETECTION_TTL"),
+        default: DefaultValue::Str("24h"),
+        kind: Kind::Duration,
+        doc: "How long a detected stream port is remembered.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "receiver.port_overrides",
+        env: Some("XG2G_PORT_OVERRIDES"),
+        default: DefaultValue::List(&[]),
+        kind: Kind::List,
+        doc: "Fixed stream ports per channel, as \"SERVICE_REF=PORT\" (env: comma-separated).",
+        check: Some(port_overrides),
+    },
+    KeySpec {
+        key: "catalog.refresh_interval",
+        env: Some("XG2G_REFRESH_INTERVAL"),
+        default: DefaultValue::Str("15m"),
+        kind: Kind::Duration,
+        doc: "How often the channel list is reloaded from the receiver.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "epg.enabled",
+        env: Some("XG2G_EPG_ENABLED"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Load the programme guide for XMLTV.",
+        check: None,
+    },
+    KeySpec {
+        key: "epg.days",
+        env: Some("XG2G_EPG_DAYS"),
+        default: DefaultValue::Int(7),
+        kind: Kind::Count,
+        doc: "Days of programme guide to publish.",
+        check: Some(at_least_one),
+    },
+    KeySpec {
+        key: "epg.refresh_interval",
+        env: Some("XG2G_EPG_REFRESH_INTERVAL"),
+        default: DefaultValue::Str("60m"),
+        kind: Kind::Duration,
+        doc: "How often the programme guide is reloaded.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "hdhr.enabled",
+        env: Some("XG2G_HDHR_ENABLED"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Emulate an HDHomeRun tuner for Plex, Jellyfin and Emby.",
+        check: None,
+    },
+    KeySpec {
+        key: "hdhr.ssdp",
+        env: Some("XG2G_HDHR_SSDP"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Answer SSDP discovery so media servers find the tuner on the network.",
+        check: None,
+    },
+    KeySpec {
+        key: "hdhr.ssdp_listen",
+        env: Some("XG2G_HDHR_SSDP_LISTEN"),
+        default: DefaultValue::Str(":1900"),
+        kind: Kind::Listen,
+        doc: "UDP address the SSDP responder listens on.",
+        check: None,
+    },
+    KeySpec {
+        key: "hdhr.device_id",
+        env: Some("XG2G_HDHR_DEVICE_ID"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Text,
+        doc: "HDHomeRun device id (8 hex digits with a valid check digit); empty = derived from the host.",
+        check: None,
+    },
+    KeySpec {
+        key: "hdhr.friendly_name",
+        env: Some("XG2G_HDHR_NAME"),
+        default: DefaultValue::Str("xg2g"),
+        kind: Kind::Text,
+        doc: "Tuner name shown by media servers.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "hdhr.tuner_count",
+        env: Some("XG2G_HDHR_TUNER_COUNT"),
+        default: DefaultValue::Int(4),
+        kind: Kind::Count,
+        doc: "Tuners the emulated device reports.",
+        check: Some(at_least_one),
+    },
+    KeySpec {
+        key: "hdhr.profile",
+        env: Some("XG2G_HDHR_PROFILE"),
+        default: DefaultValue::Str("copy"),
+        kind: Kind::Text,
+        doc: "Stream profile the tuner's lineup URLs ask for.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "picons.base_url",
+        env: Some("XG2G_PICON_BASE"),
+        default: DefaultValue::Str(""),
+        kind: Kind::HttpUrl,
+        doc: "Where channel logos come from; empty = the receiver's /picon/ folder.",
+        check: Some(no_userinfo),
+    },
+    KeySpec {
+        key: "picons.cache_ttl",
+        env: Some("XG2G_PICON_CACHE_TTL"),
+        default: DefaultValue::Str("24h"),
+        kind: Kind::Duration,
+        doc: "How long a fetched logo is kept.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "circuit_breaker.threshold",
+        env: Some("XG2G_CIRCUIT_BREAKER_THRESHOLD"),
+        default: DefaultValue::Int(5),
+        kind: Kind::Count,
+        doc: "Failures within the window that open a stream port's breaker.",
+        check: Some(at_least_one),
+    },
+    KeySpec {
+        key: "circuit_breaker.window",
+        env: Some("XG2G_CIRCUIT_BREAKER_WINDOW"),
+        default: DefaultValue::Str("10s"),
+        kind: Kind::Duration,
+        doc: "Window in which failures are counted.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "circuit_breaker.timeout",
+        env: Some("XG2G_CIRCUIT_BREAKER_TIMEOUT"),
+        default: DefaultValue::Str("30s"),
+        kind: Kind::Duration,
+        doc: "How long an open breaker waits before letting a trial request through.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "circuit_breaker.success_threshold",
+        env: Some("XG2G_CIRCUIT_BREAKER_SUCCESS_THRESHOLD"),
+        default: DefaultValue::Int(3),
+        kind: Kind::Count,
+        doc: "Successes in half-open state that close the breaker again.",
+        check: Some(at_least_one),
+    },
 ];
 
 /// The spec of `key`, if it is a key.
@@ -234,6 +402,27 @@ fn not_empty(value: &Value) -> Result<(), String> {
         Value::Text(s) if s.trim().is_empty() => Err("must not be empty".to_owned()),
         _ => Ok(()),
     }
+}
+
+fn at_least_one(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Count(0) => Err("must be at least 1".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// Each entry is `SERVICE_REF=PORT`; the reference's grammar is checked where it is used.
+fn port_overrides(value: &Value) -> Result<(), String> {
+    let Value::List(items) = value else { return Ok(()) };
+    for item in items {
+        let port = item.rsplit_once('=').and_then(|(r, p)| (!r.is_empty()).then_some(p));
+        if !port.and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p > 0) {
+            return Err(format!(
+                "expected entries like \"1:0:19:283D:3FB:1:C00000:0:0:0:=17999\", got {item:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn greater_than_zero(value: &Value) -> Result<(), String> {

@@ -256,6 +256,13 @@ impl Values {
         }
     }
 
+    pub(crate) fn boolean(&self, key: &str) -> bool {
+        match self.get(key) {
+            Value::Bool(b) => *b,
+            _ => Self::wrong_kind(key, "a boolean"),
+        }
+    }
+
     pub(crate) fn count(&self, key: &str) -> u32 {
         match self.get(key) {
             Value::Count(n) => *n,
