@@ -10,6 +10,7 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libsoup-3.0-0 ffmpeg
+  xmltv-util
 )
 
 missing=()

@@ -8,8 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, CatalogHandle};
 use crate::config::Config;
-use crate::http::{self, AppState};
+use base64::Engine as _;
+use std::sync::RwLock;
+
+use crate::http::{self, AppState, SourceTarget, Streaming};
 use crate::metrics::Metrics;
+use crate::pipeline::{self, TemplateErrors};
+use crate::session::{Registry, Settings};
 use crate::upstream::{OpenWebIf, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,45 @@ pub enum StartError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("pipeline templates have problems:\n{0}")]
+    Templates(#[from] TemplateErrors),
+    #[error(transparent)]
+    Detect(#[from] crate::upstream::DetectError),
+}
+
+/// Templates, the session registry and where streams come from.
+fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationToken) -> Result<Streaming, StartError> {
+    let profiles = pipeline::load(Some(&config.streaming.pipelines_dir))?;
+    tracing::info!(
+        origin = %profiles.origin,
+        profiles = ?profiles.names().collect::<Vec<_>>(),
+        encoder = profiles.encoder.as_ref().map_or("none", |e| e.factory.as_str()),
+        "Loaded pipeline templates."
+    );
+    let s = &config.streaming;
+    let settings = Settings {
+        audio_languages: s.audio_languages.clone(),
+        idle_grace: s.idle_grace,
+        max_client_lag: s.max_client_lag,
+        stall_timeout: s.stall_timeout,
+        reconnect_attempts: s.reconnect_attempts,
+        start_timeout: s.start_timeout,
+    };
+    let receiver = &config.receiver;
+    let authorization = receiver.username.as_ref().map(|user| {
+        let pass = receiver.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    });
+    Ok(Streaming {
+        registry: Registry::spawn(settings, Arc::clone(metrics), shutdown.clone()),
+        profiles: RwLock::new(Arc::new(profiles)),
+        default_profile: s.default_profile.clone(),
+        max_client_lag: s.max_client_lag,
+        source: SourceTarget { authorization },
+    })
 }
 
 /// A started xg2g. Dropping it without [`Running::stop`] leaves the server to the runtime.
@@ -32,6 +76,7 @@ pub struct Running {
     shutdown: CancellationToken,
     catalog: CatalogHandle,
     shutdown_timeout: Duration,
+    ssdp: Option<crate::hdhr::SsdpResponder>,
 }
 
 /// Binds the listener and starts every part. Returns once the server accepts connections; the
@@ -40,12 +85,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let client = OpenWebIf::new(&config.receiver)?;
-    let catalog = catalog::spawn_loader(
-        client,
-        config.receiver.bouquets.clone(),
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    );
+    let resolver = crate::upstream::StreamResolver::new(config, client.clone(), Arc::clone(&metrics))?;
+    let picons = crate::picon::spawn(&config.picons, client.clone(), shutdown.clone());
+    let hdhr = crate::hdhr::Device::from_config(config).map(Arc::new);
+    let catalog = catalog::spawn_loader(client, config, Arc::clone(&metrics), shutdown.clone());
 
     let listener = std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
         addr: config.listen,
@@ -60,11 +103,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     } else {
         addr.to_string()
     };
+    let streaming = streaming(config, &metrics, &shutdown)?;
     let state = AppState {
         catalog: catalog.clone(),
         metrics,
         public_url: config.public_url.as_ref().map(|u| u.to_string()),
         listen_host,
+        hdhr: hdhr.clone(),
+        picons,
+        streaming,
+        resolver,
+        api_token: config.api_token.clone(),
     };
     let server = http::server(listener, state, config.shutdown_timeout).map_err(|source| StartError::Bind {
         addr: config.listen,
@@ -72,6 +121,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })?;
     let handle = server.handle();
     let task = tokio::spawn(server);
+    let ssdp = hdhr
+        .as_ref()
+        .and_then(|device| crate::hdhr::start_ssdp(config, device, addr, shutdown.clone()));
     tracing::info!(%addr, "Serving HTTP.");
     Ok(Running {
         addr,
@@ -80,6 +132,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         catalog,
         shutdown_timeout: config.shutdown_timeout,
+        ssdp,
     })
 }
 
@@ -92,6 +145,11 @@ impl Running {
         self.catalog.clone()
     }
 
+    /// The SSDP responder's UDP address, when it runs.
+    pub fn ssdp_addr(&self) -> Option<SocketAddr> {
+        self.ssdp.as_ref().map(|s| s.addr())
+    }
+
     /// Stops accepting, lets open requests finish within the shutdown timeout, then stops the
     /// background tasks.
     pub async fn stop(self) {
@@ -101,33 +159,52 @@ impl Running {
         );
         self.server.stop(true).await;
         self.shutdown.cancel();
+        if let Some(ssdp) = self.ssdp {
+            ssdp.join().await;
+        }
         if let Err(error) = self.task.await {
             tracing::warn!(%error, "HTTP server task ended abnormally.");
         }
         tracing::info!("Stopped.");
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops gracefully.
-    pub async fn run_until_signal(self) -> std::io::Result<()> {
-        wait_for_signal().await?;
+    /// Serves until SIGINT or SIGTERM arrives on `signals`, then stops gracefully.
+    pub async fn run_until(self, mut signals: Signals) {
+        signals.wait().await;
         self.stop().await;
-        Ok(())
     }
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "Signal received."),
-    }
-    Ok(())
+/// SIGINT and SIGTERM, caught from the moment this is created: install it before starting
+/// anything, so that a signal during start-up drains instead of killing the process.
+pub struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    pub async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!(signal = "SIGTERM", "Signal received."),
+            _ = self.int.recv() => tracing::info!(signal = "SIGINT", "Signal received."),
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -71,6 +71,13 @@ fn flag_overrides(cli: &Cli) -> Vec<Override> {
 
 async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
+    let signals = match xg2g::app::Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("xg2g: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut overrides = Vec::new();
     let mut demo = None;
     if matches!(command, Command::Demo) {
@@ -136,17 +143,11 @@ async fn run(cli: Cli) -> ExitCode {
     if demo.is_some() {
         tracing::info!(url = %format!("http://{}/", display_addr(running.addr())), "Demo ready: open the page in a browser.");
     }
-    let result = running.run_until_signal().await;
+    running.run_until(signals).await;
     if let Some(demo) = demo {
         demo.stop().await;
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "Signal handling failed.");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::SUCCESS
 }
 
 fn display_addr(addr: std::net::SocketAddr) -> String {

@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 
 use crate::model::Channel;
 
-/// Renders the playlist; `base` is this server's URL without a trailing slash.
+/// Renders the playlist; `base` is this server's URL without a trailing slash. The header points
+/// players at the guide (`x-tvg-url`), whose channel ids are the `tvg-id`s here.
 pub fn render_m3u(channels: &[Channel], base: &str) -> String {
-    let mut out = String::from("#EXTM3U\n");
+    let mut out = format!("#EXTM3U x-tvg-url=\"{base}/xmltv.xml\"\n");
     for c in channels {
         let _ = writeln!(
             out,
@@ -55,11 +56,11 @@ mod tests {
         let m3u = render_m3u(&channels, "http://tv.local:8080");
         assert_eq!(
             m3u,
-            "#EXTM3U\n\
-             #EXTINF:-1 tvg-chno=\"1\" tvg-id=\"1_0_19_283D_3FB_1_C00000_0_0_0\" tvg-name=\"Das Erste HD\" \
+            "#EXTM3U x-tvg-url=\"http://tv.local:8080/xmltv.xml\"\n\
+             #EXTINF:-1 tvg-chno=\"1\" tvg-id=\"1.0.19.283D.3FB.1.C00000.0.0.0\" tvg-name=\"Das Erste HD\" \
              tvg-logo=\"http://tv.local:8080/picon/1:0:19:283D:3FB:1:C00000:0:0:0:.png\" group-title=\"Favourites (TV)\",Das Erste HD\n\
              http://tv.local:8080/stream/1:0:19:283D:3FB:1:C00000:0:0:0:\n\
-             #EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1_0_1_6F0B_44D_1_C00000_0_0_0\" tvg-name=\"Süd 'Spezial' TV\" \
+             #EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1.0.1.6F0B.44D.1.C00000.0.0.0\" tvg-name=\"Süd 'Spezial' TV\" \
              tvg-logo=\"http://tv.local:8080/picon/1:0:1:6F0B:44D:1:C00000:0:0:0:.png\" group-title=\"Regional\",Süd \"Spezial\" TV\n\
              http://tv.local:8080/stream/1:0:1:6F0B:44D:1:C00000:0:0:0:\n"
         );

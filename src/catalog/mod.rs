@@ -1,29 +1,38 @@
-//! The channel catalog: loaded from the receiver by one owning task, read everywhere else.
+//! The channel catalog and guide: loaded and refreshed from the receiver by one owning task
+//! (`refresh`), read everywhere else through [`CatalogHandle`]; M3U, XMLTV and page renderers.
 
+mod guide;
 mod m3u;
 mod page;
+mod refresh;
+mod xmltv;
 
+pub use guide::{Guide, GuideLoad, GuideWindow, Programme, load_guide};
 pub use m3u::render_m3u;
 pub use page::render_index;
+pub use refresh::{RefreshError, RefreshSummary};
+pub use xmltv::{ChannelIds, render_xmltv};
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{Channel, ServiceRef};
-use crate::upstream::{OpenWebIf, load_channels};
+use crate::upstream::OpenWebIf;
+use refresh::{Command, Settings, Task};
 
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-
-/// One consistent channel list.
+/// One consistent channel list with its guide. Replaced whole, never changed in place.
 #[derive(Debug)]
 pub struct Catalog {
     pub channels: Vec<Channel>,
+    /// When the channel list was loaded.
     pub loaded_at: SystemTime,
+    /// Empty until the first guide load (and while `epg.enabled` is off).
+    pub guide: Arc<Guide>,
 }
 
 impl Catalog {
@@ -44,17 +53,28 @@ impl Catalog {
     }
 }
 
-/// What readers see: the current catalog, if any, and why the last load failed, if it did.
+/// What readers see: the current catalog, if any, and why the last loads failed, if they did.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub catalog: Option<Arc<Catalog>>,
+    /// Why the last channel list load failed; `None` after a success.
     pub last_error: Option<String>,
+    /// Why the last guide load failed in whole or in part; `None` after a full success.
+    pub guide_error: Option<String>,
 }
 
-/// Read side of the catalog, cheap to clone.
+impl Snapshot {
+    /// The most recent refresh problem, channel list first.
+    pub fn refresh_error(&self) -> Option<&str> {
+        self.last_error.as_deref().or(self.guide_error.as_deref())
+    }
+}
+
+/// Read side of the catalog and the way to ask its task for a refresh; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CatalogHandle {
     rx: watch::Receiver<Snapshot>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl CatalogHandle {
@@ -75,55 +95,32 @@ impl CatalogHandle {
             Err(_) => std::future::pending().await,
         }
     }
+
+    /// Reloads the channels and (when enabled) the guide now, and waits for the result. Fails at
+    /// once with [`RefreshError::InProgress`] while another refresh runs, scheduled or asked for.
+    pub async fn refresh(&self) -> Result<RefreshSummary, RefreshError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Refresh(reply))
+            .await
+            .map_err(|_| RefreshError::Stopped)?;
+        answer.await.map_err(|_| RefreshError::Stopped)?
+    }
 }
 
-/// Starts the task that owns the catalog: it loads at start and retries with backoff until the
-/// receiver answers. Stops with `shutdown`.
+/// Starts the task that owns the catalog: it loads at start, retrying with backoff until the
+/// receiver answers, then refreshes the channels every `catalog.refresh_interval` and the guide
+/// every `epg.refresh_interval` (when `epg.enabled`), and on [`CatalogHandle::refresh`]. A failed
+/// refresh keeps the previous catalog. Stops with `shutdown`.
 pub fn spawn_loader(
     client: OpenWebIf,
-    bouquets: Vec<String>,
+    config: &Config,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> CatalogHandle {
     let (tx, rx) = watch::channel(Snapshot::default());
-    tokio::spawn(async move {
-        let mut delay = RETRY_FIRST;
-        loop {
-            let started = std::time::Instant::now();
-            let result = tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = load_channels(&client, &bouquets) => result,
-            };
-            match result {
-                Ok(channels) => {
-                    tracing::info!(
-                        channels = channels.len(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "Loaded channel list."
-                    );
-                    metrics.catalog_loaded(channels.len());
-                    let catalog = Arc::new(Catalog {
-                        channels,
-                        loaded_at: SystemTime::now(),
-                    });
-                    tx.send_replace(Snapshot {
-                        catalog: Some(catalog),
-                        last_error: None,
-                    });
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, code = error.code(), retry_in_s = delay.as_secs(), "Channel list not loaded; retrying.");
-                    metrics.catalog_failed();
-                    tx.send_modify(|s| s.last_error = Some(error.to_string()));
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(RETRY_MAX);
-        }
-    });
-    CatalogHandle { rx }
+    let (commands, inbox) = mpsc::channel(8);
+    let task = Task::new(client, Settings::from_config(config), metrics, tx);
+    tokio::spawn(task.run(inbox, shutdown));
+    CatalogHandle { rx, commands }
 }

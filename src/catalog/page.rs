@@ -20,7 +20,8 @@ pub fn render_index(snapshot: &Snapshot) -> String {
         Some(catalog) => {
             let _ = write!(
                 body,
-                "<p>{} channels · <a href=\"playlist.m3u\">playlist.m3u</a> for VLC, mpv and Kodi</p>",
+                "<p>{} channels · <a href=\"playlist.m3u\">playlist.m3u</a> for VLC, mpv and Kodi · \
+                 <a href=\"xmltv.xml\">xmltv.xml</a> guide</p>",
                 catalog.channels.len()
             );
             for (bouquet, channels) in catalog.by_bouquet() {

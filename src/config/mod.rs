@@ -24,7 +24,7 @@ use std::path::Path;
 pub use error::{ConfigError, Problem, ProblemKind, Source};
 pub use model::{
     BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, LogConfig, LogFormat, PiconConfig, PortOverride,
-    ReceiverConfig, Secret,
+    ReceiverConfig, Secret, StreamingConfig,
 };
 pub use spec::{DefaultValue, KeySpec, Kind};
 

@@ -24,6 +24,20 @@ pub struct Config {
     pub hdhr: HdhrConfig,
     pub picons: PiconConfig,
     pub circuit_breaker: BreakerConfig,
+    pub streaming: StreamingConfig,
+}
+
+/// Stream sessions: templates, track choice, lifetimes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamingConfig {
+    pub pipelines_dir: std::path::PathBuf,
+    pub default_profile: String,
+    pub audio_languages: Vec<String>,
+    pub idle_grace: Duration,
+    pub max_client_lag: Duration,
+    pub stall_timeout: Duration,
+    pub reconnect_attempts: u32,
+    pub start_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +227,16 @@ impl Config {
                 window: v.duration("circuit_breaker.window"),
                 timeout: v.duration("circuit_breaker.timeout"),
                 success_threshold: v.count("circuit_breaker.success_threshold"),
+            },
+            streaming: StreamingConfig {
+                pipelines_dir: v.text("streaming.pipelines_dir").into(),
+                default_profile: v.text("streaming.default_profile"),
+                audio_languages: v.list("streaming.audio_languages"),
+                idle_grace: v.duration("streaming.idle_grace"),
+                max_client_lag: v.duration("streaming.max_client_lag"),
+                stall_timeout: v.duration("streaming.stall_timeout"),
+                reconnect_attempts: v.count("streaming.reconnect_attempts"),
+                start_timeout: v.duration("streaming.start_timeout"),
             },
         }
     }

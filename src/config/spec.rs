@@ -311,7 +311,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         default: DefaultValue::Str(""),
         kind: Kind::Text,
         doc: "HDHomeRun device id (8 hex digits with a valid check digit); empty = derived from the host.",
-        check: None,
+        check: Some(hdhr_device_id),
     },
     KeySpec {
         key: "hdhr.friendly_name",
@@ -385,6 +385,70 @@ pub(crate) static SPEC: &[KeySpec] = &[
         doc: "Successes in half-open state that close the breaker again.",
         check: Some(at_least_one),
     },
+    KeySpec {
+        key: "streaming.pipelines_dir",
+        env: Some("XG2G_PIPELINES_DIR"),
+        default: DefaultValue::Str("pipelines"),
+        kind: Kind::Text,
+        doc: "Folder of pipeline templates; when it does not exist the built-in templates are used.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "streaming.default_profile",
+        env: Some("XG2G_DEFAULT_PROFILE"),
+        default: DefaultValue::Str("aac"),
+        kind: Kind::Text,
+        doc: "Profile of /stream/{ref} when the request names none.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "streaming.audio_languages",
+        env: Some("XG2G_AUDIO_LANGUAGES"),
+        default: DefaultValue::List(&["deu", "eng"]),
+        kind: Kind::List,
+        doc: "Preferred audio languages (ISO 639-2), most wanted first; then AC-3 over MP2.",
+        check: None,
+    },
+    KeySpec {
+        key: "streaming.idle_grace",
+        env: Some("XG2G_SESSION_GRACE"),
+        default: DefaultValue::Str("5s"),
+        kind: Kind::Duration,
+        doc: "How long a session outlives its last TS client.",
+        check: None,
+    },
+    KeySpec {
+        key: "streaming.max_client_lag",
+        env: Some("XG2G_MAX_CLIENT_LAG"),
+        default: DefaultValue::Str("5s"),
+        kind: Kind::Duration,
+        doc: "A TS client this far behind the live stream is dropped.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "streaming.stall_timeout",
+        env: Some("XG2G_STALL_TIMEOUT"),
+        default: DefaultValue::Str("10s"),
+        kind: Kind::Duration,
+        doc: "No data from the receiver for this long counts as a stall and reconnects.",
+        check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "streaming.reconnect_attempts",
+        env: Some("XG2G_RECONNECT_ATTEMPTS"),
+        default: DefaultValue::Int(3),
+        kind: Kind::Count,
+        doc: "Reconnects after an upstream stall or end before clients are ended.",
+        check: None,
+    },
+    KeySpec {
+        key: "streaming.start_timeout",
+        env: Some("XG2G_START_TIMEOUT"),
+        default: DefaultValue::Str("20s"),
+        kind: Kind::Duration,
+        doc: "How long a new session may take to deliver its first bytes.",
+        check: Some(greater_than_zero),
+    },
 ];
 
 /// The spec of `key`, if it is a key.
@@ -416,13 +480,25 @@ fn port_overrides(value: &Value) -> Result<(), String> {
     let Value::List(items) = value else { return Ok(()) };
     for item in items {
         let port = item.rsplit_once('=').and_then(|(r, p)| (!r.is_empty()).then_some(p));
-        if !port.and_then(|p| p.parse::<u16>().ok()).is_some_and(|p| p > 0) {
+        if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
             return Err(format!(
                 "expected entries like \"1:0:19:283D:3FB:1:C00000:0:0:0:=17999\", got {item:?}"
             ));
         }
     }
     Ok(())
+}
+
+/// Empty (derive one) or 8 hex digits that pass the HDHomeRun check digit; Plex silently
+/// ignores a tuner whose id fails it.
+fn hdhr_device_id(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Text(s) if !s.trim().is_empty() => s
+            .parse::<crate::hdhr::DeviceId>()
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 fn greater_than_zero(value: &Value) -> Result<(), String> {

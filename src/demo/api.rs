@@ -20,6 +20,7 @@ pub(crate) fn server(listener: std::net::TcpListener, state: Arc<State>) -> std:
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(count_in_flight))
             .route("/api/bouquets", web::get().to(bouquets))
             .route("/api/getservices", web::get().to(services))
             .route("/api/epgservice", web::get().to(epg_service))
@@ -29,12 +30,35 @@ pub(crate) fn server(listener: std::net::TcpListener, state: Arc<State>) -> std:
             .route("/file", web::get().to(file))
             .route("/api/about", web::get().to(about))
             .route("/api/statusinfo", web::get().to(status_info))
+            .route("/picon/{file}", web::get().to(picon))
     })
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
     .listen(listener)?
     .run())
+}
+
+/// Counts API requests being answered, and the most at once, for tests of xg2g's bound.
+async fn count_in_flight(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    struct InFlight(Option<Arc<State>>);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            if let Some(state) = &self.0 {
+                state.stats.api_in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let state = req.app_data::<Shared>().map(|s| Arc::clone(s.get_ref()));
+    if let Some(state) = &state {
+        let now = state.stats.api_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.stats.api_in_flight_max.fetch_max(now, Ordering::SeqCst);
+    }
+    let _in_flight = InFlight(state);
+    next.call(req).await
 }
 
 /// Applies the cross-cutting behaviour of every API call: auth, delay, injected failures.
@@ -137,7 +161,7 @@ fn channel_events(state: &State, reference: &str) -> Vec<super::channels::Event>
     let Ok(service_ref) = reference.parse::<ServiceRef>() else {
         return vec![];
     };
-    let now = now_unix();
+    let now = epg_now(state);
     state
         .channels
         .iter()
@@ -145,6 +169,11 @@ fn channel_events(state: &State, reference: &str) -> Vec<super::channels::Event>
         .find(|(_, c)| c.service_ref == service_ref)
         .map(|(i, c)| events(c.def, i, now, state.options.epg_days))
         .unwrap_or_default()
+}
+
+/// The guide's "now": the fixed anchor when the options set one.
+fn epg_now(state: &State) -> i64 {
+    state.options.epg_anchor.unwrap_or_else(now_unix)
 }
 
 fn now_unix() -> i64 {
@@ -176,7 +205,7 @@ async fn epg_bouquet(state: Shared, req: HttpRequest, q: web::Query<EpgQuery>) -
             all.extend(
                 channel_events(&state, c.reference)
                     .into_iter()
-                    .filter(|e| e.begin_timestamp + e.duration_sec > now_unix())
+                    .filter(|e| e.begin_timestamp + e.duration_sec > epg_now(&state))
                     .take(2),
             );
         }
@@ -283,4 +312,21 @@ async fn status_info(state: Shared, req: HttpRequest) -> HttpResponse {
         &state,
         json!({ "inStandby": "false", "currservice_serviceref": current }),
     )
+}
+
+/// `/picon/<reference with '_', no trailing ':'>.png`, like OpenWebIF's picon folder: a PNG for
+/// some channels, 404 for the others.
+async fn picon(state: Shared, req: HttpRequest, file: web::Path<String>) -> HttpResponse {
+    if let Some(r) = gate(&state, &req).await {
+        return r;
+    }
+    state.stats.picon_requests.fetch_add(1, Ordering::Relaxed);
+    match super::picon::picon(&file) {
+        Some(png) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "image/png"))
+            .body(png),
+        None => HttpResponse::NotFound()
+            .insert_header((header::CONTENT_TYPE, "text/html"))
+            .body("<html><body>404 Not Found</body></html>"),
+    }
 }

@@ -8,12 +8,13 @@ mod api;
 mod channels;
 mod feed;
 mod media;
+mod picon;
 mod stream;
 mod ts;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ use channels::DemoChannel;
 use feed::Feed;
 use media::{LOOP_90K, Media, MediaKind};
 use ts::{Program, Track, mux_loop};
+
+pub use stream::Port;
 
 /// Where and how the demo receiver listens.
 #[derive(Debug, Clone)]
@@ -38,6 +41,9 @@ pub struct DemoOptions {
     /// Delay before a stream's first byte, like a tuner locking (real boxes: 3–5 s).
     pub tune_delay: Duration,
     pub epg_days: u32,
+    /// A fixed "now" (unix seconds) for the guide, so its events do not move: golden files.
+    /// `None` = the real clock.
+    pub epg_anchor: Option<i64>,
 }
 
 impl Default for DemoOptions {
@@ -50,6 +56,7 @@ impl Default for DemoOptions {
             credentials: None,
             tune_delay: Duration::ZERO,
             epg_days: 7,
+            epg_anchor: None,
         }
     }
 }
@@ -67,6 +74,18 @@ pub enum StreamFault {
     Garbage,
 }
 
+/// What a whole stream port does wrong, for every channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortFault {
+    /// Accepts, then hangs up without a byte of reply, as OSCam's relay refuses when probed too
+    /// often.
+    Refuse,
+    /// Accepts and reads the request, then never answers.
+    Silent,
+    /// Answers every request with this HTTP status.
+    Status(u16),
+}
+
 /// Faults switched on for the API and for streams.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -78,6 +97,10 @@ pub struct Faults {
     pub api_invalid_json: bool,
     /// Per channel (canonical service reference) stream faults.
     pub streams: HashMap<String, StreamFault>,
+    /// Fault of the whole stream port (8001 on a real box).
+    pub stream_port: Option<PortFault>,
+    /// Fault of the whole relay port (17999 on a real box).
+    pub relay_port: Option<PortFault>,
 }
 
 /// Counters tests read to see what reached the box.
@@ -88,6 +111,12 @@ pub struct Stats {
     pub relay_connections: AtomicU64,
     /// Stream responses currently sending media, both ports.
     pub active_streams: AtomicI64,
+    /// API requests being answered right now.
+    pub api_in_flight: AtomicI64,
+    /// The most API requests that were ever answered at once.
+    pub api_in_flight_max: AtomicI64,
+    /// Requests for `/picon/…`, found or not.
+    pub picon_requests: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +138,10 @@ pub(crate) struct LiveChannel {
     pub clear: Arc<Feed>,
     /// What the plain stream port sends for a whitelisted channel.
     pub scrambled: Option<Arc<Feed>>,
+    /// HTTP requests for this channel on the stream port, any method, any answer.
+    pub stream_requests: AtomicU64,
+    /// HTTP requests for this channel on the relay port, any method, any answer.
+    pub relay_requests: AtomicU64,
 }
 
 pub(crate) struct State {
@@ -223,6 +256,20 @@ impl DemoReceiver {
         self.state.channels.iter().map(|c| c.service_ref.to_string()).collect()
     }
 
+    /// HTTP requests for one channel (service reference, any case) that reached `port`.
+    pub fn requests(&self, port: Port, service_ref: &str) -> u64 {
+        let Ok(service_ref) = service_ref.parse::<ServiceRef>() else {
+            return 0;
+        };
+        self.state.channel(&service_ref).map_or(0, |c| {
+            match port {
+                Port::Stream => &c.stream_requests,
+                Port::Relay => &c.relay_requests,
+            }
+            .load(Ordering::Relaxed)
+        })
+    }
+
     /// Stops the servers and waits for the API server to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -255,6 +302,8 @@ fn build_channels() -> Result<Vec<LiveChannel>, DemoError> {
             service_ref,
             clear: Feed::new(ts),
             scrambled,
+            stream_requests: AtomicU64::new(0),
+            relay_requests: AtomicU64::new(0),
         });
     }
     Ok(out)

@@ -1,6 +1,6 @@
 //! The demo's stream ports: a minimal HTTP/1.0 server like Enigma2's streamserver and OSCam's
 //! relay, including their quirks (the relay drops `HEAD` without a reply, wants credentials up
-//! front, and the plain port sends whitelisted channels scrambled).
+//! front, and the plain port sends whitelisted channels scrambled), with whole-port faults.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,14 +12,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{State, StreamFault};
+use super::{PortFault, State, StreamFault};
 use crate::model::ServiceRef;
 
 const HEAD_LIMIT: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One of the demo's two stream ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Port {
+pub enum Port {
     /// Enigma2's own stream server (8001 on a real box).
     Stream,
     /// OSCam's stream relay (17999 on a real box).
@@ -38,15 +39,45 @@ pub(crate) async fn serve(listener: TcpListener, port: Port, state: Arc<State>, 
             Port::Relay => &state.stats.relay_connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let refuse = port_fault(&state, port) == Some(PortFault::Refuse);
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let serve = async {
+                if refuse {
+                    hang_up(socket).await;
+                } else {
+                    connection(socket, port, &state).await;
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = connection(socket, port, &state) => {}
+                () = serve => {}
             }
         });
     }
+}
+
+fn port_fault(state: &State, port: Port) -> Option<PortFault> {
+    let faults = state.faults();
+    match port {
+        Port::Stream => faults.stream_port,
+        Port::Relay => faults.relay_port,
+    }
+}
+
+/// Closes without a byte of reply. The write side is shut first and what the client sent is
+/// drained, so the client sees a clean end of stream (FIN), not a reset.
+async fn hang_up(mut socket: TcpStream) {
+    let _ = socket.shutdown().await;
+    drain(&mut socket).await;
+}
+
+/// Reads and discards until the client closes (bounded by [`HEAD_TIMEOUT`]).
+async fn drain(socket: &mut TcpStream) {
+    let mut sink = [0u8; 1024];
+    let until_closed = async { while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(HEAD_TIMEOUT, until_closed).await;
 }
 
 struct Request {
@@ -93,6 +124,35 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
     let Some(request) = read_request(&mut socket).await else {
         return;
     };
+    let path = request
+        .path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches('/');
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let channel = decoded.parse::<ServiceRef>().ok().and_then(|r| state.channel(&r));
+    if let Some(channel) = channel {
+        match port {
+            Port::Stream => &channel.stream_requests,
+            Port::Relay => &channel.relay_requests,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+    match port_fault(state, port) {
+        Some(PortFault::Silent) => {
+            // Never answers; holds the connection until the client gives up.
+            let mut sink = [0u8; 256];
+            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+            return;
+        }
+        Some(PortFault::Status(status)) => {
+            let head = format!("HTTP/1.0 {status} Injected Fault\r\nConnection: close\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            return;
+        }
+        Some(PortFault::Refuse) | None => {}
+    }
     if port == Port::Relay && request.method == "HEAD" {
         // OSCam's relay closes on HEAD without a byte of reply.
         return;
@@ -112,14 +172,6 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
             return;
         }
     }
-    let path = request
-        .path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches('/');
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let channel = decoded.parse::<ServiceRef>().ok().and_then(|r| state.channel(&r));
     let fault = channel.and_then(|c| state.faults().streams.get(&c.service_ref.to_string()).copied());
     let Some(channel) = channel.filter(|_| fault != Some(StreamFault::NotFound)) else {
         let _ = socket

@@ -11,6 +11,30 @@ pub(crate) enum HttpError {
     CatalogNotReady,
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
+    #[error("invalid service reference: {detail}")]
+    InvalidServiceRef { detail: String },
+    #[error("invalid parameter {name}: {detail}")]
+    InvalidParameter { name: &'static str, detail: String },
+    #[error(transparent)]
+    Picon(#[from] crate::picon::PiconError),
+    #[error("no channel with this service reference in the channel list")]
+    ChannelNotFound,
+    #[error("no profile `{profile}` for this output")]
+    ProfileNotFound { profile: String },
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error(transparent)]
+    Detect(#[from] crate::upstream::DetectError),
+    #[error(
+        "the admin API is off until a token is set: set XG2G_API_TOKEN (api_token) and send it in X-API-Token or Authorization: Bearer"
+    )]
+    AdminTokenNotSet,
+    #[error("this route needs the API token in X-API-Token or Authorization: Bearer")]
+    Unauthorized,
+    #[error("the API token is wrong")]
+    Forbidden,
+    #[error(transparent)]
+    Refresh(#[from] crate::catalog::RefreshError),
 }
 
 impl HttpError {
@@ -18,6 +42,16 @@ impl HttpError {
         match self {
             HttpError::CatalogNotReady => "catalog-not-ready",
             HttpError::RouteNotFound { .. } => "not-found",
+            HttpError::InvalidServiceRef { .. } => "invalid-service-ref",
+            HttpError::InvalidParameter { .. } => "invalid-parameter",
+            HttpError::Picon(e) => e.code(),
+            HttpError::ChannelNotFound => "channel-not-found",
+            HttpError::ProfileNotFound { .. } => "profile-not-found",
+            HttpError::Session(e) => e.code(),
+            HttpError::Detect(e) => e.code(),
+            HttpError::AdminTokenNotSet | HttpError::Unauthorized => "unauthorized",
+            HttpError::Forbidden => "forbidden",
+            HttpError::Refresh(e) => e.code(),
         }
     }
 }
@@ -27,6 +61,28 @@ impl ResponseError for HttpError {
         match self {
             HttpError::CatalogNotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            HttpError::InvalidServiceRef { .. } | HttpError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            HttpError::Picon(crate::picon::PiconError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            HttpError::Picon(crate::picon::PiconError::Unavailable { .. }) => StatusCode::BAD_GATEWAY,
+            HttpError::ChannelNotFound | HttpError::ProfileNotFound { .. } => StatusCode::NOT_FOUND,
+            HttpError::Session(e) => match e {
+                crate::session::SessionError::Upstream(_) | crate::session::SessionError::StartTimeout(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                crate::session::SessionError::Pipeline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                crate::session::SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            HttpError::Detect(crate::upstream::DetectError::InvalidOverride { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            HttpError::Detect(_) => StatusCode::BAD_GATEWAY,
+            HttpError::AdminTokenNotSet | HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden => StatusCode::FORBIDDEN,
+            HttpError::Refresh(e) => match e {
+                crate::catalog::RefreshError::InProgress { .. } => StatusCode::CONFLICT,
+                crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,
+                crate::catalog::RefreshError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -34,6 +90,19 @@ impl ResponseError for HttpError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, HttpError::CatalogNotReady) {
             response.insert_header(("Retry-After", "5"));
+        }
+        if let HttpError::Detect(e) = self
+            && let Some(wait) = e.retry_after()
+        {
+            // Whole seconds, rounded up, at least 1.
+            let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        if matches!(self, HttpError::AdminTokenNotSet | HttpError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer realm=\"xg2g\""));
+        }
+        if let HttpError::Refresh(crate::catalog::RefreshError::InProgress { retry_after }) = self {
+            response.insert_header(("Retry-After", retry_after.as_secs().max(1).to_string()));
         }
         response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
     }

@@ -1,6 +1,14 @@
 //! HTTP routes, request metrics and the server; the only module that speaks actix-web.
 
+mod admin;
 mod error;
+mod guide;
+mod hdhr;
+mod picon;
+mod source;
+mod stream;
+
+pub(crate) use stream::{ConnSocket, SourceTarget, Streaming};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +32,21 @@ pub(crate) struct AppState {
     pub public_url: Option<String>,
     /// Fallback host for playlists when a request has no usable `Host`.
     pub listen_host: String,
+    /// The emulated HDHomeRun tuner; `None` when `hdhr.enabled` is off.
+    pub hdhr: Option<Arc<crate::hdhr::Device>>,
+    pub picons: crate::picon::PiconHandle,
+    pub streaming: Streaming,
+    /// Picks each channel's stream port, behind the per-port circuit breakers.
+    pub resolver: crate::upstream::StreamResolver,
+    /// The token the admin API requires; `None` = the admin API is closed.
+    pub api_token: Option<crate::config::Secret>,
 }
 
 type State = web::Data<AppState>;
+
+/// Kernel send buffer per client connection (Linux doubles it): about 4 s of an 8 Mb/s stream
+/// over loopback, plenty for any LAN round trip.
+const SEND_BUFFER: usize = 256 * 1024;
 
 /// Builds the server on an already bound listener; the caller runs and stops it.
 pub(crate) fn server(
@@ -44,7 +64,26 @@ pub(crate) fn server(
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
             .route("/playlist.m3u", web::get().to(playlist))
+            .configure(guide::routes)
+            .configure(admin::routes)
+            .configure(hdhr::routes)
+            .configure(picon::routes)
+            .configure(source::routes)
+            .configure(stream::routes)
             .default_service(web::to(not_found))
+    })
+    .on_connect(|connection, extensions| {
+        // Keep a duplicate of each client socket for the stream watchdog (see ConnSocket).
+        use std::os::fd::AsFd;
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Ok(fd) = tcp.as_fd().try_clone_to_owned()
+        {
+            let socket = socket2::Socket::from(fd);
+            // A bounded send buffer bounds kernel memory per viewer and lets a viewer that stops
+            // reading be noticed within seconds, not after megabytes of autotuned buffer.
+            let _ = socket.set_send_buffer_size(SEND_BUFFER);
+            extensions.insert(ConnSocket(Arc::new(socket.into())));
+        }
     })
     .disable_signals()
     .shutdown_timeout(shutdown_timeout.as_secs().max(1))
@@ -101,12 +140,19 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: State) -> HttpResponse {
     let snapshot = state.catalog.snapshot();
-    match snapshot.catalog {
-        Some(catalog) => HttpResponse::Ok().json(json!({ "status": "ready", "channels": catalog.channels.len() })),
+    match &snapshot.catalog {
+        Some(catalog) => {
+            let mut body = json!({ "status": "ready", "channels": catalog.channels.len(), "events": catalog.guide.len() });
+            // A failed refresh keeps the previous catalog: still ready, but say why it is old.
+            if let Some(error) = snapshot.refresh_error() {
+                body["last_refresh_error"] = json!(error);
+            }
+            HttpResponse::Ok().json(body)
+        }
         None => HttpResponse::ServiceUnavailable().json(json!({
             "status": "not-ready",
             "missing": ["channel-list"],
-            "detail": snapshot.last_error.unwrap_or_else(|| "the first load from the receiver is still running".to_owned()),
+            "detail": snapshot.last_error.clone().unwrap_or_else(|| "the first load from the receiver is still running".to_owned()),
         })),
     }
 }

@@ -3,6 +3,9 @@
 //! Labels never carry session ids, URLs or service references. Names follow REFERENCE.md §3.
 
 mod process;
+mod session;
+
+pub use session::SessionMetrics;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,6 +38,19 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// The breaker's name, e.g. `stream_8001`.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectionLabels {
+    pub port: u16,
+    /// One of `timeout`, `refused`, `reset`, `http_status`, `circuit_open`.
+    pub error_type: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -46,10 +62,16 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    pub session: SessionMetrics,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     catalog_loads: Family<ResultLabels, Counter>,
     catalog_channels: Gauge,
+    epg_loads: Family<ResultLabels, Counter>,
+    epg_events: Gauge,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    breaker_trips: Family<BreakerLabels, Counter>,
+    detection_errors: Family<DetectionLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -62,6 +84,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let session = SessionMetrics::register(&mut registry);
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "xg2g_http_requests",
@@ -86,18 +109,50 @@ impl Metrics {
             "Channels in the current catalog",
             catalog_channels.clone(),
         );
+        let epg_loads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "xg2g_epg_loads",
+            "Guide loads from the receiver, by result: ok, partial (some channels failed), error",
+            epg_loads.clone(),
+        );
+        let epg_events = Gauge::default();
+        registry.register("xg2g_epg_events", "Programmes in the current guide", epg_events.clone());
         registry.register(
             "xg2g_build",
             "Build information",
             Info::new(vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "xg2g_circuit_breaker_state",
+            "State of each circuit breaker: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let breaker_trips = Family::<BreakerLabels, Counter>::default();
+        registry.register(
+            "xg2g_circuit_breaker_trips",
+            "Times each circuit breaker opened",
+            breaker_trips.clone(),
+        );
+        let detection_errors = Family::<DetectionLabels, Counter>::default();
+        registry.register(
+            "xg2g_stream_detection_errors",
+            "Failed or skipped stream port probes, by port and error type",
+            detection_errors.clone(),
+        );
         Self {
             registry,
+            session,
             http_requests,
             http_duration,
             catalog_loads,
             catalog_channels,
+            epg_loads,
+            epg_events,
+            breaker_state,
+            breaker_trips,
+            detection_errors,
             encode_lock: Mutex::new(()),
         }
     }
@@ -124,6 +179,39 @@ impl Metrics {
     pub fn catalog_failed(&self) {
         self.catalog_loads
             .get_or_create(&ResultLabels { result: "error" })
+            .inc();
+    }
+
+    /// A guide load that read every channel's guide (`complete`) or only some.
+    pub fn epg_loaded(&self, events: usize, complete: bool) {
+        let result = if complete { "ok" } else { "partial" };
+        self.epg_loads.get_or_create(&ResultLabels { result }).inc();
+        self.epg_events.set(events as i64);
+    }
+
+    /// A guide load that read no channel's guide.
+    pub fn epg_failed(&self) {
+        self.epg_loads.get_or_create(&ResultLabels { result: "error" }).inc();
+    }
+
+    /// A circuit breaker's state: 0 closed, 1 open, 2 half-open.
+    pub fn circuit_breaker_state(&self, name: &str, state: i64) {
+        self.breaker_state
+            .get_or_create(&BreakerLabels { name: name.to_owned() })
+            .set(state);
+    }
+
+    /// A circuit breaker opened.
+    pub fn circuit_breaker_tripped(&self, name: &str) {
+        self.breaker_trips
+            .get_or_create(&BreakerLabels { name: name.to_owned() })
+            .inc();
+    }
+
+    /// A stream port probe failed, or was skipped because the port's breaker is open.
+    pub fn stream_detection_error(&self, port: u16, error_type: &'static str) {
+        self.detection_errors
+            .get_or_create(&DetectionLabels { port, error_type })
             .inc();
     }
 

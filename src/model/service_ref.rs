@@ -78,8 +78,14 @@ impl ServiceRef {
         }
     }
 
-    /// Id used as M3U `tvg-id` and XMLTV channel id: the fields joined by underscores.
+    /// Id used as M3U `tvg-id` and XMLTV channel id: the fields joined by dots, which is the
+    /// `name.name` shape XMLTV tools (tv_validate_file) accept.
     pub fn tvg_id(&self) -> String {
+        self.to_string().trim_end_matches(':').replace(':', ".")
+    }
+
+    /// The file name stem Enigma2 uses for this channel's picon: the fields joined by underscores.
+    pub fn picon_name(&self) -> String {
         self.to_string().trim_end_matches(':').replace(':', "_")
     }
 }
@@ -135,7 +141,8 @@ mod tests {
         assert_eq!(r.to_string(), "1:0:19:283D:3FB:1:C00000:0:0:0:");
         assert_eq!(r.kind(), ServiceKind::HdTv);
         assert_eq!(r.service_id(), 0x283D);
-        assert_eq!(r.tvg_id(), "1_0_19_283D_3FB_1_C00000_0_0_0");
+        assert_eq!(r.tvg_id(), "1.0.19.283D.3FB.1.C00000.0.0.0");
+        assert_eq!(r.picon_name(), "1_0_19_283D_3FB_1_C00000_0_0_0");
     }
 
     #[test]

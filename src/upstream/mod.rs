@@ -7,12 +7,16 @@
 //! a runtime.
 
 mod backoff;
+mod detect;
+mod epg;
 mod error;
 mod lineup;
 mod openwebif;
 mod text;
 mod wire;
 
+pub use detect::{ConnectFailure, DetectError, RELAY_PROBE_GAP, StreamResolver, StreamSource};
+pub use epg::EpgEvent;
 pub use error::UpstreamError;
 pub use lineup::load_channels;
 pub use openwebif::{OpenWebIf, ServiceEntry};

@@ -1,7 +1,10 @@
 //! The OpenWebIF client: one small keep-alive pool to the receiver, credentials sent up front,
-//! retries with backoff, bodies decoded from UTF-8 or Latin-1.
+//! at most `max_concurrency` requests in flight, retries with backoff, bodies decoded from UTF-8
+//! or Latin-1.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -10,6 +13,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 use url::Url;
 
 use super::backoff::{self, Backoff};
@@ -21,7 +25,8 @@ use crate::model::{Bouquet, ServiceRef};
 
 /// Sent on every request: OSCam drops requests with an empty User-Agent.
 const USER_AGENT: &str = concat!("xg2g/", env!("CARGO_PKG_VERSION"));
-/// The receiver is a small box: a few idle connections are plenty.
+/// The receiver is a small box: a few idle connections are plenty (at least one per request
+/// that may be in flight, so none has to reconnect).
 const MAX_IDLE_PER_HOST: usize = 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,14 +45,20 @@ pub struct ServiceEntry {
     pub name: String,
 }
 
-/// Client of the receiver's OpenWebIF API. Cheap to clone: clones share the connection pool and
-/// cookie store.
+/// Client of the receiver's OpenWebIF API. Cheap to clone: clones share the connection pool,
+/// the cookie store and the bound on requests in flight.
 #[derive(Clone)]
 pub struct OpenWebIf {
     http: reqwest::Client,
     base: Url,
     retries: u32,
     backoff: Backoff,
+    /// One permit per request in flight, shared by every clone: the receiver never sees more
+    /// than `receiver.max_concurrency` requests from xg2g at once. Held for one attempt (send and
+    /// body), never across a retry's wait.
+    in_flight: Arc<Semaphore>,
+    /// Attempts sent through this client and its clones, since [`OpenWebIf::counted`].
+    requests: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for OpenWebIf {
@@ -57,6 +68,7 @@ impl fmt::Debug for OpenWebIf {
             .field("base", &self.base.as_str())
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
+            .field("free_permits", &self.in_flight.available_permits())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +97,7 @@ impl OpenWebIf {
             .user_agent(USER_AGENT)
             .default_headers(headers)
             .cookie_store(true)
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST.max(cfg.max_concurrency as usize))
             .pool_idle_timeout(IDLE_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
             .timeout(cfg.timeout)
@@ -96,7 +108,24 @@ impl OpenWebIf {
             base,
             retries: cfg.retries,
             backoff: Backoff::new(cfg.retry_backoff),
+            in_flight: Arc::new(Semaphore::new(cfg.max_concurrency.max(1) as usize)),
+            requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A clone that shares the pool and the in-flight bound but counts its own requests from
+    /// zero, so a caller can tell how many requests one job made.
+    pub fn counted(&self) -> Self {
+        Self {
+            requests: Arc::new(AtomicU64::new(0)),
+            ..self.clone()
+        }
+    }
+
+    /// HTTP requests sent (every attempt, retries included) through this client and the clones
+    /// made from it by `clone`, since it was built or made by [`OpenWebIf::counted`].
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// The receiver's base URL (never with credentials).
@@ -144,6 +173,16 @@ impl OpenWebIf {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// GETs a file below the base URL (`/picon/1_0_19_283D_3FB_1_C00000_0_0_0.png`) in one
+    /// attempt, without retries: callers cache the answer and ask again later. `endpoint` names
+    /// the call in errors and logs.
+    pub(crate) async fn get_file(&self, path: &str, endpoint: &'static str) -> Result<Bytes, UpstreamError> {
+        let url = self.url(path, &[]);
+        self.attempt(&url)
+            .await
+            .map_err(|failure| failure.into_error(endpoint, 1))
     }
 
     /// GETs `endpoint` (a path such as `/api/epgservice`) and parses the JSON answer.
@@ -194,7 +233,15 @@ impl OpenWebIf {
         }
     }
 
+    /// One request under a permit of the in-flight bound.
     async fn attempt(&self, url: &Url) -> Result<Bytes, Failure> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let response = self.http.get(url.clone()).send().await.map_err(Failure::Network)?;
         let status = response.status();
         if status.is_success() {

@@ -3,5 +3,10 @@
 mod cli;
 mod common;
 mod demo_streams;
+mod detect;
+mod guide;
+mod hdhr;
 mod openwebif;
+mod picons;
 mod server;
+mod streams;

@@ -77,13 +77,13 @@ async fn playlist_page_and_errors() {
     );
     let m3u = response.text().await.unwrap();
     let lines: Vec<&str> = m3u.lines().collect();
-    assert_eq!(lines[0], "#EXTM3U");
     assert_eq!(lines.len(), 1 + 2 * 5);
     let host = running.addr().to_string();
+    assert_eq!(lines[0], format!("#EXTM3U x-tvg-url=\"http://{host}/xmltv.xml\""));
     assert_eq!(
         lines[3],
         format!(
-            "#EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1_0_1_6F0B_44D_1_C00000_0_0_0\" tvg-name=\"Bayerisches Fernsehen Süd\" \
+            "#EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1.0.1.6F0B.44D.1.C00000.0.0.0\" tvg-name=\"Bayerisches Fernsehen Süd\" \
              tvg-logo=\"http://{host}/picon/1:0:1:6F0B:44D:1:C00000:0:0:0:.png\" group-title=\"Favourites (TV)\",\
              Bayerisches Fernsehen Süd"
         )

@@ -1,0 +1,106 @@
+//! The emulated HDHomeRun tuner: its identity, the documents Plex reads, and the SSDP responder.
+//!
+//! [`Device`] is built once from the config; the renderers (`render`) and SSDP messages
+//! (`ssdp_message`) are pure and unit-tested without a runtime; `ssdp` is the one task with a
+//! socket.
+
+mod device_id;
+pub(crate) mod render;
+mod ssdp;
+mod ssdp_message;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+pub use device_id::{DeviceId, DeviceIdError};
+pub(crate) use ssdp::{Advertised, SsdpResponder};
+
+/// Errors of the tuner emulation.
+#[derive(Debug, thiserror::Error)]
+pub enum HdhrError {
+    #[error("cannot bind the SSDP responder to {addr}: {source}")]
+    SsdpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The tuner as media servers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub id: DeviceId,
+    pub friendly_name: String,
+    pub tuner_count: u32,
+    /// The stream profile lineup URLs ask for.
+    pub profile: String,
+}
+
+impl Device {
+    /// The configured device, or `None` when the emulation is off. Without a configured id, one
+    /// is derived from the host so that it stays the same across restarts.
+    pub(crate) fn from_config(config: &Config) -> Option<Self> {
+        let hdhr = &config.hdhr;
+        if !hdhr.enabled {
+            return None;
+        }
+        let configured = hdhr
+            .device_id
+            .as_deref()
+            .and_then(|text| match text.parse::<DeviceId>() {
+                Ok(id) => Some(id),
+                // The config check refuses such ids; this is a second line of defence.
+                Err(error) => {
+                    tracing::warn!(device_id = text, %error, "Ignoring hdhr.device_id; deriving one.");
+                    None
+                }
+            });
+        let id = configured.unwrap_or_else(|| {
+            let id = DeviceId::derive(&device_id::host_seed());
+            tracing::info!(device_id = %id, "HDHomeRun device id derived from this host; set hdhr.device_id to pin it.");
+            id
+        });
+        Some(Self {
+            id,
+            friendly_name: hdhr.friendly_name.clone(),
+            tuner_count: hdhr.tuner_count,
+            profile: hdhr.profile.clone(),
+        })
+    }
+}
+
+/// Starts the SSDP responder when the config asks for it. Off when HTTP listens on loopback
+/// only and SSDP on every interface: the network would be told an address it cannot reach.
+/// A failed bind is logged, not fatal: the tuner still works when added by address.
+pub(crate) fn start_ssdp(
+    config: &Config,
+    device: &Arc<Device>,
+    http_addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Option<SsdpResponder> {
+    let listen = config.hdhr.ssdp_listen;
+    if !config.hdhr.ssdp {
+        return None;
+    }
+    if http_addr.ip().is_loopback() && listen.ip().is_unspecified() && config.public_url.is_none() {
+        tracing::info!(%http_addr, "SSDP off: HTTP listens on loopback only.");
+        return None;
+    }
+    let advertised = Advertised {
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        http_addr,
+    };
+    match ssdp::spawn(listen, Arc::clone(device), advertised, shutdown) {
+        Ok(responder) => Some(responder),
+        Err(error) => {
+            tracing::warn!(%error, "SSDP off; add the tuner to media servers by its address.");
+            None
+        }
+    }
+}

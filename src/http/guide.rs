@@ -1,0 +1,44 @@
+//! `GET /xmltv.xml`: the programme guide as XMLTV, gzip-compressed when the client accepts it.
+
+use actix_web::http::header;
+use actix_web::middleware::Compress;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::error::HttpError;
+use super::{State, base_url};
+use crate::catalog::{ChannelIds, render_xmltv};
+
+/// Only this resource is wrapped in compression; streams never are.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/xmltv.xml")
+            .wrap(Compress::default())
+            .route(web::get().to(xmltv)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+struct XmltvQuery {
+    /// `number` keys channels by their number (Plex's HDHomeRun guide); default the `tvg-id`.
+    ids: Option<String>,
+}
+
+async fn xmltv(state: State, req: HttpRequest, query: web::Query<XmltvQuery>) -> Result<HttpResponse, HttpError> {
+    let ids = match query.ids.as_deref() {
+        None | Some("tvg-id") => ChannelIds::TvgId,
+        Some("number") => ChannelIds::Number,
+        Some(other) => {
+            return Err(HttpError::InvalidParameter {
+                name: "ids",
+                detail: format!("`{other}`: expected `tvg-id` or `number`"),
+            });
+        }
+    };
+    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
+    let base = base_url(&state, &req);
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"xmltv.xml\""))
+        .body(render_xmltv(&catalog.channels, &catalog.guide, &base, ids)))
+}

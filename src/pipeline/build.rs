@@ -1,0 +1,377 @@
+//! Building a session's graph: receiver source, demuxer, the template's branches, muxer, sink.
+//!
+//! The audio track is chosen by codec and language once the demuxer has announced every
+//! stream (never by PID order: the first audio of a German channel is usually MP2); the
+//! languages come from the PMT, read by a probe on the source before the demuxer sees it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::encoders::EncoderChoice;
+use super::guard::PipelineGuard;
+use super::template::{Graph, Template};
+
+/// Caps of what the muxer hands to xg2g.
+pub const TS_CHUNK_CAPS: &str = "video/mpegts,systemstream=true,packetsize=188";
+
+/// Everything a session graph needs.
+pub struct BuildSpec<'a> {
+    pub template: &'a Template,
+    pub source_url: &'a str,
+    /// `Authorization` header value sent up front (the relay port has no 401 challenge).
+    pub authorization: Option<&'a str>,
+    pub encoder: Option<&'a EncoderChoice>,
+    /// ISO 639-2 codes, most wanted first; `ger` and `deu` are treated alike.
+    pub audio_languages: &'a [String],
+    /// Frames between forced key frames of an encoder.
+    pub keyint: u32,
+    /// Seconds without data after which the source fails (a stalled receiver).
+    pub stall_timeout_s: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("template `{template}`: {message}")]
+    Template { template: String, message: String },
+    #[error("GStreamer: {0}")]
+    Gst(String),
+}
+
+/// A built, not yet started session graph.
+pub struct SessionGraph {
+    pub guard: PipelineGuard,
+    pub sink: gst_app::AppSink,
+}
+
+pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
+    let t = spec.template;
+    let gst_err = |e: &dyn std::fmt::Display| BuildError::Gst(e.to_string());
+    let tmpl_err = |message: String| BuildError::Template {
+        template: t.name.clone(),
+        message,
+    };
+    let mut values = BTreeMap::new();
+    values.insert("keyint", spec.keyint.to_string());
+    if t.uses_encoder() {
+        let encoder = spec
+            .encoder
+            .ok_or_else(|| tmpl_err("needs an H.264 encoder and none works here".into()))?;
+        let bitrate = t.params.get("video_bitrate").cloned().unwrap_or_else(|| "3000".into());
+        values.insert("encoder", encoder.fragment(&bitrate, spec.keyint));
+    }
+    let sink_caps = format!("appsink name=sink sync=false caps={TS_CHUNK_CAPS}");
+    let description = match &t.graph {
+        Graph::Passthrough(p) => format!("souphttpsrc name=src ! {} ! {sink_caps}", t.render(p, &values)),
+        Graph::Demuxed { .. } => {
+            format!("souphttpsrc name=src ! tsdemux name=demux mpegtsmux name=mux alignment=7 ! {sink_caps}")
+        }
+    };
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| tmpl_err(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| gst_err(&"not a pipeline"))?;
+    let guard = PipelineGuard::new(pipeline.clone());
+    let src = pipeline.by_name("src").ok_or_else(|| gst_err(&"no source"))?;
+    src.set_property("location", spec.source_url);
+    src.set_property("is-live", true);
+    src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
+    src.set_property("timeout", spec.stall_timeout_s.max(1));
+    src.set_property("retries", 0i32);
+    if let Some(auth) = spec.authorization {
+        let headers = gst::Structure::builder("extra-headers")
+            .field("Authorization", auth)
+            .build();
+        src.set_property("extra-headers", headers);
+    }
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| gst_err(&"no sink"))?;
+
+    if let Graph::Demuxed { video, audio } = &t.graph {
+        let languages = Arc::new(Mutex::new(HashMap::new()));
+        watch_pmt_languages(&src, Arc::clone(&languages));
+        let branches = Branches {
+            video: video.as_ref().map(|v| t.render(v, &values)),
+            audio: t.render(audio, &values),
+            preferences: spec.audio_languages.iter().map(|l| normalise_language(l)).collect(),
+            languages,
+            pending_audio: Mutex::new(Vec::new()),
+            video_linked: Mutex::new(false),
+        };
+        connect_demuxer(&pipeline, Arc::new(branches))?;
+    }
+    Ok(SessionGraph { guard, sink })
+}
+
+struct Branches {
+    video: Option<String>,
+    audio: String,
+    preferences: Vec<String>,
+    languages: Arc<Mutex<HashMap<u16, String>>>,
+    pending_audio: Mutex<Vec<gst::Pad>>,
+    video_linked: Mutex<bool>,
+}
+
+fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<(), BuildError> {
+    let demux = pipeline
+        .by_name("demux")
+        .ok_or_else(|| BuildError::Gst("no demuxer".into()))?;
+    let weak = pipeline.downgrade();
+    let b = Arc::clone(&branches);
+    demux.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else { return };
+        let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
+        let media = caps
+            .as_ref()
+            .and_then(|c| c.structure(0))
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let result = if media.starts_with("video/") {
+            let mut linked = b.video_linked.lock().expect("video flag poisoned");
+            match (&b.video, *linked) {
+                (Some(graph), false) => {
+                    *linked = true;
+                    let parser = if media == "video/x-h264" {
+                        "h264parse config-interval=-1"
+                    } else {
+                        "mpegvideoparse"
+                    };
+                    link_branch(&pipeline, pad, &format!("{parser} ! {graph}"))
+                }
+                _ => discard(&pipeline, pad),
+            }
+        } else if media.starts_with("audio/") {
+            b.pending_audio.lock().expect("audio list poisoned").push(pad.clone());
+            Ok(())
+        } else {
+            discard(&pipeline, pad)
+        };
+        if let Err(error) = result {
+            post_error(&pipeline, &error);
+        }
+    });
+    let weak = pipeline.downgrade();
+    demux.connect_no_more_pads(move |_| {
+        let Some(pipeline) = weak.upgrade() else { return };
+        let pads = std::mem::take(&mut *branches.pending_audio.lock().expect("audio list poisoned"));
+        let languages = branches.languages.lock().expect("languages poisoned").clone();
+        let chosen = choose_audio(&pads, &languages, &branches.preferences);
+        for (i, pad) in pads.iter().enumerate() {
+            let result = if Some(i) == chosen {
+                let media = caps_name(pad);
+                let pid = pad_pid(pad);
+                tracing::debug!(pid, codec = %media, language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
+                link_branch(&pipeline, pad, &branches.audio)
+            } else {
+                discard(&pipeline, pad)
+            };
+            if let Err(error) = result {
+                post_error(&pipeline, &error);
+            }
+        }
+    });
+    Ok(())
+}
+
+fn caps_name(pad: &gst::Pad) -> String {
+    pad.current_caps()
+        .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+        .unwrap_or_default()
+}
+
+/// tsdemux names pads `audio_<generation>_<pid in hex>`.
+fn pad_pid(pad: &gst::Pad) -> Option<u16> {
+    let name = pad.name();
+    u16::from_str_radix(name.rsplit('_').next()?, 16).ok()
+}
+
+/// Index of the best audio pad: preferred language first, then AC-3/E-AC-3, AAC, MP2.
+fn choose_audio(pads: &[gst::Pad], languages: &HashMap<u16, String>, preferences: &[String]) -> Option<usize> {
+    let tracks: Vec<(Option<String>, String)> = pads
+        .iter()
+        .map(|p| (pad_pid(p).and_then(|pid| languages.get(&pid).cloned()), caps_name(p)))
+        .collect();
+    rank_audio(&tracks, preferences)
+}
+
+/// Pure ranking over (language, caps name) pairs.
+pub(crate) fn rank_audio(tracks: &[(Option<String>, String)], preferences: &[String]) -> Option<usize> {
+    let codec_rank = |caps: &str| match caps {
+        "audio/x-ac3" | "audio/x-eac3" | "audio/ac3" => 0,
+        "audio/mpeg" => 2,
+        _ => 3,
+    };
+    tracks
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, (lang, caps))| {
+            let lang_rank = lang
+                .as_deref()
+                .map(normalise_language)
+                .and_then(|l| preferences.iter().position(|p| *p == l))
+                .unwrap_or(preferences.len());
+            (lang_rank, codec_rank(caps), *i)
+        })
+        .map(|(i, _)| i)
+}
+
+/// ISO 639-2/B and /T spell some languages differently (ger/deu, fre/fra, dut/nld).
+fn normalise_language(code: &str) -> String {
+    match code.to_ascii_lowercase().as_str() {
+        "ger" => "deu".into(),
+        "fre" => "fra".into(),
+        "dut" => "nld".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// A template branch as a bin with one `sink` and one `src` ghost pad. The ends are marked with
+/// identity elements: ghosting "unlinked pads" would pick an element behind decodebin, whose
+/// link is only made once data flows.
+pub(crate) fn branch_bin(graph: &str) -> Result<gst::Bin, gst::glib::Error> {
+    let bin = gst::parse::bin_from_description(
+        &format!("identity name=branch_in ! {graph} ! identity name=branch_out"),
+        false,
+    )?;
+    let ghost = |element: &str, pad: &str| -> Result<(), gst::glib::Error> {
+        let target = bin.by_name(element).and_then(|e| e.static_pad(pad));
+        let ghost = target
+            .and_then(|t| gst::GhostPad::builder_with_target(&t).ok())
+            .map(|b| b.name(pad).build())
+            .ok_or_else(|| gst::glib::Error::new(gst::CoreError::Pad, "cannot expose the branch's ends"))?;
+        bin.add_pad(&ghost)
+            .map_err(|e| gst::glib::Error::new(gst::CoreError::Pad, &e.to_string()))
+    };
+    ghost("branch_in", "sink")?;
+    ghost("branch_out", "src")?;
+    Ok(bin)
+}
+
+fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, graph: &str) -> Result<(), String> {
+    let bin = branch_bin(graph).map_err(|e| format!("{graph}: {e}"))?;
+    pipeline.add(&bin).map_err(|e| e.to_string())?;
+    let mux = pipeline.by_name("mux").ok_or("no muxer")?;
+    let bin_src = bin.static_pad("src").ok_or("branch has no output")?;
+    let mux_sink = mux.request_pad_simple("sink_%d").ok_or("muxer refused a pad")?;
+    bin_src.link(&mux_sink).map_err(|e| format!("branch to muxer: {e:?}"))?;
+    let bin_sink = bin.static_pad("sink").ok_or("branch has no input")?;
+    pad.link(&bin_sink).map_err(|e| format!("demuxer to branch: {e:?}"))?;
+    bin.sync_state_with_parent().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pipeline.add(&sink).map_err(|e| e.to_string())?;
+    let sink_pad = sink.static_pad("sink").ok_or("fakesink without pad")?;
+    pad.link(&sink_pad).map_err(|e| format!("{e:?}"))?;
+    sink.sync_state_with_parent().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn post_error(pipeline: &gst::Pipeline, message: &str) {
+    let error = gst::message::Error::builder(gst::CoreError::Negotiation, message)
+        .src(pipeline)
+        .build();
+    let _ = pipeline.post_message(error);
+}
+
+/// Reads the PMT's ISO 639 language descriptors from the raw stream, then removes itself.
+fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, String>>>) {
+    let Some(pad) = src.static_pad("src") else { return };
+    // The probe runs on one streaming thread; the mutex only satisfies `Fn`.
+    let pmt_pid: Mutex<Option<u16>> = Mutex::new(None);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Ok(map) = buffer.map_readable() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut pmt_pid = pmt_pid.lock().expect("pmt pid poisoned");
+        if let Some(found) = scan_psi(map.as_slice(), &mut pmt_pid) {
+            *languages.lock().expect("languages poisoned") = found;
+            return gst::PadProbeReturn::Remove;
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Scans TS packets for the PAT (to learn the PMT PID) and the PMT; returns PID → language.
+pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap<u16, String>> {
+    let start = data.iter().position(|&b| b == 0x47)?;
+    for p in data[start..].chunks_exact(188) {
+        if p[0] != 0x47 || p[1] & 0x40 == 0 {
+            continue;
+        }
+        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        let mut at = 4;
+        if p[3] & 0x20 != 0 {
+            at += 1 + p[4] as usize;
+        }
+        if at >= 188 {
+            continue;
+        }
+        at += 1 + p[at] as usize; // pointer field
+        let section = p.get(at..)?;
+        if pid == 0 && section.first() == Some(&0x00) && section.len() >= 12 {
+            *pmt_pid = Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]));
+        } else if Some(pid) == *pmt_pid && section.first() == Some(&0x02) && section.len() >= 12 {
+            let length = ((usize::from(section[1] & 0x0F) << 8) | usize::from(section[2])) + 3;
+            let end = length.min(section.len()).saturating_sub(4);
+            let info_len = (usize::from(section[10] & 0x0F) << 8) | usize::from(section[11]);
+            let mut i = 12 + info_len;
+            let mut out = HashMap::new();
+            while i + 5 <= end {
+                let es_pid = (u16::from(section[i + 1] & 0x1F) << 8) | u16::from(section[i + 2]);
+                let es_len = (usize::from(section[i + 3] & 0x0F) << 8) | usize::from(section[i + 4]);
+                let mut d = i + 5;
+                while d + 2 <= (i + 5 + es_len).min(end) {
+                    let (tag, len) = (section[d], usize::from(section[d + 1]));
+                    if tag == 0x0A && len >= 3 && d + 5 <= end {
+                        out.insert(
+                            es_pid,
+                            String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase(),
+                        );
+                    }
+                    d += 2 + len;
+                }
+                i += 5 + es_len;
+            }
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(lang: Option<&str>, caps: &str) -> (Option<String>, String) {
+        (lang.map(str::to_owned), caps.to_owned())
+    }
+
+    #[test]
+    fn audio_is_chosen_by_language_then_codec_never_by_order() {
+        let tracks = [
+            t(Some("deu"), "audio/mpeg"),
+            t(Some("eng"), "audio/mpeg"),
+            t(Some("deu"), "audio/x-ac3"),
+        ];
+        assert_eq!(rank_audio(&tracks, &[]), Some(2), "AC-3 over MP2 without a preference");
+        assert_eq!(rank_audio(&tracks, &["eng".into()]), Some(1), "language first");
+        assert_eq!(rank_audio(&tracks, &["deu".into()]), Some(2), "then codec");
+        let bare = [t(Some("ger"), "audio/mpeg"), t(None, "audio/x-eac3")];
+        assert_eq!(rank_audio(&bare, &["deu".into()]), Some(0), "ger is deu");
+        assert_eq!(rank_audio(&[], &[]), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! Pipeline templates, their validation, the encoder choice, and building session graphs.
+//!
+//! Loading parses every template, validates it (placeholders bound, elements exist, the graph
+//! parses) and reports every problem at once, naming the file, the line and the element.
+
+mod build;
+mod encoders;
+mod guard;
+mod template;
+
+pub use build::{BuildError, BuildSpec, SessionGraph, TS_CHUNK_CAPS, build};
+pub use encoders::{EncoderChoice, Skipped};
+pub use guard::PipelineGuard;
+pub use template::{Graph, Mode, Output, Template, TemplateProblem};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gstreamer as gst;
+
+use template::line_of;
+
+/// The templates shipped in `pipelines/`, built in so that a binary without the folder works.
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
+    ("copy.toml", include_str!("../../pipelines/copy.toml")),
+    ("aac.toml", include_str!("../../pipelines/aac.toml")),
+    ("h264.toml", include_str!("../../pipelines/h264.toml")),
+    ("encoders.toml", include_str!("../../pipelines/encoders.toml")),
+];
+
+/// Key frames per second of output used when validating `{keyint}`.
+const VALIDATION_KEYINT: u32 = 50;
+
+/// Every problem found while loading, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct TemplateErrors(pub Vec<TemplateProblem>);
+
+impl fmt::Display for TemplateErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated set of profiles and the encoder they use.
+#[derive(Debug)]
+pub struct Profiles {
+    templates: BTreeMap<String, Arc<Template>>,
+    pub encoder: Option<EncoderChoice>,
+    /// Where the templates came from, for logs.
+    pub origin: String,
+}
+
+impl Profiles {
+    pub fn get(&self, name: &str) -> Option<Arc<Template>> {
+        self.templates.get(name).cloned()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.templates.keys().map(String::as_str)
+    }
+}
+
+/// Loads `dir` when given and present, else the built-in templates.
+pub fn load(dir: Option<&Path>) -> Result<Profiles, TemplateErrors> {
+    let (files, origin) = match dir.filter(|d| d.is_dir()) {
+        Some(dir) => (read_dir(dir)?, dir.display().to_string()),
+        None => (
+            EMBEDDED
+                .iter()
+                .map(|(n, s)| (PathBuf::from(format!("pipelines/{n} (built in)")), (*s).to_owned()))
+                .collect(),
+            "built-in templates".to_owned(),
+        ),
+    };
+    gst::init().map_err(|e| TemplateErrors(vec![problem(&origin, None, None, format!("GStreamer: {e}"))]))?;
+
+    let mut problems = Vec::new();
+    let mut encoder = None;
+    if let Some((path, source)) = files.iter().find(|(p, _)| is_encoders(p)) {
+        match toml::from_str::<encoders::EncodersFile>(source) {
+            Ok(file) => {
+                let (choice, skipped) = encoders::choose(&file.h264);
+                for s in &skipped {
+                    tracing::info!(factory = %s.factory, reason = %s.reason, "H.264 encoder candidate skipped.");
+                }
+                match &choice {
+                    Some(c) => tracing::info!(factory = %c.factory, "Chose the H.264 encoder."),
+                    None => tracing::warn!("No H.264 encoder works here; profiles that encode video are unavailable."),
+                }
+                encoder = choice;
+            }
+            Err(e) => {
+                let line = e.span().map(|s| source[..s.start].matches('\n').count() + 1);
+                problems.push(problem(&path.display().to_string(), line, None, e.message().to_owned()));
+            }
+        }
+    }
+
+    let mut templates = BTreeMap::new();
+    for (path, source) in files.iter().filter(|(p, _)| !is_encoders(p)) {
+        match template::parse(path, source) {
+            Ok(t) => {
+                let found = validate_graph(&t, source, encoder.as_ref());
+                if !found.is_empty() {
+                    problems.extend(found);
+                } else if let Some(previous) = templates.insert(t.name.clone(), Arc::new(t)) {
+                    problems.push(problem(
+                        &path.display().to_string(),
+                        line_of(source, "name"),
+                        None,
+                        format!(
+                            "profile name {:?} is also used by {}",
+                            previous.name,
+                            previous.file.display()
+                        ),
+                    ));
+                }
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Profiles {
+            templates,
+            encoder,
+            origin,
+        })
+    } else {
+        Err(TemplateErrors(problems))
+    }
+}
+
+fn is_encoders(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("encoders.toml"))
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, TemplateErrors> {
+    let fail = |e: std::io::Error| TemplateErrors(vec![problem(&dir.display().to_string(), None, None, e.to_string())]);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(fail)? {
+        let path = entry.map_err(fail)?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| TemplateErrors(vec![problem(&path.display().to_string(), None, None, e.to_string())]))?;
+            files.push((path, source));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn problem(file: &str, line: Option<usize>, element: Option<String>, message: String) -> TemplateProblem {
+    TemplateProblem {
+        file: file.to_owned(),
+        line,
+        element,
+        message,
+    }
+}
+
+/// Parses each branch with GStreamer, as a session would build it.
+fn validate_graph(t: &Template, source: &str, encoder: Option<&EncoderChoice>) -> Vec<TemplateProblem> {
+    let file = t.file.display().to_string();
+    let mut problems = Vec::new();
+    let mut values = BTreeMap::new();
+    values.insert("keyint", VALIDATION_KEYINT.to_string());
+    if t.uses_encoder() {
+        match encoder {
+            Some(e) => {
+                let bitrate = t.params.get("video_bitrate").cloned().unwrap_or_else(|| "3000".into());
+                values.insert("encoder", e.fragment(&bitrate, VALIDATION_KEYINT));
+            }
+            None => {
+                problems.push(problem(
+                    &file,
+                    line_of(source, "{encoder}"),
+                    None,
+                    "uses {encoder}, but no H.264 encoder from encoders.toml works on this machine".into(),
+                ));
+                return problems;
+            }
+        }
+    }
+    let branches: Vec<&String> = match &t.graph {
+        Graph::Passthrough(p) => vec![p],
+        Graph::Demuxed { video, audio } => video.iter().chain([audio]).collect(),
+    };
+    for branch in branches {
+        let text = t.render(branch, &values);
+        let parsed = match &t.graph {
+            Graph::Passthrough(_) => gst::parse::bin_from_description(&text, true).map(|_| ()),
+            Graph::Demuxed { .. } => build::branch_bin(&text).map(|_| ()),
+        };
+        if let Err(error) = parsed {
+            let message = error.message().to_owned();
+            let element = quoted(&message);
+            let line = element.as_deref().and_then(|e| line_of(source, e));
+            problems.push(problem(&file, line, element, message));
+        }
+    }
+    problems
+}
+
+/// The first double-quoted word of a GStreamer parse error: the element it is about.
+fn quoted(message: &str) -> Option<String> {
+    let start = message.find('"')? + 1;
+    let end = start + message[start..].find('"')?;
+    Some(message[start..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn built_in_templates_load_with_a_software_encoder() {
+        let profiles = load(None).expect("shipped templates are valid");
+        assert_eq!(profiles.names().collect::<Vec<_>>(), ["aac", "copy", "h264"]);
+        // No GPU here: the software encoder is the fallback.
+        let encoder = profiles.encoder.as_ref().expect("an encoder");
+        assert!(
+            ["nvh264enc", "vah264enc", "vaapih264enc", "qsvh264enc", "x264enc"].contains(&encoder.factory.as_str())
+        );
+        assert_eq!(profiles.get("aac").unwrap().mode, Mode::AudioProxy);
+    }
+
+    #[test]
+    fn a_missing_element_is_named_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "encoders.toml", EMBEDDED[3].1);
+        write(
+            dir.path(),
+            "bad.toml",
+            "name = \"bad\"\ndescription = \"d\"\nmode = \"audio_proxy\"\noutputs = [\"ts\"]\n\n[audio]\n\
+             graph = \"\"\"\nqueue\n ! avenc_aacx bitrate=1\n\"\"\"\n",
+        );
+        write(
+            dir.path(),
+            "worse.toml",
+            "name = \"worse\"\ndescription = \"d\"\nmode = \"gpu\"\noutputs = [\"hls\"]\n[audio]\ngraph = \"queue x={nope}\"\n",
+        );
+        let errors = load(Some(dir.path())).unwrap_err();
+        let text = errors.to_string();
+        let bad = format!(
+            "{}:9: element `avenc_aacx`: no element \"avenc_aacx\"",
+            dir.path().join("bad.toml").display()
+        );
+        let worse = format!(
+            "{}:6: placeholder {{nope}} is not bound: add it to [params] or remove it",
+            dir.path().join("worse.toml").display()
+        );
+        assert_eq!(text, format!("{bad}\n{worse}"));
+    }
+}

@@ -1,0 +1,247 @@
+//! Live stream sessions: one pipeline per (channel, profile, output), shared by every client.
+//!
+//! The registry task owns the map of sessions; each session task owns its pipeline, its
+//! key-frame cache and the broadcast its clients read. Clients join through the registry and
+//! leave by dropping their subscription; a session ends a grace period after its last client.
+
+mod live;
+mod ts_cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::model::ServiceRef;
+use crate::pipeline::{EncoderChoice, Output, Template};
+
+/// Identity of a session: every client with the same key shares it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub service_ref: ServiceRef,
+    pub profile: String,
+    pub output: Output,
+}
+
+/// How to start a session when none runs for a key.
+#[derive(Clone)]
+pub struct StartSpec {
+    pub template: Arc<Template>,
+    pub encoder: Option<EncoderChoice>,
+    /// Where the stream comes from; asked again before every reconnect.
+    pub locator: Arc<dyn SourceLocator>,
+    /// `Authorization` header for the receiver, sent up front.
+    pub authorization: Option<String>,
+}
+
+/// Finds the receiver URL of a session's channel and hears how connecting to it went (so that
+/// port detection and its circuit breakers see sessions' connects too).
+pub trait SourceLocator: Send + Sync + 'static {
+    /// The stream URL, without credentials; an error is a reason to retry later.
+    fn locate(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>>;
+    /// Whether the last located URL delivered data.
+    fn connected(&self, ok: bool);
+}
+
+/// Session behaviour from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub audio_languages: Vec<String>,
+    pub idle_grace: Duration,
+    pub max_client_lag: Duration,
+    pub stall_timeout: Duration,
+    pub reconnect_attempts: u32,
+    pub start_timeout: Duration,
+}
+
+/// Why a client could not join.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    #[error("the receiver did not deliver the stream: {0}")]
+    Upstream(String),
+    #[error("the pipeline for profile `{profile}` failed: {message}")]
+    Pipeline { profile: String, message: String },
+    #[error("no first bytes within {0:?}")]
+    StartTimeout(Duration),
+    #[error("xg2g is shutting down")]
+    ShuttingDown,
+}
+
+impl SessionError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SessionError::Upstream(_) | SessionError::StartTimeout(_) => "upstream-unavailable",
+            SessionError::Pipeline { .. } => "pipeline-failed",
+            SessionError::ShuttingDown => "shutting-down",
+        }
+    }
+}
+
+/// A piece of the live stream, stamped with when the session sent it.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Milliseconds since the session's clock started (see [`Subscription::clock`]).
+    pub at_ms: u64,
+    pub bytes: Bytes,
+}
+
+/// A client's view of a session: what to send first, then the live chunks.
+pub struct Subscription {
+    pub preamble: Vec<Bytes>,
+    pub live: broadcast::Receiver<Chunk>,
+    /// When the session sent its newest chunk, in the same milliseconds as [`Chunk::at_ms`].
+    pub clock: Arc<SessionClock>,
+    /// Counts the client while it lives.
+    pub guard: ClientGuard,
+}
+
+/// The session's send clock, read by client watchdogs to tell how far behind a client is.
+#[derive(Debug)]
+pub struct SessionClock {
+    epoch: std::time::Instant,
+    latest_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SessionClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            latest_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn stamp(&self) -> u64 {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.latest_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+        now
+    }
+
+    /// Milliseconds at which the newest chunk was sent.
+    pub fn latest_ms(&self) -> u64 {
+        self.latest_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Decrements the client gauge when the client goes.
+pub struct ClientGuard {
+    metrics: Arc<Metrics>,
+    mode: &'static str,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.metrics.session.client(self.mode, -1);
+    }
+}
+
+enum Command {
+    Join {
+        key: SessionKey,
+        start: StartSpec,
+        reply: oneshot::Sender<Result<Subscription, SessionError>>,
+    },
+    Ended {
+        key: SessionKey,
+        id: u64,
+    },
+    Count {
+        reply: oneshot::Sender<usize>,
+    },
+}
+
+/// Handle to the registry task. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Registry {
+    /// Starts the registry task; it stops every session when `shutdown` fires.
+    pub fn spawn(settings: Settings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let registry = Self { tx: tx.clone() };
+        tokio::spawn(run_registry(rx, tx, settings, metrics, shutdown));
+        registry
+    }
+
+    /// Joins the session for `key`, starting it from `start` when none runs. Waits until the
+    /// session has delivered its first bytes (or failed).
+    pub async fn join(&self, key: SessionKey, start: StartSpec) -> Result<Subscription, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Join { key, start, reply })
+            .await
+            .map_err(|_| SessionError::ShuttingDown)?;
+        rx.await.map_err(|_| SessionError::ShuttingDown)?
+    }
+
+    /// Running sessions.
+    pub async fn count(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Count { reply }).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+}
+
+struct Entry {
+    id: u64,
+    tx: mpsc::Sender<live::Join>,
+}
+
+async fn run_registry(
+    mut rx: mpsc::Receiver<Command>,
+    tx: mpsc::Sender<Command>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut sessions: HashMap<SessionKey, Entry> = HashMap::new();
+    let mut next_id = 0u64;
+    loop {
+        let command = tokio::select! {
+            () = shutdown.cancelled() => break,
+            command = rx.recv() => match command { Some(c) => c, None => break },
+        };
+        match command {
+            Command::Join { key, start, reply } => {
+                let join = live::Join { reply };
+                let join = match sessions.get(&key) {
+                    // A session that is ending refuses; then a new one starts below.
+                    Some(entry) => match entry.tx.try_send(join) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Full(join) | mpsc::error::TrySendError::Closed(join)) => join,
+                    },
+                    None => join,
+                };
+                next_id += 1;
+                let (session_tx, session_rx) = mpsc::channel(64);
+                let _ = session_tx.try_send(join);
+                let ended = tx.clone();
+                let ended_key = key.clone();
+                let id = next_id;
+                let session = live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics));
+                let token = shutdown.child_token();
+                tokio::spawn(async move {
+                    session.run(session_rx, token).await;
+                    let _ = ended.send(Command::Ended { key: ended_key, id }).await;
+                });
+                sessions.insert(key, Entry { id, tx: session_tx });
+            }
+            Command::Ended { key, id } => {
+                if sessions.get(&key).is_some_and(|e| e.id == id) {
+                    sessions.remove(&key);
+                }
+            }
+            Command::Count { reply } => {
+                let _ = reply.send(sessions.len());
+            }
+        }
+    }
+    // Dropping the entries closes every session's command channel; the shutdown token stops them.
+}

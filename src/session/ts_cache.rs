@@ -1,0 +1,189 @@
+//! What a joining TS client needs first: the latest PAT and PMT, then the stream from the latest
+//! random-access point (key frame). Pure: fed with the muxer's output, no IO.
+
+use bytes::{Bytes, BytesMut};
+
+const PACKET: usize = 188;
+
+/// Splits the muxer's output into chunks that start at key frames and remembers the GOP.
+#[derive(Debug, Default)]
+pub(crate) struct TsCache {
+    pat: Option<Bytes>,
+    pmt: Option<Bytes>,
+    pmt_pid: Option<u16>,
+    /// Chunks since the latest random-access point, the first starting with it.
+    gop: Vec<Bytes>,
+    gop_bytes: usize,
+    seen_random_access: bool,
+    pending: BytesMut,
+    /// Bytes of a packet cut across input buffers.
+    partial: Vec<u8>,
+}
+
+/// Beyond this a GOP is not cached further (a source without key-frame flags).
+const GOP_LIMIT: usize = 8 * 1024 * 1024;
+/// Pending output is flushed at this size even without a key frame.
+pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
+
+impl TsCache {
+    /// Adds muxer output; returns the chunks ready to broadcast.
+    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        // The muxer aligns its output to packets; keep a cut packet for the next call anyway.
+        let joined;
+        let input = if self.partial.is_empty() {
+            data
+        } else {
+            let mut buf = std::mem::take(&mut self.partial);
+            buf.extend_from_slice(data);
+            joined = buf;
+            &joined[..]
+        };
+        let whole = input.len() / PACKET * PACKET;
+        for packet in input[..whole].chunks_exact(PACKET) {
+            if packet[0] != 0x47 {
+                continue;
+            }
+            let pid = (u16::from(packet[1] & 0x1F) << 8) | u16::from(packet[2]);
+            let unit_start = packet[1] & 0x40 != 0;
+            if pid == 0 && unit_start {
+                self.pmt_pid = pat_pmt_pid(packet).or(self.pmt_pid);
+                self.pat = Some(Bytes::copy_from_slice(packet));
+            } else if Some(pid) == self.pmt_pid && unit_start {
+                self.pmt = Some(Bytes::copy_from_slice(packet));
+            }
+            if random_access(packet) {
+                if let Some(chunk) = self.flush() {
+                    out.push(chunk);
+                }
+                self.gop.clear();
+                self.gop_bytes = 0;
+                self.seen_random_access = true;
+            }
+            self.pending.extend_from_slice(packet);
+            if self.pending.len() >= FLUSH_BYTES
+                && let Some(chunk) = self.flush()
+            {
+                out.push(chunk);
+            }
+        }
+        self.partial.extend_from_slice(&input[whole..]);
+        out
+    }
+
+    /// Hands out what is pending (called on a timer as well, so chunks stay small in time).
+    pub(crate) fn flush(&mut self) -> Option<Bytes> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let chunk = self.pending.split().freeze();
+        if self.gop_bytes + chunk.len() <= GOP_LIMIT {
+            self.gop_bytes += chunk.len();
+            self.gop.push(chunk.clone());
+        }
+        Some(chunk)
+    }
+
+    /// What a new client gets before the live chunks: PAT, PMT, and the current GOP.
+    pub(crate) fn preamble(&self) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = self.pat.iter().chain(self.pmt.iter()).cloned().collect();
+        if self.seen_random_access {
+            out.extend(self.gop.iter().cloned());
+        }
+        out
+    }
+}
+
+fn pat_pmt_pid(packet: &[u8]) -> Option<u16> {
+    let at = 4 + if packet[3] & 0x20 != 0 {
+        1 + packet[4] as usize
+    } else {
+        0
+    };
+    let section = packet.get(at + 1 + *packet.get(at)? as usize..)?;
+    if section.first() != Some(&0) || section.len() < 12 {
+        return None;
+    }
+    Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]))
+}
+
+fn random_access(packet: &[u8]) -> bool {
+    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(pid: u16, unit_start: bool, rai: bool, fill: u8) -> Vec<u8> {
+        let mut p = vec![fill; PACKET];
+        p[0] = 0x47;
+        p[1] = (if unit_start { 0x40 } else { 0 }) | (pid >> 8) as u8;
+        p[2] = pid as u8;
+        if rai {
+            p[3] = 0x30;
+            p[4] = 1;
+            p[5] = 0x40;
+        } else {
+            p[3] = 0x10;
+        }
+        p
+    }
+
+    fn pat(pmt_pid: u16) -> Vec<u8> {
+        let mut p = packet(0, true, false, 0xFF);
+        let section = [
+            0x00,
+            0xB0,
+            0x0D,
+            0,
+            1,
+            0xC1,
+            0,
+            0,
+            0,
+            1,
+            0xE0 | (pmt_pid >> 8) as u8,
+            pmt_pid as u8,
+        ];
+        p[4] = 0;
+        p[5..5 + section.len()].copy_from_slice(&section);
+        p
+    }
+
+    #[test]
+    fn joiners_get_tables_then_the_stream_from_the_latest_key_frame() {
+        let mut cache = TsCache::default();
+        let mut input = pat(0x100);
+        input.extend(packet(0x100, true, false, 1)); // PMT
+        input.extend(packet(0x101, true, true, 2)); // key frame 1
+        input.extend(packet(0x101, false, false, 3));
+        input.extend(packet(0x101, true, true, 4)); // key frame 2
+        input.extend(packet(0x101, false, false, 5));
+        // Cut mid-packet across two pushes.
+        let chunks: Vec<Bytes> = [cache.push(&input[..500]), cache.push(&input[500..])].concat();
+        assert_eq!(chunks.len(), 2, "a chunk ends before each key frame");
+        cache.flush();
+        let preamble = cache.preamble();
+        let bytes: Vec<u8> = preamble.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(
+            bytes.len(),
+            4 * PACKET,
+            "PAT, PMT, then key frame 2 and its continuation"
+        );
+        assert_eq!(&bytes[..PACKET], &pat(0x100)[..]);
+        assert_eq!(bytes[PACKET + 4], 1, "PMT");
+        assert_eq!(bytes[2 * PACKET + 6], 4, "starts at the latest key frame");
+    }
+
+    #[test]
+    fn without_key_frames_only_tables_are_replayed() {
+        let mut cache = TsCache::default();
+        let mut input = pat(0x100);
+        input.extend(packet(0x100, true, false, 1));
+        input.extend(packet(0x102, true, false, 9));
+        cache.push(&input);
+        cache.flush();
+        assert_eq!(cache.preamble().len(), 2);
+    }
+}
