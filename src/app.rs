@@ -12,6 +12,7 @@ use base64::Engine as _;
 use std::sync::RwLock;
 
 use crate::http::{self, AppState, SourceTarget, Streaming};
+pub use crate::http::{ReloadError, Reloaded};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, TemplateErrors};
 use crate::session::{Registry, Settings};
@@ -50,6 +51,9 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
         stall_timeout: s.stall_timeout,
         reconnect_attempts: s.reconnect_attempts,
         start_timeout: s.start_timeout,
+        hls_target_duration: config.hls.target_duration,
+        hls_window: config.hls.window as usize,
+        hls_idle_timeout: config.hls.idle_timeout,
     };
     let receiver = &config.receiver;
     let authorization = receiver.username.as_ref().map(|user| {
@@ -64,6 +68,11 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
         profiles: RwLock::new(Arc::new(profiles)),
         default_profile: s.default_profile.clone(),
         max_client_lag: s.max_client_lag,
+        probe_client: reqwest::Client::builder()
+            .user_agent(concat!("xg2g/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| StartError::Upstream(UpstreamError::Client { source: e }))?,
         source: SourceTarget { authorization },
     })
 }
@@ -77,6 +86,9 @@ pub struct Running {
     catalog: CatalogHandle,
     shutdown_timeout: Duration,
     ssdp: Option<crate::hdhr::SsdpResponder>,
+    state: Arc<AppState>,
+    /// Reloads the templates on SIGHUP (unix).
+    sighup: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Binds the listener and starts every part. Returns once the server accepts connections; the
@@ -114,16 +126,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         streaming,
         resolver,
         api_token: config.api_token.clone(),
+        reload: http::Reloader::new(config.streaming.pipelines_dir.clone()),
     };
-    let server = http::server(listener, state, config.shutdown_timeout).map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let state = Arc::new(state);
+    let server =
+        http::server(listener, Arc::clone(&state), config.shutdown_timeout).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let handle = server.handle();
     let task = tokio::spawn(server);
     let ssdp = hdhr
         .as_ref()
         .and_then(|device| crate::hdhr::start_ssdp(config, device, addr, shutdown.clone()));
+    let sighup = http::spawn_on_sighup(Arc::clone(&state), shutdown.clone());
     tracing::info!(%addr, "Serving HTTP.");
     Ok(Running {
         addr,
@@ -133,6 +149,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         catalog,
         shutdown_timeout: config.shutdown_timeout,
         ssdp,
+        state,
+        sighup,
     })
 }
 
@@ -150,6 +168,12 @@ impl Running {
         self.ssdp.as_ref().map(|s| s.addr())
     }
 
+    /// Reloads the pipeline templates from `streaming.pipelines_dir`, as SIGHUP and
+    /// `POST /api/v1/reload` do: all valid → swapped in; any problem → the previous templates stay.
+    pub async fn reload_templates(&self) -> Result<Reloaded, ReloadError> {
+        http::reload_templates(&self.state, http::Trigger::Signal).await
+    }
+
     /// Stops accepting, lets open requests finish within the shutdown timeout, then stops the
     /// background tasks.
     pub async fn stop(self) {
@@ -161,6 +185,11 @@ impl Running {
         self.shutdown.cancel();
         if let Some(ssdp) = self.ssdp {
             ssdp.join().await;
+        }
+        if let Some(sighup) = self.sighup
+            && let Err(error) = sighup.await
+        {
+            tracing::warn!(%error, "SIGHUP task ended abnormally.");
         }
         if let Err(error) = self.task.await {
             tracing::warn!(%error, "HTTP server task ended abnormally.");

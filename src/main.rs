@@ -126,8 +126,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     if matches!(command, Command::CheckConfig) {
-        print!("{}", loaded.render_effective());
-        return ExitCode::SUCCESS;
+        return check_templates(&loaded);
     }
     if let Err(error) = xg2g::telemetry::init(&loaded.config.log) {
         eprintln!("xg2g: cannot set up logging: {error}");
@@ -135,6 +134,11 @@ async fn run(cli: Cli) -> ExitCode {
     }
     let running = match xg2g::app::start(&loaded.config).await {
         Ok(running) => running,
+        Err(xg2g::app::StartError::Templates(errors)) => {
+            // One problem a line, as check-config prints them; not squeezed into one log field.
+            eprintln!("xg2g: the pipeline templates have problems:\n{errors}");
+            return ExitCode::from(2);
+        }
         Err(error) => {
             tracing::error!(%error, "xg2g did not start.");
             return ExitCode::FAILURE;
@@ -148,6 +152,32 @@ async fn run(cli: Cli) -> ExitCode {
         demo.stop().await;
     }
     ExitCode::SUCCESS
+}
+
+/// `check-config` after the config itself: loads and validates the pipeline templates, then
+/// prints the effective config, where the templates came from, the encoder and the profiles
+/// (exit 0), or every template problem, one a line (exit 2).
+fn check_templates(loaded: &config::Loaded) -> ExitCode {
+    match xg2g::pipeline::load(Some(&loaded.config.streaming.pipelines_dir)) {
+        Ok(profiles) => {
+            print!("{}", loaded.render_effective());
+            println!();
+            println!("# pipeline templates: {}", profiles.origin);
+            println!(
+                "# H.264 encoder: {}",
+                profiles
+                    .encoder
+                    .as_ref()
+                    .map_or("none works here", |e| e.factory.as_str())
+            );
+            println!("# profiles: {}", profiles.names().collect::<Vec<_>>().join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("xg2g: the pipeline templates have problems:\n{errors}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn display_addr(addr: std::net::SocketAddr) -> String {

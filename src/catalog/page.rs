@@ -1,11 +1,12 @@
-//! The web page: channels by bouquet with their numbers.
+//! The web page: channels by bouquet with their numbers, each linked to its watch page.
 
 use std::fmt::Write as _;
 
 use super::Snapshot;
 
-/// Renders `GET /`. Before the first load it says what it is waiting for.
-pub fn render_index(snapshot: &Snapshot) -> String {
+/// Renders `GET /`. Before the first load it says what it is waiting for. `stylesheet` is the
+/// stylesheet's URL relative to `/`. Links are relative, so the page works behind a path prefix.
+pub fn render_index(snapshot: &Snapshot, stylesheet: &str) -> String {
     let mut body = String::new();
     match &snapshot.catalog {
         None => {
@@ -27,12 +28,13 @@ pub fn render_index(snapshot: &Snapshot) -> String {
             for (bouquet, channels) in catalog.by_bouquet() {
                 let _ = write!(body, "<section><h2>{}</h2><ol>", html(bouquet));
                 for c in channels {
+                    let reference = html(&c.service_ref.to_string());
+                    let name = html(&c.name);
                     let _ = write!(
                         body,
-                        "<li value=\"{n}\"><span class=\"num\">{n}</span> <a href=\"stream/{r}\">{name}</a></li>",
+                        "<li value=\"{n}\"><span class=\"num\">{n}</span> <a href=\"watch/{reference}\">{name}</a> \
+                         <a class=\"ts\" href=\"stream/{reference}\" aria-label=\"MPEG-TS stream of {name}\">TS</a></li>",
                         n = c.number,
-                        r = c.service_ref,
-                        name = html(&c.name)
                     );
                 }
                 body.push_str("</ol></section>");
@@ -42,16 +44,94 @@ pub fn render_index(snapshot: &Snapshot) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>xg2g</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}\
-         ol{{list-style:none;padding:0}}li{{padding:.3rem 0;border-bottom:1px solid #ddd}}\
-         .num{{display:inline-block;min-width:2.5rem;color:#666}}.error{{color:#b00}}</style></head>\
-         <body><h1>xg2g</h1>{body}</body></html>\n"
+         <link rel=\"stylesheet\" href=\"{stylesheet}\"></head>\
+         <body><h1>xg2g</h1>{body}</body></html>\n",
+        stylesheet = html(stylesheet)
     )
 }
 
+/// Escapes text for HTML element content and double- or single-quoted attribute values.
 fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::catalog::{Catalog, Guide};
+    use crate::model::Channel;
+
+    fn channel(number: u32, name: &str, reference: &str, bouquet: &str) -> Channel {
+        Channel {
+            number,
+            name: name.into(),
+            service_ref: reference.parse().unwrap(),
+            bouquet: bouquet.into(),
+        }
+    }
+
+    fn snapshot(channels: Vec<Channel>) -> Snapshot {
+        Snapshot {
+            catalog: Some(Arc::new(Catalog {
+                channels,
+                loaded_at: SystemTime::UNIX_EPOCH,
+                guide: Arc::new(Guide::default()),
+            })),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn links_each_channel_to_its_watch_page_and_its_stream() {
+        let page = render_index(
+            &snapshot(vec![
+                channel(1, "Das Erste HD", "1:0:19:283D:3FB:1:C00000:0:0:0:", "Favourites (TV)"),
+                channel(2, "Ö1 <Radio> & \"Kultur\"", "1:0:2:2F1C:441:1:C00000:0:0:0:", "R&R"),
+            ]),
+            "assets/xg2g.css?v=1",
+        );
+        assert!(page.contains(
+            "<li value=\"1\"><span class=\"num\">1</span> <a href=\"watch/1:0:19:283D:3FB:1:C00000:0:0:0:\">Das Erste HD</a> \
+             <a class=\"ts\" href=\"stream/1:0:19:283D:3FB:1:C00000:0:0:0:\" aria-label=\"MPEG-TS stream of Das Erste HD\">TS</a></li>"
+        ));
+        assert!(page.contains(
+            "<a href=\"watch/1:0:2:2F1C:441:1:C00000:0:0:0:\">Ö1 &lt;Radio&gt; &amp; &quot;Kultur&quot;</a>"
+        ));
+        assert!(page.contains("<h2>R&amp;R</h2>"));
+        assert!(page.contains("<link rel=\"stylesheet\" href=\"assets/xg2g.css?v=1\">"));
+        // Everything the page needs comes from xg2g: no inline styles or scripts (CSP).
+        assert!(!page.contains("<style") && !page.contains("<script") && !page.contains("//"));
+    }
+
+    #[test]
+    fn says_why_it_waits() {
+        let page = render_index(
+            &Snapshot {
+                last_error: Some("connection <refused>".into()),
+                ..Snapshot::default()
+            },
+            "assets/xg2g.css",
+        );
+        assert!(page.contains("Loading the channel list"));
+        assert!(page.contains("Last attempt failed: connection &lt;refused&gt;"));
+    }
+
+    #[test]
+    fn escapes_every_special_character() {
+        assert_eq!(html("a&b<c>d\"e'f"), "a&amp;b&lt;c&gt;d&quot;e&#39;f");
+    }
 }

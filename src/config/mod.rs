@@ -23,8 +23,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem, ProblemKind, Source};
 pub use model::{
-    BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, LogConfig, LogFormat, PiconConfig, PortOverride,
-    ReceiverConfig, Secret, StreamingConfig,
+    BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, HlsConfig, LogConfig, LogFormat, PiconConfig,
+    PortOverride, ReceiverConfig, Secret, StreamingConfig,
 };
 pub use spec::{DefaultValue, KeySpec, Kind};
 

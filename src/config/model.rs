@@ -25,6 +25,15 @@ pub struct Config {
     pub picons: PiconConfig,
     pub circuit_breaker: BreakerConfig,
     pub streaming: StreamingConfig,
+    pub hls: HlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HlsConfig {
+    /// Whole seconds.
+    pub target_duration: u32,
+    pub window: u32,
+    pub idle_timeout: Duration,
 }
 
 /// Stream sessions: templates, track choice, lifetimes.
@@ -237,6 +246,11 @@ impl Config {
                 stall_timeout: v.duration("streaming.stall_timeout"),
                 reconnect_attempts: v.count("streaming.reconnect_attempts"),
                 start_timeout: v.duration("streaming.start_timeout"),
+            },
+            hls: HlsConfig {
+                target_duration: v.count("hls.target_duration"),
+                window: v.count("hls.window"),
+                idle_timeout: v.duration("hls.idle_timeout"),
             },
         }
     }

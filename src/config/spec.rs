@@ -449,6 +449,30 @@ pub(crate) static SPEC: &[KeySpec] = &[
         doc: "How long a new session may take to deliver its first bytes.",
         check: Some(greater_than_zero),
     },
+    KeySpec {
+        key: "hls.target_duration",
+        env: Some("XG2G_HLS_TARGET_DURATION"),
+        default: DefaultValue::Int(2),
+        kind: Kind::Count,
+        doc: "HLS segment target duration in whole seconds (Apple recommends 6; shorter starts faster).",
+        check: Some(at_least_one),
+    },
+    KeySpec {
+        key: "hls.window",
+        env: Some("XG2G_HLS_WINDOW"),
+        default: DefaultValue::Int(6),
+        kind: Kind::Count,
+        doc: "Segments in a live playlist (at least 6, per Apple's rules).",
+        check: Some(at_least_six),
+    },
+    KeySpec {
+        key: "hls.idle_timeout",
+        env: Some("XG2G_HLS_IDLE_TIMEOUT"),
+        default: DefaultValue::Str("30s"),
+        kind: Kind::Duration,
+        doc: "An HLS session ends this long after its last playlist or segment request.",
+        check: Some(greater_than_zero),
+    },
 ];
 
 /// The spec of `key`, if it is a key.
@@ -464,6 +488,13 @@ pub(crate) fn is_table(key: &str) -> bool {
 fn not_empty(value: &Value) -> Result<(), String> {
     match value {
         Value::Text(s) if s.trim().is_empty() => Err("must not be empty".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+fn at_least_six(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Count(n) if *n < 6 => Err("must be at least 6 (live playlists keep six segments)".to_owned()),
         _ => Ok(()),
     }
 }

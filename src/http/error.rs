@@ -19,6 +19,8 @@ pub(crate) enum HttpError {
     Picon(#[from] crate::picon::PiconError),
     #[error("no channel with this service reference in the channel list")]
     ChannelNotFound,
+    #[error("no such segment: it is not in the live window (any more)")]
+    SegmentNotFound,
     #[error("no profile `{profile}` for this output")]
     ProfileNotFound { profile: String },
     #[error(transparent)]
@@ -35,6 +37,8 @@ pub(crate) enum HttpError {
     Forbidden,
     #[error(transparent)]
     Refresh(#[from] crate::catalog::RefreshError),
+    #[error(transparent)]
+    Reload(#[from] super::ReloadError),
 }
 
 impl HttpError {
@@ -46,12 +50,14 @@ impl HttpError {
             HttpError::InvalidParameter { .. } => "invalid-parameter",
             HttpError::Picon(e) => e.code(),
             HttpError::ChannelNotFound => "channel-not-found",
+            HttpError::SegmentNotFound => "segment-not-found",
             HttpError::ProfileNotFound { .. } => "profile-not-found",
             HttpError::Session(e) => e.code(),
             HttpError::Detect(e) => e.code(),
             HttpError::AdminTokenNotSet | HttpError::Unauthorized => "unauthorized",
             HttpError::Forbidden => "forbidden",
             HttpError::Refresh(e) => e.code(),
+            HttpError::Reload(e) => e.code(),
         }
     }
 }
@@ -64,7 +70,9 @@ impl ResponseError for HttpError {
             HttpError::InvalidServiceRef { .. } | HttpError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             HttpError::Picon(crate::picon::PiconError::NotFound { .. }) => StatusCode::NOT_FOUND,
             HttpError::Picon(crate::picon::PiconError::Unavailable { .. }) => StatusCode::BAD_GATEWAY,
-            HttpError::ChannelNotFound | HttpError::ProfileNotFound { .. } => StatusCode::NOT_FOUND,
+            HttpError::ChannelNotFound | HttpError::ProfileNotFound { .. } | HttpError::SegmentNotFound => {
+                StatusCode::NOT_FOUND
+            }
             HttpError::Session(e) => match e {
                 crate::session::SessionError::Upstream(_) | crate::session::SessionError::StartTimeout(_) => {
                     StatusCode::BAD_GATEWAY
@@ -83,6 +91,8 @@ impl ResponseError for HttpError {
                 crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,
                 crate::catalog::RefreshError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             },
+            HttpError::Reload(super::ReloadError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            HttpError::Reload(super::ReloadError::Interrupted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,6 +114,11 @@ impl ResponseError for HttpError {
         if let HttpError::Refresh(crate::catalog::RefreshError::InProgress { retry_after }) = self {
             response.insert_header(("Retry-After", retry_after.as_secs().max(1).to_string()));
         }
-        response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+        let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        if let HttpError::Reload(super::ReloadError::Invalid(errors)) = self {
+            // Every problem, each with its file, line and element, for tools to show.
+            body["error"]["problems"] = super::reload::problems_json(errors);
+        }
+        response.json(body)
     }
 }

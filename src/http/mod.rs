@@ -4,10 +4,15 @@ mod admin;
 mod error;
 mod guide;
 mod hdhr;
+mod hls;
+mod pages;
 mod picon;
+mod reload;
 mod source;
 mod stream;
 
+pub use reload::{ReloadError, Reloaded};
+pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
 pub(crate) use stream::{ConnSocket, SourceTarget, Streaming};
 
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::catalog::{CatalogHandle, render_index, render_m3u};
+use crate::catalog::{CatalogHandle, render_m3u};
 use crate::metrics::{self, Metrics};
 use error::HttpError;
 
@@ -40,6 +45,8 @@ pub(crate) struct AppState {
     pub resolver: crate::upstream::StreamResolver,
     /// The token the admin API requires; `None` = the admin API is closed.
     pub api_token: Option<crate::config::Secret>,
+    /// Where templates reload from (SIGHUP, `POST /api/v1/reload`).
+    pub reload: Reloader,
 }
 
 type State = web::Data<AppState>;
@@ -51,10 +58,10 @@ const SEND_BUFFER: usize = 256 * 1024;
 /// Builds the server on an already bound listener; the caller runs and stops it.
 pub(crate) fn server(
     listener: std::net::TcpListener,
-    state: AppState,
+    state: Arc<AppState>,
     shutdown_timeout: Duration,
 ) -> std::io::Result<Server> {
-    let state = web::Data::new(state);
+    let state = web::Data::from(state);
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
@@ -68,8 +75,11 @@ pub(crate) fn server(
             .configure(admin::routes)
             .configure(hdhr::routes)
             .configure(picon::routes)
+            .configure(reload::routes)
             .configure(source::routes)
             .configure(stream::routes)
+            .configure(hls::routes)
+            .configure(pages::routes)
             .default_service(web::to(not_found))
     })
     .on_connect(|connection, extensions| {
@@ -129,9 +139,7 @@ impl Drop for RequestTimer {
 }
 
 async fn index(state: State) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(render_index(&state.catalog.snapshot()))
+    pages::index(&state.catalog.snapshot())
 }
 
 async fn healthz() -> HttpResponse {

@@ -26,6 +26,8 @@ pub(crate) struct Streaming {
     pub source: SourceTarget,
     /// A TS client further behind than this is cut off.
     pub max_client_lag: Duration,
+    /// Reads a channel's PMT for the `auto` profile.
+    pub probe_client: reqwest::Client,
 }
 
 /// Credentials for the receiver's stream ports, sent up front.
@@ -105,11 +107,7 @@ async fn stream(
     let start = StartSpec {
         template,
         encoder: profiles.encoder.clone(),
-        locator: Arc::new(Located {
-            resolver: state.resolver.clone(),
-            service_ref: service_ref.clone(),
-            port: Mutex::new(None),
-        }),
+        locator: locator(&state, &service_ref),
         authorization: streaming.source.authorization.clone(),
     };
     let key = SessionKey {
@@ -134,6 +132,15 @@ async fn stream(
 #[derive(Clone)]
 pub(crate) struct ConnSocket(pub Arc<std::net::TcpStream>);
 
+/// A session's way to its source: port detection, asked before every connect.
+pub(crate) fn locator(state: &super::AppState, service_ref: &ServiceRef) -> Arc<dyn SourceLocator> {
+    Arc::new(Located {
+        resolver: state.resolver.clone(),
+        service_ref: service_ref.clone(),
+        port: Mutex::new(None),
+    })
+}
+
 /// The preamble, then live chunks until the session ends or this client falls too far behind.
 fn body(
     subscription: Subscription,
@@ -145,6 +152,7 @@ fn body(
         live,
         clock,
         guard,
+        ..
     } = subscription;
     let consumed = Arc::new(AtomicU64::new(clock.latest_ms()));
     if let Some(socket) = socket {

@@ -13,7 +13,7 @@ use gstreamer_app as gst_app;
 
 use super::encoders::EncoderChoice;
 use super::guard::PipelineGuard;
-use super::template::{Graph, Template};
+use super::template::{Graph, Output, Template};
 
 /// Caps of what the muxer hands to xg2g.
 pub const TS_CHUNK_CAPS: &str = "video/mpegts,systemstream=true,packetsize=188";
@@ -31,6 +31,9 @@ pub struct BuildSpec<'a> {
     pub keyint: u32,
     /// Seconds without data after which the source fails (a stalled receiver).
     pub stall_timeout_s: u32,
+    pub output: Output,
+    /// HLS segment target, whole seconds.
+    pub target_duration_s: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +47,41 @@ pub enum BuildError {
 /// A built, not yet started session graph.
 pub struct SessionGraph {
     pub guard: PipelineGuard,
-    pub sink: gst_app::AppSink,
+    /// The muxer's output, for TS sessions.
+    pub sink: Option<gst_app::AppSink>,
+    /// hlssink2, for HLS sessions: fragments come through its `get-fragment-stream` signal.
+    pub hls: Option<gst::Element>,
+    /// When the receiver last delivered data, for stall detection.
+    pub source_activity: Arc<SourceActivity>,
+}
+
+/// Updated by a probe on the source for every buffer: one atomic store.
+#[derive(Debug)]
+pub struct SourceActivity {
+    epoch: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SourceActivity {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        self.last_ms.store(
+            self.epoch.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Time since the receiver last delivered data (or since the graph was built).
+    pub fn silent_for(&self) -> std::time::Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(last))
+    }
 }
 
 pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
@@ -64,11 +101,21 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         values.insert("encoder", encoder.fragment(&bitrate, spec.keyint));
     }
     let sink_caps = format!("appsink name=sink sync=false caps={TS_CHUNK_CAPS}");
-    let description = match &t.graph {
-        Graph::Passthrough(p) => format!("souphttpsrc name=src ! {} ! {sink_caps}", t.render(p, &values)),
-        Graph::Demuxed { .. } => {
+    // hlssink2 keeps a small playlist of its own (ignored) and never deletes: segments live
+    // in memory and xg2g drops them. Its splitmuxsink's fragment messages (with their running
+    // times) reach the bus only when forwarded.
+    let hls = format!(
+        "hlssink2 name=mux target-duration={} playlist-length=3 max-files=0 send-keyframe-requests=true message-forward=true \
+         location=segment%05d.ts playlist-location=playlist.m3u8",
+        spec.target_duration_s.max(1)
+    );
+    let description = match (&t.graph, spec.output) {
+        (Graph::Passthrough(p), Output::Ts) => format!("souphttpsrc name=src ! {} ! {sink_caps}", t.render(p, &values)),
+        (Graph::Passthrough(_), Output::Hls) => return Err(tmpl_err("a passthrough profile has no HLS output".into())),
+        (Graph::Demuxed { .. }, Output::Ts) => {
             format!("souphttpsrc name=src ! tsdemux name=demux mpegtsmux name=mux alignment=7 ! {sink_caps}")
         }
+        (Graph::Demuxed { .. }, Output::Hls) => format!("souphttpsrc name=src ! tsdemux name=demux {hls}"),
     };
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| tmpl_err(e.to_string()))?
@@ -89,8 +136,8 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
     }
     let sink = pipeline
         .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| gst_err(&"no sink"))?;
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+    let hls = (spec.output == Output::Hls).then(|| pipeline.by_name("mux")).flatten();
 
     if let Graph::Demuxed { video, audio } = &t.graph {
         let languages = Arc::new(Mutex::new(HashMap::new()));
@@ -105,7 +152,23 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         };
         connect_demuxer(&pipeline, Arc::new(branches))?;
     }
-    Ok(SessionGraph { guard, sink })
+    let source_activity = Arc::new(SourceActivity::new());
+    if let Some(pad) = src.static_pad("src") {
+        let activity = Arc::clone(&source_activity);
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |_, _| {
+                activity.mark();
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    Ok(SessionGraph {
+        guard,
+        sink,
+        hls,
+        source_activity,
+    })
 }
 
 struct Branches {
@@ -141,7 +204,7 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
                     } else {
                         "mpegvideoparse"
                     };
-                    link_branch(&pipeline, pad, &format!("{parser} ! {graph}"))
+                    link_branch(&pipeline, pad, &format!("{parser} ! {graph}"), "video")
                 }
                 _ => discard(&pipeline, pad),
             }
@@ -166,7 +229,7 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
                 let media = caps_name(pad);
                 let pid = pad_pid(pad);
                 tracing::debug!(pid, codec = %media, language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
-                link_branch(&pipeline, pad, &branches.audio)
+                link_branch(&pipeline, pad, &branches.audio, "audio")
             } else {
                 discard(&pipeline, pad)
             };
@@ -252,12 +315,20 @@ pub(crate) fn branch_bin(graph: &str) -> Result<gst::Bin, gst::glib::Error> {
     Ok(bin)
 }
 
-fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, graph: &str) -> Result<(), String> {
+/// Links a demuxer pad through a template branch to the muxer (mpegtsmux, or hlssink2 whose
+/// pads are named by `kind`: "video" or "audio").
+fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, graph: &str, kind: &str) -> Result<(), String> {
     let bin = branch_bin(graph).map_err(|e| format!("{graph}: {e}"))?;
+    super::latency::instrument(&bin, kind);
     pipeline.add(&bin).map_err(|e| e.to_string())?;
     let mux = pipeline.by_name("mux").ok_or("no muxer")?;
     let bin_src = bin.static_pad("src").ok_or("branch has no output")?;
-    let mux_sink = mux.request_pad_simple("sink_%d").ok_or("muxer refused a pad")?;
+    let template = if mux.pad_template(kind).is_some() {
+        kind
+    } else {
+        "sink_%d"
+    };
+    let mux_sink = mux.request_pad_simple(template).ok_or("muxer refused a pad")?;
     bin_src.link(&mux_sink).map_err(|e| format!("branch to muxer: {e:?}"))?;
     let bin_sink = bin.static_pad("sink").ok_or("branch has no input")?;
     pad.link(&bin_sink).map_err(|e| format!("demuxer to branch: {e:?}"))?;
@@ -307,6 +378,21 @@ fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, Str
 
 /// Scans TS packets for the PAT (to learn the PMT PID) and the PMT; returns PID → language.
 pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap<u16, String>> {
+    let streams = scan_pmt(data, pmt_pid)?;
+    Some(streams.into_iter().filter_map(|s| Some((s.pid, s.language?))).collect())
+}
+
+/// One elementary stream as the PMT lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PmtStream {
+    pub pid: u16,
+    pub stream_type: u8,
+    /// ISO 639 code, lower case.
+    pub language: Option<String>,
+}
+
+/// Scans TS packets for the PAT (to learn the PMT PID) and then the PMT's stream list.
+pub fn scan_pmt(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<Vec<PmtStream>> {
     let start = data.iter().position(|&b| b == 0x47)?;
     for p in data[start..].chunks_exact(188) {
         if p[0] != 0x47 || p[1] & 0x40 == 0 {
@@ -321,7 +407,7 @@ pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap
             continue;
         }
         at += 1 + p[at] as usize; // pointer field
-        let section = p.get(at..)?;
+        let Some(section) = p.get(at..) else { continue };
         if pid == 0 && section.first() == Some(&0x00) && section.len() >= 12 {
             *pmt_pid = Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]));
         } else if Some(pid) == *pmt_pid && section.first() == Some(&0x02) && section.len() >= 12 {
@@ -329,21 +415,25 @@ pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap
             let end = length.min(section.len()).saturating_sub(4);
             let info_len = (usize::from(section[10] & 0x0F) << 8) | usize::from(section[11]);
             let mut i = 12 + info_len;
-            let mut out = HashMap::new();
+            let mut out = Vec::new();
             while i + 5 <= end {
+                let stream_type = section[i];
                 let es_pid = (u16::from(section[i + 1] & 0x1F) << 8) | u16::from(section[i + 2]);
                 let es_len = (usize::from(section[i + 3] & 0x0F) << 8) | usize::from(section[i + 4]);
+                let mut language = None;
                 let mut d = i + 5;
                 while d + 2 <= (i + 5 + es_len).min(end) {
                     let (tag, len) = (section[d], usize::from(section[d + 1]));
                     if tag == 0x0A && len >= 3 && d + 5 <= end {
-                        out.insert(
-                            es_pid,
-                            String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase(),
-                        );
+                        language = Some(String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase());
                     }
                     d += 2 + len;
                 }
+                out.push(PmtStream {
+                    pid: es_pid,
+                    stream_type,
+                    language,
+                });
                 i += 5 + es_len;
             }
             return Some(out);

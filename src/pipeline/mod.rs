@@ -6,11 +6,13 @@
 mod build;
 mod encoders;
 mod guard;
+mod latency;
 mod template;
 
-pub use build::{BuildError, BuildSpec, SessionGraph, TS_CHUNK_CAPS, build};
+pub use build::{BuildError, BuildSpec, PmtStream, SessionGraph, SourceActivity, TS_CHUNK_CAPS, build, scan_pmt};
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
+pub(crate) use latency::read_latency;
 pub use template::{Graph, Mode, Output, Template, TemplateProblem};
 
 use std::collections::BTreeMap;

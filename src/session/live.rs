@@ -9,11 +9,16 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use gio::prelude::*;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
 use super::ts_cache::TsCache;
-use super::{Chunk, ClientGuard, SessionClock, SessionError, SessionKey, Settings, StartSpec, Subscription};
+use super::{Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, StartSpec, Subscription};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, BuildSpec};
 
@@ -32,6 +37,8 @@ pub(crate) struct Session {
     settings: Settings,
     metrics: Arc<Metrics>,
     mode: &'static str,
+    /// Publishes the HLS state (HLS sessions only), and the view handed to clients.
+    hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
 }
 
 /// Why one connection to the receiver ended.
@@ -52,12 +59,34 @@ struct Fanout {
     cache: TsCache,
     waiting: Vec<Join>,
     delivered: bool,
-    /// Buffers received from the receiver over the session's life.
+    /// Buffers (TS) or segments (HLS) received over the session's life.
     received: u64,
+    hls_state: HlsState,
+    next_sequence: u64,
+    /// The next segment follows an upstream reconnect.
+    discontinuity: bool,
 }
 
+/// Fragments hlssink2 is writing, in the order it asked for them, until its splitmuxsink closes
+/// them (its messages carry no location when writing to streams; fragments close in order).
+type Fragments = Arc<Mutex<std::collections::VecDeque<Fragment>>>;
+
+/// A memory stream hlssink2 writes one fragment into.
+struct Fragment(gio::MemoryOutputStream);
+
+// SAFETY: GMemoryOutputStream is a plain GObject. Each fragment is written only by hlssink2's
+// streaming thread until splitmuxsink closes it, and read only after the close message, by the
+// session task that then owns it alone; it is never used from two threads at once.
+unsafe impl Send for Fragment {}
+
 impl Session {
-    pub(crate) fn new(key: SessionKey, start: StartSpec, settings: Settings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        key: SessionKey,
+        start: StartSpec,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
+    ) -> Self {
         let mode = start.template.mode.as_str();
         Self {
             key,
@@ -65,6 +94,7 @@ impl Session {
             settings,
             metrics,
             mode,
+            hls,
         }
     }
 
@@ -82,6 +112,9 @@ impl Session {
             waiting: Vec::new(),
             delivered: false,
             received: 0,
+            hls_state: HlsState::new(self.settings.hls_window),
+            next_sequence: 0,
+            discontinuity: false,
         };
         self.metrics.session.session_active(self.mode, 1);
         let mut failures = 0u32;
@@ -118,9 +151,24 @@ impl Session {
                     let delay = (BACKOFF_FIRST * 2u32.saturating_pow(failures - 1)).min(BACKOFF_MAX);
                     tracing::warn!(reason = %reason, attempt = failures, delay_ms = delay.as_millis() as u64, "Upstream lost; reconnecting.");
                     self.metrics.session.reconnect();
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
+                    // HLS marks the first segment after the reconnect.
+                    fan.discontinuity = !fan.hls_state.is_empty();
+                    // Clients keep joining during the pause: they get the stream as it resumes.
+                    let pause = tokio::time::sleep(delay);
+                    tokio::pin!(pause);
+                    let stop = loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => break true,
+                            () = &mut pause => break false,
+                            join = joins.recv() => match join {
+                                Some(join) if fan.delivered => { let _ = join.reply.send(Ok(self.subscribe(&fan))); }
+                                Some(join) => fan.waiting.push(join),
+                                None => break true,
+                            },
+                        }
+                    };
+                    if stop {
+                        break;
                     }
                 }
             }
@@ -140,23 +188,28 @@ impl Session {
     }
 
     fn subscribe(&self, fan: &Fanout) -> Subscription {
-        self.metrics.session.client(self.mode, 1);
+        let hls = self.hls.as_ref().map(|(_, view)| view.clone());
+        let guard = hls.is_none().then(|| {
+            self.metrics.session.client(self.mode, 1);
+            ClientGuard {
+                metrics: Arc::clone(&self.metrics),
+                mode: self.mode,
+            }
+        });
+        if let Some(view) = &hls {
+            view.lease.touch();
+        }
         Subscription {
             preamble: fan.cache.preamble(),
             live: fan.tx.subscribe(),
             clock: Arc::clone(&fan.clock),
-            guard: ClientGuard {
-                metrics: Arc::clone(&self.metrics),
-                mode: self.mode,
-            },
+            guard,
+            hls,
         }
     }
 
-    fn broadcast(&self, fan: &mut Fanout, chunk: Bytes, requested: Instant) {
-        let _ = fan.tx.send(Chunk {
-            at_ms: fan.clock.stamp(),
-            bytes: chunk,
-        });
+    /// The first media of the session reached clients: record it and let the waiting in.
+    fn first_media(&self, fan: &mut Fanout, requested: Instant) {
         if !fan.delivered {
             fan.delivered = true;
             let elapsed = requested.elapsed();
@@ -169,6 +222,52 @@ impl Session {
         for join in std::mem::take(&mut fan.waiting) {
             let _ = join.reply.send(Ok(self.subscribe(fan)));
         }
+    }
+
+    /// A finished HLS fragment becomes a segment; the state is republished.
+    fn publish_segment(
+        &self,
+        fan: &mut Fanout,
+        bytes: bytes::Bytes,
+        duration: Duration,
+        hls: &gst::Element,
+        requested: Instant,
+    ) {
+        let Some((tx, _)) = &self.hls else { return };
+        if fan.hls_state.video.is_none() {
+            fan.hls_state.video = hls
+                .static_pad("video")
+                .and_then(|p| p.current_caps())
+                .and_then(|c| video_info(&c));
+        }
+        if fan.hls_state.audio.is_none()
+            && hls.static_pad("audio").and_then(|p| p.current_caps()).is_some_and(|c| {
+                c.structure(0)
+                    .is_some_and(|s| s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4))
+            })
+        {
+            fan.hls_state.audio = Some("mp4a.40.2".to_owned());
+        }
+        let segment = Segment {
+            sequence: fan.next_sequence,
+            duration: duration.as_secs_f64(),
+            bytes,
+            started_at: SystemTime::now() - duration,
+            discontinuity: std::mem::take(&mut fan.discontinuity),
+        };
+        fan.next_sequence += 1;
+        fan.received += 1;
+        fan.hls_state.push(segment);
+        tx.send_replace(Arc::new(fan.hls_state.clone()));
+        self.first_media(fan, requested);
+    }
+
+    fn broadcast(&self, fan: &mut Fanout, chunk: Bytes, requested: Instant) {
+        let _ = fan.tx.send(Chunk {
+            at_ms: fan.clock.stamp(),
+            bytes: chunk,
+        });
+        self.first_media(fan, requested);
     }
 
     /// Runs one connection to the receiver until it ends, fails, stalls or nobody watches.
@@ -191,6 +290,8 @@ impl Session {
             audio_languages: &self.settings.audio_languages,
             keyint: 50,
             stall_timeout_s: self.settings.stall_timeout.as_secs().clamp(1, 3600) as u32,
+            output: self.key.output,
+            target_duration_s: self.settings.hls_target_duration,
         };
         let graph = match pipeline::build(&spec) {
             Ok(graph) => graph,
@@ -207,20 +308,30 @@ impl Session {
             }
         };
         let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(512);
-        graph.sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    // The session task only copies and forwards; this waits only if it is gone.
-                    data_tx
-                        .blocking_send(Bytes::copy_from_slice(map.as_slice()))
-                        .map_err(|_| gst::FlowError::Flushing)?;
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        if let Some(sink) = &graph.sink {
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                        // The session task only copies and forwards; this waits only if it is gone.
+                        data_tx
+                            .blocking_send(Bytes::copy_from_slice(map.as_slice()))
+                            .map_err(|_| gst::FlowError::Flushing)?;
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        } else {
+            drop(data_tx);
+        }
+        let fragments: Fragments = Arc::default();
+        if let Some(hls) = &graph.hls {
+            connect_fragment_streams(hls, &fragments);
+        }
+        // Running time at which the fragment being written started.
+        let mut opened_at: Option<u64> = None;
         let Some(bus) = graph.guard.pipeline().bus() else {
             return Outcome::Failed("pipeline without bus".into());
         };
@@ -229,7 +340,6 @@ impl Session {
             return Outcome::Failed(format!("cannot start the pipeline: {error}"));
         }
         let connected = Instant::now();
-        let mut last_data = Instant::now();
         let mut idle_since: Option<Instant> = None;
         let mut ticker = tokio::time::interval(TICK);
         loop {
@@ -240,9 +350,8 @@ impl Session {
                     Some(join) => fan.waiting.push(join),
                     None => return Outcome::Shutdown,
                 },
-                data = data_rx.recv() => match data {
+                data = data_rx.recv(), if graph.sink.is_some() => match data {
                     Some(buffer) => {
-                        last_data = Instant::now();
                         fan.received += 1;
                         for chunk in fan.cache.push(&buffer) {
                             self.broadcast(fan, chunk, requested);
@@ -261,6 +370,36 @@ impl Session {
                             return if refused && !fan.delivered { Outcome::Refused(text) } else { Outcome::Failed(text) };
                         }
                         gst::MessageView::Eos(_) => return Outcome::Ended,
+                        gst::MessageView::Element(e) => {
+                            if let Some(latency) = pipeline::read_latency(&message) {
+                                for seconds in latency.seconds {
+                                    self.metrics.session.transcode_latency(self.mode, &latency.encoder, seconds);
+                                }
+                                continue;
+                            }
+                            let Some(hls) = &graph.hls else { continue };
+                            // hlssink2 forwards its children's messages wrapped in GstBinForwarded.
+                            let inner = e
+                                .structure()
+                                .filter(|st| st.name() == "GstBinForwarded")
+                                .and_then(|st| st.get::<gst::Message>("message").ok());
+                            let Some(st) = inner.as_ref().and_then(|m| m.structure()).or(e.structure()) else { continue };
+                            let running = st.get::<u64>("running-time").ok();
+                            match (st.name().as_str(), running) {
+                                ("splitmuxsink-fragment-opened", Some(at)) => {
+                                    opened_at = Some(at);
+                                }
+                                ("splitmuxsink-fragment-closed", Some(at)) => {
+                                    let start = opened_at.take().unwrap_or(at);
+                                    let stream = fragments.lock().expect("fragments poisoned").pop_front();
+                                    if let Some(bytes) = stream.and_then(|s| take_bytes(&s.0)) {
+                                        let duration = Duration::from_nanos(at.saturating_sub(start));
+                                        self.publish_segment(fan, bytes, duration, hls, requested);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
                         gst::MessageView::Warning(w) => {
                             let text = w.error().to_string();
                             if text.to_ascii_lowercase().contains("continuity") {
@@ -280,10 +419,15 @@ impl Session {
                         self.fail_waiting(fan, SessionError::StartTimeout(self.settings.start_timeout));
                         return Outcome::Refused("no first bytes in time".into());
                     }
-                    if last_data.elapsed() > self.settings.stall_timeout {
+                    if graph.source_activity.silent_for() > self.settings.stall_timeout {
                         return Outcome::Stalled;
                     }
-                    if fan.tx.receiver_count() == 0 && fan.waiting.is_empty() {
+                    if let Some((_, view)) = &self.hls {
+                        if fan.waiting.is_empty() && view.lease.idle() >= self.settings.hls_idle_timeout {
+                            tracing::debug!("No playlist or segment requests; closing.");
+                            return Outcome::Idle;
+                        }
+                    } else if fan.tx.receiver_count() == 0 && fan.waiting.is_empty() {
                         let since = *idle_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= self.settings.idle_grace {
                             tracing::debug!("Last client left; closing.");
@@ -296,4 +440,54 @@ impl Session {
             }
         }
     }
+}
+
+/// hlssink2 writes each fragment to a stream xg2g hands it: memory, never a file, and never a
+/// path built from a request. Its own playlist goes to a stream that is thrown away.
+fn connect_fragment_streams(hls: &gst::Element, fragments: &Fragments) {
+    let store = Arc::clone(fragments);
+    hls.connect("get-fragment-stream", false, move |_| {
+        let stream = gio::MemoryOutputStream::new_resizable();
+        store
+            .lock()
+            .expect("fragments poisoned")
+            .push_back(Fragment(stream.clone()));
+        Some(stream.upcast::<gio::OutputStream>().to_value())
+    });
+    hls.connect("get-playlist-stream", false, |_| {
+        Some(
+            gio::MemoryOutputStream::new_resizable()
+                .upcast::<gio::OutputStream>()
+                .to_value(),
+        )
+    });
+    // With max-files=0 hlssink2 deletes nothing; a handler makes sure it never touches disk.
+    hls.connect("delete-fragment", false, |_| None);
+}
+
+/// The bytes of a closed fragment stream.
+fn take_bytes(stream: &gio::MemoryOutputStream) -> Option<Bytes> {
+    if !stream.is_closed() {
+        stream.close(gio::Cancellable::NONE).ok()?;
+    }
+    let bytes = stream.steal_as_bytes();
+    Some(Bytes::copy_from_slice(&bytes))
+}
+
+/// What the master playlist says about H.264 video, from the negotiated caps.
+fn video_info(caps: &gst::CapsRef) -> Option<VideoInfo> {
+    let s = caps.structure(0)?;
+    if s.name() != "video/x-h264" {
+        return None;
+    }
+    let fps = s.get::<gst::Fraction>("framerate").ok().filter(|f| f.denom() > 0);
+    Some(VideoInfo {
+        codec: avc1_codec(
+            s.get::<&str>("profile").unwrap_or("high"),
+            s.get::<&str>("level").unwrap_or("4"),
+        ),
+        width: s.get::<i32>("width").ok()? as u32,
+        height: s.get::<i32>("height").ok()? as u32,
+        frame_rate: fps.map_or(25.0, |f| f.numer() as f64 / f.denom() as f64),
+    })
 }

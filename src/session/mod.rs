@@ -4,15 +4,18 @@
 //! key-frame cache and the broadcast its clients read. Clients join through the registry and
 //! leave by dropping their subscription; a session ends a grace period after its last client.
 
+mod hls;
 mod live;
 mod ts_cache;
+
+pub use hls::{HlsState, Segment, VideoInfo, avc1_codec};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -56,6 +59,40 @@ pub struct Settings {
     pub stall_timeout: Duration,
     pub reconnect_attempts: u32,
     pub start_timeout: Duration,
+    /// HLS segment target, whole seconds.
+    pub hls_target_duration: u32,
+    pub hls_window: usize,
+    /// An HLS session without playlist or segment requests for this long ends.
+    pub hls_idle_timeout: Duration,
+}
+
+/// A channel's video, as its PMT announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Hevc,
+    Mpeg2,
+    /// A radio channel.
+    None,
+    Other,
+}
+
+impl VideoCodec {
+    /// From the PMT's stream types (ISO 13818-1 table 2-34).
+    pub fn from_stream_types(types: &[u8]) -> Self {
+        let video: Vec<u8> = types
+            .iter()
+            .copied()
+            .filter(|t| matches!(t, 0x01 | 0x02 | 0x10 | 0x1B | 0x24))
+            .collect();
+        match video.first() {
+            None => VideoCodec::None,
+            Some(0x1B) => VideoCodec::H264,
+            Some(0x24) => VideoCodec::Hevc,
+            Some(0x01 | 0x02) => VideoCodec::Mpeg2,
+            Some(_) => VideoCodec::Other,
+        }
+    }
 }
 
 /// Why a client could not join.
@@ -95,8 +132,46 @@ pub struct Subscription {
     pub live: broadcast::Receiver<Chunk>,
     /// When the session sent its newest chunk, in the same milliseconds as [`Chunk::at_ms`].
     pub clock: Arc<SessionClock>,
-    /// Counts the client while it lives.
-    pub guard: ClientGuard,
+    /// Counts the client while it lives (TS clients only).
+    pub guard: Option<ClientGuard>,
+    /// Segments and playlists, for HLS sessions.
+    pub hls: Option<HlsView>,
+}
+
+/// Read access to an HLS session: its published state, and the lease that keeps it alive.
+#[derive(Clone)]
+pub struct HlsView {
+    pub state: watch::Receiver<Arc<HlsState>>,
+    pub lease: Arc<Lease>,
+}
+
+/// Proof of life from HLS clients: every playlist or segment request touches it.
+#[derive(Debug)]
+pub struct Lease {
+    epoch: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_ms.store(
+            self.epoch.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Time since the last touch.
+    pub fn idle(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(last))
+    }
 }
 
 /// The session's send clock, read by client watchdogs to tell how far behind a client is.
@@ -144,6 +219,15 @@ enum Command {
         start: StartSpec,
         reply: oneshot::Sender<Result<Subscription, SessionError>>,
     },
+    Lookup {
+        key: SessionKey,
+        reply: oneshot::Sender<Option<HlsView>>,
+    },
+    Codec {
+        service_ref: ServiceRef,
+        learned: Option<VideoCodec>,
+        reply: oneshot::Sender<Option<VideoCodec>>,
+    },
     Ended {
         key: SessionKey,
         id: u64,
@@ -179,6 +263,27 @@ impl Registry {
         rx.await.map_err(|_| SessionError::ShuttingDown)?
     }
 
+    /// The HLS view of a running session, without starting one (segment requests).
+    pub async fn lookup(&self, key: SessionKey) -> Option<HlsView> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Lookup { key, reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// The video codec remembered for a channel; `learned` records one first.
+    pub async fn codec(&self, service_ref: ServiceRef, learned: Option<VideoCodec>) -> Option<VideoCodec> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Codec {
+                service_ref,
+                learned,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// Running sessions.
     pub async fn count(&self) -> usize {
         let (reply, rx) = oneshot::channel();
@@ -192,6 +297,7 @@ impl Registry {
 struct Entry {
     id: u64,
     tx: mpsc::Sender<live::Join>,
+    hls: Option<HlsView>,
 }
 
 async fn run_registry(
@@ -202,6 +308,8 @@ async fn run_registry(
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<SessionKey, Entry> = HashMap::new();
+    // What each channel's video turned out to be at its first tune (for the `auto` profile).
+    let mut codecs: HashMap<ServiceRef, VideoCodec> = HashMap::new();
     let mut next_id = 0u64;
     loop {
         let command = tokio::select! {
@@ -225,18 +333,49 @@ async fn run_registry(
                 let ended = tx.clone();
                 let ended_key = key.clone();
                 let id = next_id;
-                let session = live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics));
+                let hls = (key.output == Output::Hls).then(|| {
+                    let (tx, rx) = watch::channel(Arc::new(HlsState::new(settings.hls_window)));
+                    (
+                        tx,
+                        HlsView {
+                            state: rx,
+                            lease: Arc::new(Lease::new()),
+                        },
+                    )
+                });
+                let view = hls.as_ref().map(|(_, view)| view.clone());
+                let session = live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics), hls);
                 let token = shutdown.child_token();
                 tokio::spawn(async move {
                     session.run(session_rx, token).await;
                     let _ = ended.send(Command::Ended { key: ended_key, id }).await;
                 });
-                sessions.insert(key, Entry { id, tx: session_tx });
+                sessions.insert(
+                    key,
+                    Entry {
+                        id,
+                        tx: session_tx,
+                        hls: view,
+                    },
+                );
             }
             Command::Ended { key, id } => {
                 if sessions.get(&key).is_some_and(|e| e.id == id) {
                     sessions.remove(&key);
                 }
+            }
+            Command::Lookup { key, reply } => {
+                let _ = reply.send(sessions.get(&key).and_then(|e| e.hls.clone()));
+            }
+            Command::Codec {
+                service_ref,
+                learned,
+                reply,
+            } => {
+                if let Some(codec) = learned {
+                    codecs.insert(service_ref.clone(), codec);
+                }
+                let _ = reply.send(codecs.get(&service_ref).copied());
             }
             Command::Count { reply } => {
                 let _ = reply.send(sessions.len());

@@ -42,6 +42,13 @@ pub fn config_for(demo: &DemoReceiver, extra: &[(&str, &str)]) -> Config {
 }
 
 pub async fn start_app(config: &Config) -> (Running, String) {
+    // `XG2G_TEST_LOG=xg2g=debug cargo test … -- --nocapture` shows the app's logs.
+    if let Ok(filter) = std::env::var("XG2G_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let running = app::start(config).await.expect("xg2g starts");
     let base = format!("http://{}", running.addr());
     (running, base)

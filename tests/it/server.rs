@@ -94,7 +94,7 @@ async fn playlist_page_and_errors() {
     let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<h2>Favourites (TV)</h2>"));
     assert!(page.contains("<h2>Regional &amp; Radio</h2>"));
-    assert!(page.contains("<span class=\"num\">5</span> <a href=\"stream/1:0:2:2F1C:441:1:C00000:0:0:0:\">Ö1</a>"));
+    assert!(page.contains("<span class=\"num\">5</span> <a href=\"watch/1:0:2:2F1C:441:1:C00000:0:0:0:\">Ö1</a>"));
 
     let missing = http.get(format!("{base}/no/such/page")).send().await.unwrap();
     assert_eq!(missing.status(), 404);

@@ -1,0 +1,197 @@
+//! HLS routes: `/hls/{ref}/{profile}/index.m3u8` (master), `media.m3u8`, and `{n}.ts` segments
+//! from memory. Playlist requests start a session when none runs; segment requests never do.
+//! Profile `auto` picks `aac` for H.264 channels and `h264` for MPEG-2 ones, learned from the
+//! channel's PMT at its first tune and remembered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::middleware::Compress;
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+
+use super::AppState;
+use super::error::HttpError;
+use crate::model::ServiceRef;
+use crate::pipeline::{Output, scan_pmt};
+use crate::session::{HlsView, SessionKey, StartSpec, VideoCodec};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+/// How much of a stream the `auto` profile reads at most to find the PMT.
+const PROBE_BYTES: usize = 2 * 1024 * 1024;
+const PROBE_TIME: Duration = Duration::from_secs(8);
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/hls/{ref}/{profile}/index.m3u8")
+            .wrap(Compress::default())
+            .route(web::get().to(master)),
+    )
+    .service(
+        web::resource("/hls/{ref}/{profile}/media.m3u8")
+            .wrap(Compress::default())
+            .route(web::get().to(media)),
+    )
+    .route("/hls/{ref}/{profile}/{segment}", web::get().to(segment));
+}
+
+async fn master(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, HttpError> {
+    let view = join(&state, &path.0, &path.1).await?;
+    let body = view.state.borrow().master_playlist("media.m3u8");
+    Ok(playlist(body))
+}
+
+async fn media(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, HttpError> {
+    let view = join(&state, &path.0, &path.1).await?;
+    let body = view.state.borrow().media_playlist();
+    Ok(playlist(body))
+}
+
+fn playlist(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(PLAYLIST)
+        // A live playlist changes every segment: revalidate, but let a CDN hold it a moment.
+        .insert_header((header::CACHE_CONTROL, "max-age=1, must-revalidate"))
+        .body(body)
+}
+
+async fn segment(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, HttpError> {
+    let (reference, profile, name) = path.into_inner();
+    let service_ref = parse_ref(&reference)?;
+    let sequence: u64 = name
+        .strip_suffix(".ts")
+        .and_then(|n| n.parse().ok())
+        .ok_or(HttpError::SegmentNotFound)?;
+    let profile = match profile.as_str() {
+        "auto" => {
+            let codec = state.streaming.registry.codec(service_ref.clone(), None).await;
+            auto_profile(codec.ok_or(HttpError::SegmentNotFound)?).to_owned()
+        }
+        _ => profile,
+    };
+    let key = SessionKey {
+        service_ref,
+        profile,
+        output: Output::Hls,
+    };
+    let view = state
+        .streaming
+        .registry
+        .lookup(key)
+        .await
+        .ok_or(HttpError::SegmentNotFound)?;
+    view.lease.touch();
+    let segment = view
+        .state
+        .borrow()
+        .segment(sequence)
+        .ok_or(HttpError::SegmentNotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("video/mp2t")
+        // A segment never changes once written.
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .body(segment.bytes.clone()))
+}
+
+fn parse_ref(reference: &str) -> Result<ServiceRef, HttpError> {
+    reference
+        .parse()
+        .map_err(|e: crate::model::ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })
+}
+
+fn auto_profile(codec: VideoCodec) -> &'static str {
+    match codec {
+        // Safari plays H.264 as it comes; audio needs AAC.
+        VideoCodec::H264 | VideoCodec::None => "aac",
+        VideoCodec::Mpeg2 | VideoCodec::Hevc | VideoCodec::Other => "h264",
+    }
+}
+
+/// Joins (or starts) the HLS session and waits for its first segment.
+async fn join(state: &AppState, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
+    let service_ref = parse_ref(reference)?;
+    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
+    if catalog.channel(&service_ref).is_none() {
+        return Err(HttpError::ChannelNotFound);
+    }
+    let streaming = &state.streaming;
+    // Fails fast (502 with Retry-After) while both ports' circuit breakers are open.
+    state.resolver.resolve(&service_ref).await?;
+    let profile = match profile {
+        "auto" => auto_profile(learn_codec(state, &service_ref).await?).to_owned(),
+        other => other.to_owned(),
+    };
+    let profiles = Arc::clone(&streaming.profiles.read().expect("profiles lock poisoned"));
+    let template = profiles
+        .get(&profile)
+        .filter(|t| t.supports(Output::Hls))
+        .ok_or_else(|| HttpError::ProfileNotFound {
+            profile: profile.clone(),
+        })?;
+    let start = StartSpec {
+        template,
+        encoder: profiles.encoder.clone(),
+        locator: super::stream::locator(state, &service_ref),
+        authorization: streaming.source.authorization.clone(),
+    };
+    let key = SessionKey {
+        service_ref,
+        profile,
+        output: Output::Hls,
+    };
+    let subscription = streaming.registry.join(key, start).await?;
+    let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
+    view.lease.touch();
+    Ok(view)
+}
+
+/// The channel's video codec: remembered, or read from its PMT now.
+async fn learn_codec(state: &AppState, service_ref: &ServiceRef) -> Result<VideoCodec, HttpError> {
+    let registry = &state.streaming.registry;
+    if let Some(codec) = registry.codec(service_ref.clone(), None).await {
+        return Ok(codec);
+    }
+    let source = state.resolver.resolve(service_ref).await?;
+    let mut request = state.streaming.probe_client.get(source.url.as_str());
+    if let Some(auth) = &state.streaming.source.authorization {
+        request = request.header(header::AUTHORIZATION.as_str(), auth.as_str());
+    }
+    let unavailable = |message: String| HttpError::Session(crate::session::SessionError::Upstream(message));
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("probing the channel: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!(
+            "the receiver answered {} to the probe",
+            response.status()
+        )));
+    }
+    let mut body = response.bytes_stream();
+    let mut seen = Vec::new();
+    let mut pmt_pid = None;
+    let deadline = tokio::time::Instant::now() + PROBE_TIME;
+    while seen.len() < PROBE_BYTES {
+        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            _ => break,
+        };
+        seen.extend_from_slice(&chunk);
+        if let Some(streams) = scan_pmt(&seen, &mut pmt_pid) {
+            let types: Vec<u8> = streams.iter().map(|s| s.stream_type).collect();
+            let codec = VideoCodec::from_stream_types(&types);
+            tracing::info!(channel = %service_ref, ?codec, "Learned the channel's video codec.");
+            return Ok(registry.codec(service_ref.clone(), Some(codec)).await.unwrap_or(codec));
+        }
+        // Keep only the tail: a table may straddle chunks, never more than one packet.
+        if seen.len() > 188 * 64 {
+            let keep = seen.len() % 188 + 188;
+            seen.drain(..seen.len() - keep);
+        }
+    }
+    Err(unavailable("no PMT in the channel's stream".into()))
+}
