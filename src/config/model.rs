@@ -26,6 +26,39 @@ pub struct Config {
     pub circuit_breaker: BreakerConfig,
     pub streaming: StreamingConfig,
     pub hls: HlsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub gpu_queue: GpuQueueConfig,
+    pub preview: PreviewConfig,
+}
+
+/// Admission of new sessions (REFERENCE.md §3), rates per second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub global_rate: u32,
+    pub global_burst: u32,
+    pub per_ip_rate: u32,
+    pub per_ip_burst: u32,
+    pub mode_standard: u32,
+    pub mode_audio_proxy: u32,
+    pub mode_gpu: u32,
+    /// CIDR blocks, as written; parsed where they are used.
+    pub trusted_proxies: Vec<String>,
+    pub max_tracked_ips: u32,
+}
+
+/// The encoder slot queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuQueueConfig {
+    pub workers: u32,
+    pub size: u32,
+    pub max_wait: Duration,
+    pub active_window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewConfig {
+    pub cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +284,27 @@ impl Config {
                 target_duration: v.count("hls.target_duration"),
                 window: v.count("hls.window"),
                 idle_timeout: v.duration("hls.idle_timeout"),
+            },
+            rate_limit: RateLimitConfig {
+                enabled: v.boolean("rate_limit.enabled"),
+                global_rate: v.count("rate_limit.global_rate"),
+                global_burst: v.count("rate_limit.global_burst"),
+                per_ip_rate: v.count("rate_limit.per_ip_rate"),
+                per_ip_burst: v.count("rate_limit.per_ip_burst"),
+                mode_standard: v.count("rate_limit.mode_standard"),
+                mode_audio_proxy: v.count("rate_limit.mode_audio_proxy"),
+                mode_gpu: v.count("rate_limit.mode_gpu"),
+                trusted_proxies: v.list("rate_limit.trusted_proxies"),
+                max_tracked_ips: v.count("rate_limit.max_tracked_ips"),
+            },
+            gpu_queue: GpuQueueConfig {
+                workers: v.count("gpu_queue.workers"),
+                size: v.count("gpu_queue.size"),
+                max_wait: v.duration("gpu_queue.max_wait"),
+                active_window: v.duration("gpu_queue.active_window"),
+            },
+            preview: PreviewConfig {
+                cache_ttl: v.duration("preview.cache_ttl"),
             },
         }
     }
