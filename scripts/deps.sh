@@ -11,6 +11,7 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libsoup-3.0-0 ffmpeg
   xmltv-util
+  prometheus docker-compose python3-venv
 )
 
 missing=()

@@ -32,6 +32,8 @@ pub enum StartError {
     Templates(#[from] TemplateErrors),
     #[error(transparent)]
     Detect(#[from] crate::upstream::DetectError),
+    #[error("rate_limit.trusted_proxies: {0}")]
+    TrustedProxies(String),
 }
 
 /// Templates, the session registry and where streams come from.
@@ -89,6 +91,8 @@ pub struct Running {
     state: Arc<AppState>,
     /// Reloads the templates on SIGHUP (unix).
     sighup: Option<tokio::task::JoinHandle<()>>,
+    /// GPU and host statistics, when `gpu.stats_enabled`.
+    gpu_stats: Option<crate::gpu::GpuStats>,
 }
 
 /// Binds the listener and starts every part. Returns once the server accepts connections; the
@@ -116,6 +120,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr.to_string()
     };
     let streaming = streaming(config, &metrics, &shutdown)?;
+    let trusted_proxies =
+        http::TrustedProxies::parse(&config.rate_limit.trusted_proxies).map_err(StartError::TrustedProxies)?;
+    let admission = crate::limits::AdmissionHandle::spawn(&config.rate_limit, Arc::clone(&metrics), shutdown.clone());
+    let encoder_queue = crate::limits::queue::EncoderQueue::spawn(config, Arc::clone(&metrics), shutdown.clone());
+    let previews = crate::preview::spawn(
+        config,
+        encoder_queue.clone(),
+        streaming.source.authorization.clone(),
+        shutdown.clone(),
+    );
     let state = AppState {
         catalog: catalog.clone(),
         metrics,
@@ -127,6 +141,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         resolver,
         api_token: config.api_token.clone(),
         reload: http::Reloader::new(config.streaming.pipelines_dir.clone()),
+        admission,
+        trusted_proxies,
+        encoder_queue,
+        previews,
     };
     let state = Arc::new(state);
     let server =
@@ -140,6 +158,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .as_ref()
         .and_then(|device| crate::hdhr::start_ssdp(config, device, addr, shutdown.clone()));
     let sighup = http::spawn_on_sighup(Arc::clone(&state), shutdown.clone());
+    let gpu_stats = config
+        .gpu
+        .stats_enabled
+        .then(|| crate::gpu::spawn(config.gpu.stats_interval, Arc::clone(&state.metrics), shutdown.clone()));
     tracing::info!(%addr, "Serving HTTP.");
     Ok(Running {
         addr,
@@ -151,6 +173,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ssdp,
         state,
         sighup,
+        gpu_stats,
     })
 }
 
@@ -185,6 +208,9 @@ impl Running {
         self.shutdown.cancel();
         if let Some(ssdp) = self.ssdp {
             ssdp.join().await;
+        }
+        if let Some(gpu_stats) = self.gpu_stats {
+            gpu_stats.join().await;
         }
         if let Some(sighup) = self.sighup
             && let Err(error) = sighup.await

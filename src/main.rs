@@ -128,19 +128,24 @@ async fn run(cli: Cli) -> ExitCode {
     if matches!(command, Command::CheckConfig) {
         return check_templates(&loaded);
     }
-    if let Err(error) = xg2g::telemetry::init(&loaded.config.log) {
-        eprintln!("xg2g: cannot set up logging: {error}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match xg2g::telemetry::init(&loaded.config.log, &loaded.config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("xg2g: cannot set up logging and traces: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let running = match xg2g::app::start(&loaded.config).await {
         Ok(running) => running,
         Err(xg2g::app::StartError::Templates(errors)) => {
             // One problem a line, as check-config prints them; not squeezed into one log field.
             eprintln!("xg2g: the pipeline templates have problems:\n{errors}");
+            shutdown_telemetry(telemetry).await;
             return ExitCode::from(2);
         }
         Err(error) => {
             tracing::error!(%error, "xg2g did not start.");
+            shutdown_telemetry(telemetry).await;
             return ExitCode::FAILURE;
         }
     };
@@ -151,7 +156,15 @@ async fn run(cli: Cli) -> ExitCode {
     if let Some(demo) = demo {
         demo.stop().await;
     }
+    shutdown_telemetry(telemetry).await;
     ExitCode::SUCCESS
+}
+
+/// Sends the spans still buffered before the process exits.
+async fn shutdown_telemetry(telemetry: xg2g::telemetry::Telemetry) {
+    if let Err(error) = telemetry.shutdown().await {
+        tracing::warn!(%error, code = error.code(), "Traces not flushed on exit.");
+    }
 }
 
 /// `check-config` after the config itself: loads and validates the pipeline templates, then

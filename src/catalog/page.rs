@@ -1,4 +1,5 @@
-//! The web page: channels by bouquet with their numbers, each linked to its watch page.
+//! The web page: channels by bouquet with their numbers, each linked to its watch page, TV
+//! channels with a thumbnail that the browser loads as it scrolls to it.
 
 use std::fmt::Write as _;
 
@@ -30,9 +31,18 @@ pub fn render_index(snapshot: &Snapshot, stylesheet: &str) -> String {
                 for c in channels {
                     let reference = html(&c.service_ref.to_string());
                     let name = html(&c.name);
+                    let _ = write!(body, "<li value=\"{}\">", c.number);
+                    if !c.is_radio() {
+                        // Decoded on demand through the encoder queue: lazily, as it scrolls in.
+                        let _ = write!(
+                            body,
+                            "<img class=\"thumb\" src=\"api/v1/channels/{reference}/preview.jpg\" alt=\"\" \
+                             width=\"80\" height=\"45\" loading=\"lazy\" decoding=\"async\"> "
+                        );
+                    }
                     let _ = write!(
                         body,
-                        "<li value=\"{n}\"><span class=\"num\">{n}</span> <a href=\"watch/{reference}\">{name}</a> \
+                        "<span class=\"num\">{n}</span> <a href=\"watch/{reference}\">{name}</a> \
                          <a class=\"ts\" href=\"stream/{reference}\" aria-label=\"MPEG-TS stream of {name}\">TS</a></li>",
                         n = c.number,
                     );
@@ -105,9 +115,16 @@ mod tests {
             "assets/xg2g.css?v=1",
         );
         assert!(page.contains(
-            "<li value=\"1\"><span class=\"num\">1</span> <a href=\"watch/1:0:19:283D:3FB:1:C00000:0:0:0:\">Das Erste HD</a> \
+            "<li value=\"1\"><img class=\"thumb\" src=\"api/v1/channels/1:0:19:283D:3FB:1:C00000:0:0:0:/preview.jpg\" \
+             alt=\"\" width=\"80\" height=\"45\" loading=\"lazy\" decoding=\"async\"> \
+             <span class=\"num\">1</span> <a href=\"watch/1:0:19:283D:3FB:1:C00000:0:0:0:\">Das Erste HD</a> \
              <a class=\"ts\" href=\"stream/1:0:19:283D:3FB:1:C00000:0:0:0:\" aria-label=\"MPEG-TS stream of Das Erste HD\">TS</a></li>"
         ));
+        // A radio channel has no picture to show.
+        assert!(page.contains(
+            "<li value=\"2\"><span class=\"num\">2</span> <a href=\"watch/1:0:2:2F1C:441:1:C00000:0:0:0:\">"
+        ));
+        assert_eq!(page.matches("<img ").count(), 1);
         assert!(page.contains(
             "<a href=\"watch/1:0:2:2F1C:441:1:C00000:0:0:0:\">Ö1 &lt;Radio&gt; &amp; &quot;Kultur&quot;</a>"
         ));

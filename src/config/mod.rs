@@ -24,7 +24,7 @@ use std::path::Path;
 pub use error::{ConfigError, Problem, ProblemKind, Source};
 pub use model::{
     BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, HlsConfig, LogConfig, LogFormat, PiconConfig,
-    PortOverride, ReceiverConfig, Secret, StreamingConfig,
+    PortOverride, RateLimitConfig, ReceiverConfig, Secret, StreamingConfig, TelemetryConfig,
 };
 pub use spec::{DefaultValue, KeySpec, Kind};
 

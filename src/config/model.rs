@@ -18,6 +18,7 @@ pub struct Config {
     /// Base URL for links in playlists; `None` = derive from the request's Host.
     pub public_url: Option<Url>,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub receiver: ReceiverConfig,
     pub catalog: CatalogConfig,
     pub epg: EpgConfig,
@@ -29,6 +30,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub gpu_queue: GpuQueueConfig,
     pub preview: PreviewConfig,
+    pub gpu: GpuConfig,
 }
 
 /// Admission of new sessions (REFERENCE.md §3), rates per second.
@@ -59,6 +61,14 @@ pub struct GpuQueueConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviewConfig {
     pub cache_ttl: Duration,
+}
+
+/// GPU and host statistics sampling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuConfig {
+    pub stats_enabled: bool,
+    /// At least 200 ms.
+    pub stats_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +146,16 @@ pub struct LogConfig {
     /// A tracing `EnvFilter` directive.
     pub level: String,
     pub format: LogFormat,
+}
+
+/// Trace export (OpenTelemetry OTLP over HTTP).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector's base URL; spans go to `<endpoint>/v1/traces`. `None` = no traces.
+    pub otlp_endpoint: Option<Url>,
+    pub service_name: String,
+    /// 0.0-1.0: the share of root traces kept; a sampled parent is always followed.
+    pub sampling_ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +236,11 @@ impl Config {
             log: LogConfig {
                 level: v.text("log.level"),
                 format: v.format("log.format"),
+            },
+            telemetry: TelemetryConfig {
+                otlp_endpoint: v.url("telemetry.otlp_endpoint"),
+                service_name: v.text("telemetry.service_name"),
+                sampling_ratio: v.ratio("telemetry.sampling_ratio"),
             },
             receiver: ReceiverConfig {
                 base_url: v.url("receiver.base_url"),
@@ -305,6 +330,10 @@ impl Config {
             },
             preview: PreviewConfig {
                 cache_ttl: v.duration("preview.cache_ttl"),
+            },
+            gpu: GpuConfig {
+                stats_enabled: v.boolean("gpu.stats_enabled"),
+                stats_interval: v.duration("gpu.stats_interval"),
             },
         }
     }

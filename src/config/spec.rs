@@ -28,15 +28,19 @@ pub enum Kind {
     Count,
     /// `true` or `false`; from the environment or a flag also `1`/`0`/`yes`/`no`.
     Bool,
+    /// A fraction from 0.0 to 1.0: a TOML float (or the integers 0 and 1); from the environment
+    /// or a flag a decimal like `0.25`.
+    Ratio,
 }
 
 /// A key's code default, typed; [`fmt::Display`] writes it as a TOML literal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DefaultValue {
     Str(&'static str),
     Int(i64),
     Bool(bool),
     List(&'static [&'static str]),
+    Float(f64),
 }
 
 impl DefaultValue {
@@ -45,6 +49,7 @@ impl DefaultValue {
             Self::Str(s) => toml::Value::String(s.to_owned()),
             Self::Int(i) => toml::Value::Integer(i),
             Self::Bool(b) => toml::Value::Boolean(b),
+            Self::Float(f) => toml::Value::Float(f),
             Self::List(items) => {
                 toml::Value::Array(items.iter().map(|s| toml::Value::String((*s).to_owned())).collect())
             }
@@ -143,6 +148,30 @@ pub(crate) static SPEC: &[KeySpec] = &[
         default: DefaultValue::Str("pretty"),
         kind: Kind::LogFormat,
         doc: "Log output format: \"json\" or \"pretty\".",
+        check: None,
+    },
+    KeySpec {
+        key: "telemetry.otlp_endpoint",
+        env: Some("XG2G_OTLP_ENDPOINT"),
+        default: DefaultValue::Str(""),
+        kind: Kind::HttpUrl,
+        doc: "OTLP/HTTP collector for traces, e.g. Jaeger's \"http://jaeger:4318\" (spans go to <endpoint>/v1/traces); empty = no traces.",
+        check: Some(no_userinfo),
+    },
+    KeySpec {
+        key: "telemetry.service_name",
+        env: Some("XG2G_OTEL_SERVICE_NAME"),
+        default: DefaultValue::Str("xg2g"),
+        kind: Kind::Text,
+        doc: "The service.name traces carry.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "telemetry.sampling_ratio",
+        env: Some("XG2G_OTEL_SAMPLING_RATIO"),
+        default: DefaultValue::Float(1.0),
+        kind: Kind::Ratio,
+        doc: "Share of session starts traced, 0.0-1.0; a request's sampled traceparent is always followed.",
         check: None,
     },
     KeySpec {
@@ -543,7 +572,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         default: DefaultValue::List(&[]),
         kind: Kind::List,
         doc: "Proxies (CIDR) whose X-Forwarded-For/Forwarded headers name the client (env: comma-separated).",
-        check: None,
+        check: Some(cidr_blocks),
     },
     KeySpec {
         key: "rate_limit.max_tracked_ips",
@@ -592,6 +621,22 @@ pub(crate) static SPEC: &[KeySpec] = &[
         kind: Kind::Duration,
         doc: "How long a channel thumbnail is reused.",
         check: Some(greater_than_zero),
+    },
+    KeySpec {
+        key: "gpu.stats_enabled",
+        env: Some("XG2G_GPU_STATS_ENABLED"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Sample GPU (NVIDIA, Intel, AMD) and host CPU/memory statistics for /metrics.",
+        check: None,
+    },
+    KeySpec {
+        key: "gpu.stats_interval",
+        env: Some("XG2G_GPU_STATS_INTERVAL"),
+        default: DefaultValue::Str("5s"),
+        kind: Kind::Duration,
+        doc: "How often GPU and host statistics are sampled (at least 200ms).",
+        check: Some(at_least_200ms),
     },
 ];
 
@@ -650,6 +695,34 @@ fn hdhr_device_id(value: &Value) -> Result<(), String> {
             .map_err(|e| e.to_string()),
         _ => Ok(()),
     }
+}
+
+/// Host CPU usage is a difference between two reads, and needs 200 ms between them to mean anything.
+fn at_least_200ms(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Duration(d) if *d < std::time::Duration::from_millis(200) => Err("must be at least 200ms".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// Each entry is a CIDR block (`10.0.0.0/8`, `fd00::/8`) or a single address; every bad one is named.
+fn cidr_blocks(value: &Value) -> Result<(), String> {
+    let Value::List(items) = value else { return Ok(()) };
+    let bad: Vec<String> = items
+        .iter()
+        .filter(|item| {
+            let item = item.trim();
+            item.parse::<ipnet::IpNet>().is_err() && item.parse::<std::net::IpAddr>().is_err()
+        })
+        .map(|item| format!("{item:?}"))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "expected CIDR blocks like \"10.0.0.0/8\" or \"fd00::/8\", got {}",
+        bad.join(", ")
+    ))
 }
 
 fn greater_than_zero(value: &Value) -> Result<(), String> {

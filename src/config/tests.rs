@@ -219,6 +219,50 @@ fn booleans_parse_from_strings_and_toml() {
 }
 
 #[test]
+fn ratios_parse_from_strings_and_toml() {
+    for (raw, want) in [("0", 0.0), ("0.25", 0.25), (" 1.0 ", 1.0), ("1", 1.0), ("1e-2", 0.01)] {
+        assert!(value::from_str(Kind::Ratio, raw) == Ok(Value::Ratio(want)), "{raw}");
+    }
+    for raw in ["1.5", "-0.1", "NaN", "inf", "half", ""] {
+        let err = value::from_str(Kind::Ratio, raw).err();
+        assert_eq!(
+            err.as_deref(),
+            Some(format!("expected a ratio from 0.0 to 1.0, got {raw:?}").as_str())
+        );
+    }
+    let toml = |text: &str| text.parse::<toml::Table>().unwrap()["r"].clone();
+    assert!(value::from_toml(Kind::Ratio, &toml("r = 0.5")) == Ok(Value::Ratio(0.5)));
+    assert!(value::from_toml(Kind::Ratio, &toml("r = 1")) == Ok(Value::Ratio(1.0)));
+    let err = value::from_toml(Kind::Ratio, &toml("r = 2.5")).err();
+    assert_eq!(err.as_deref(), Some("expected a ratio from 0.0 to 1.0, got 2.5"));
+    let err = value::from_toml(Kind::Ratio, &toml("r = 2")).err();
+    assert_eq!(err.as_deref(), Some("expected a ratio from 0.0 to 1.0, got 2"));
+    let err = value::from_toml(Kind::Ratio, &toml("r = \"0.5\"")).err();
+    assert_eq!(err.as_deref(), Some("expected a float, got string"));
+
+    // The telemetry keys, through every layer: defaults, file, environment.
+    let c = Config::default();
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.service_name, "xg2g");
+    assert_eq!(c.telemetry.sampling_ratio, 1.0);
+    let file = "[telemetry]\nsampling_ratio = 0.5\nservice_name = \"tv\"";
+    let env = [
+        ("XG2G_OTLP_ENDPOINT", "http://jaeger:4318"),
+        ("XG2G_OTEL_SAMPLING_RATIO", "0.1"),
+    ];
+    let c = try_load(Some(file), &env, &[], Requirements::None).unwrap().config;
+    assert_eq!(c.telemetry.otlp_endpoint.unwrap().as_str(), "http://jaeger:4318/");
+    assert_eq!(c.telemetry.service_name, "tv");
+    assert_eq!(c.telemetry.sampling_ratio, 0.1);
+    let err = problems(None, &[("XG2G_OTEL_SAMPLING_RATIO", "2")], &[], Requirements::None);
+    assert_eq!(
+        err,
+        "environment variable XG2G_OTEL_SAMPLING_RATIO: key `telemetry.sampling_ratio`: \
+         expected a ratio from 0.0 to 1.0, got \"2\""
+    );
+}
+
+#[test]
 fn listen_addresses() {
     let ok = [
         (":8080", "0.0.0.0:8080"),

@@ -22,6 +22,7 @@ pub(crate) enum Value {
     Port(u16),
     Count(u32),
     Bool(bool),
+    Ratio(f64),
 }
 
 impl Value {
@@ -47,6 +48,7 @@ impl Value {
             Self::Port(port) => toml::Value::Integer(i64::from(*port)),
             Self::Count(n) => toml::Value::Integer(i64::from(*n)),
             Self::Bool(b) => toml::Value::Boolean(*b),
+            Self::Ratio(r) => toml::Value::Float(*r),
         }
     }
 }
@@ -63,6 +65,8 @@ pub(crate) fn from_toml(kind: Kind, value: &toml::Value) -> Result<Value, String
             .map(Value::Count)
             .map_err(|_| format!("{COUNT_EXPECTED}, got {n}")),
         (Kind::Bool, toml::Value::Boolean(b)) => Ok(Value::Bool(*b)),
+        (Kind::Ratio, toml::Value::Float(f)) => ratio(*f).ok_or_else(|| format!("{RATIO_EXPECTED}, got {f}")),
+        (Kind::Ratio, toml::Value::Integer(n)) => ratio(*n as f64).ok_or_else(|| format!("{RATIO_EXPECTED}, got {n}")),
         (Kind::List, toml::Value::Array(items)) => items
             .iter()
             .map(|item| match item {
@@ -126,17 +130,29 @@ pub(crate) fn from_str(kind: Kind, raw: &str) -> Result<Value, String> {
             "false" | "0" | "no" => Ok(Value::Bool(false)),
             _ => Err(format!("expected true or false, got {raw:?}")),
         },
+        Kind::Ratio => trimmed
+            .parse::<f64>()
+            .ok()
+            .and_then(ratio)
+            .ok_or_else(|| format!("{RATIO_EXPECTED}, got {raw:?}")),
     }
+}
+
+/// A fraction in 0.0..=1.0 (NaN is not one).
+fn ratio(value: f64) -> Option<Value> {
+    (0.0..=1.0).contains(&value).then_some(Value::Ratio(value))
 }
 
 const PORT_EXPECTED: &str = "expected a port number 1-65535";
 const COUNT_EXPECTED: &str = "expected a whole number";
+const RATIO_EXPECTED: &str = "expected a ratio from 0.0 to 1.0";
 
 /// The TOML type a key of `kind` takes in the file.
 fn toml_type(kind: Kind) -> &'static str {
     match kind {
         Kind::Port | Kind::Count => "integer",
         Kind::Bool => "boolean",
+        Kind::Ratio => "float",
         Kind::List => "array",
         Kind::Listen | Kind::Duration | Kind::Text | Kind::Secret | Kind::HttpUrl | Kind::LogFormat => "string",
     }
@@ -260,6 +276,13 @@ impl Values {
         match self.get(key) {
             Value::Bool(b) => *b,
             _ => Self::wrong_kind(key, "a boolean"),
+        }
+    }
+
+    pub(crate) fn ratio(&self, key: &str) -> f64 {
+        match self.get(key) {
+            Value::Ratio(r) => *r,
+            _ => Self::wrong_kind(key, "a ratio"),
         }
     }
 

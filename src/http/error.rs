@@ -39,6 +39,12 @@ pub(crate) enum HttpError {
     Refresh(#[from] crate::catalog::RefreshError),
     #[error(transparent)]
     Reload(#[from] super::ReloadError),
+    #[error(transparent)]
+    RateLimited(#[from] crate::limits::RateLimited),
+    #[error(transparent)]
+    Queue(#[from] crate::limits::queue::QueueError),
+    #[error(transparent)]
+    Preview(#[from] crate::preview::PreviewError),
 }
 
 impl HttpError {
@@ -58,6 +64,9 @@ impl HttpError {
             HttpError::Forbidden => "forbidden",
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
+            HttpError::RateLimited(_) => "rate-limited",
+            HttpError::Queue(e) => e.code(),
+            HttpError::Preview(e) => e.code(),
         }
     }
 }
@@ -79,6 +88,7 @@ impl ResponseError for HttpError {
                 }
                 crate::session::SessionError::Pipeline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 crate::session::SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                crate::session::SessionError::EncoderFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             HttpError::Detect(crate::upstream::DetectError::InvalidOverride { .. }) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -93,6 +103,19 @@ impl ResponseError for HttpError {
             },
             HttpError::Reload(super::ReloadError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             HttpError::Reload(super::ReloadError::Interrupted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Queue(_) | HttpError::Preview(crate::preview::PreviewError::Queue(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            HttpError::Preview(e) => match e {
+                crate::preview::PreviewError::NoVideo => StatusCode::NOT_FOUND,
+                crate::preview::PreviewError::Upstream(_) | crate::preview::PreviewError::Failed(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
+                crate::preview::PreviewError::Queue(_) | crate::preview::PreviewError::Stopped => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            },
         }
     }
 
@@ -107,6 +130,20 @@ impl ResponseError for HttpError {
             // Whole seconds, rounded up, at least 1.
             let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
             response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        // Encoder queue full: when a place frees for sure; the encoder itself full: a short poll.
+        let queue_retry = match self {
+            HttpError::Queue(e) | HttpError::Preview(crate::preview::PreviewError::Queue(e)) => e.retry_after(),
+            HttpError::Session(crate::session::SessionError::EncoderFull(_)) => {
+                Some(crate::limits::queue::ENCODER_FULL_RETRY)
+            }
+            _ => None,
+        };
+        if let Some(wait) = queue_retry {
+            response.insert_header(("Retry-After", wait.as_secs().max(1).to_string()));
+        }
+        if let HttpError::RateLimited(e) = self {
+            response.insert_header(("Retry-After", e.retry_after_secs().to_string()));
         }
         if matches!(self, HttpError::AdminTokenNotSet | HttpError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"xg2g\""));

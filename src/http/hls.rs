@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::middleware::Compress;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::AppState;
@@ -16,6 +16,8 @@ use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, scan_pmt};
 use crate::session::{HlsView, SessionKey, StartSpec, VideoCodec};
+use crate::telemetry::step;
+use tracing::Instrument as _;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 /// How much of a stream the `auto` profile reads at most to find the PMT.
@@ -25,6 +27,7 @@ const PROBE_TIME: Duration = Duration::from_secs(8);
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/hls/{ref}/{profile}/index.m3u8")
+            .wrap(actix_web::middleware::from_fn(super::trace::hls_start))
             .wrap(Compress::default())
             .route(web::get().to(master)),
     )
@@ -36,14 +39,22 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .route("/hls/{ref}/{profile}/{segment}", web::get().to(segment));
 }
 
-async fn master(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, HttpError> {
-    let view = join(&state, &path.0, &path.1).await?;
+async fn master(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    let view = join(&state, &req, &path.0, &path.1).await?;
     let body = view.state.borrow().master_playlist("media.m3u8");
     Ok(playlist(body))
 }
 
-async fn media(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, HttpError> {
-    let view = join(&state, &path.0, &path.1).await?;
+async fn media(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    let view = join(&state, &req, &path.0, &path.1).await?;
     let body = view.state.borrow().media_playlist();
     Ok(playlist(body))
 }
@@ -112,17 +123,23 @@ fn auto_profile(codec: VideoCodec) -> &'static str {
 }
 
 /// Joins (or starts) the HLS session and waits for its first segment.
-async fn join(state: &AppState, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
+async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
     let service_ref = parse_ref(reference)?;
-    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
-    if catalog.channel(&service_ref).is_none() {
-        return Err(HttpError::ChannelNotFound);
-    }
+    super::trace::channel_lookup(state, &service_ref)?;
     let streaming = &state.streaming;
     // Fails fast (502 with Retry-After) while both ports' circuit breakers are open.
-    state.resolver.resolve(&service_ref).await?;
+    state
+        .resolver
+        .resolve(&service_ref)
+        .instrument(step!("port.detect"))
+        .await?;
     let profile = match profile {
-        "auto" => auto_profile(learn_codec(state, &service_ref).await?).to_owned(),
+        "auto" => auto_profile(
+            learn_codec(state, &service_ref)
+                .instrument(step!("codec.probe"))
+                .await?,
+        )
+        .to_owned(),
         other => other.to_owned(),
     };
     let profiles = Arc::clone(&streaming.profiles.read().expect("profiles lock poisoned"));
@@ -132,18 +149,37 @@ async fn join(state: &AppState, reference: &str, profile: &str) -> Result<HlsVie
         .ok_or_else(|| HttpError::ProfileNotFound {
             profile: profile.clone(),
         })?;
-    let start = StartSpec {
+    tracing::Span::current()
+        .record("profile", profile.as_str())
+        .record("mode", template.mode.as_str());
+    let mut start = StartSpec {
         template,
         encoder: profiles.encoder.clone(),
         locator: super::stream::locator(state, &service_ref),
         authorization: streaming.source.authorization.clone(),
+        encoder_slot: None,
     };
     let key = SessionKey {
         service_ref,
         profile,
         output: Output::Hls,
     };
+    // Admission: the rate limits, then an encoder slot (its wait a child span).
+    let admission = step!("admission");
+    super::client_ip::admit_new_session(state, req, &key, start.template.mode)
+        .instrument(admission.clone())
+        .await?;
+    start.encoder_slot = super::stream::encoder_slot(state, req, &key, &start.template)
+        .instrument(step!(parent: &admission, "encoder.queue"))
+        .instrument(admission.clone())
+        .await?;
+    drop(admission);
+    // Every playlist request is a sign that the client watches (Active priority).
+    let _watching = super::stream::watching(state, req, &key.service_ref);
+    // Ends when the session has its first segment.
+    let first_byte = step!("first_byte");
     let subscription = streaming.registry.join(key, start).await?;
+    drop(first_byte);
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
     Ok(view)

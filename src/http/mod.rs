@@ -1,16 +1,20 @@
 //! HTTP routes, request metrics and the server; the only module that speaks actix-web.
 
 mod admin;
+mod client_ip;
 mod error;
 mod guide;
 mod hdhr;
 mod hls;
 mod pages;
 mod picon;
+mod preview;
 mod reload;
 mod source;
 mod stream;
+mod trace;
 
+pub(crate) use client_ip::TrustedProxies;
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
 pub(crate) use stream::{ConnSocket, SourceTarget, Streaming};
@@ -47,6 +51,14 @@ pub(crate) struct AppState {
     pub api_token: Option<crate::config::Secret>,
     /// Where templates reload from (SIGHUP, `POST /api/v1/reload`).
     pub reload: Reloader,
+    /// Rate limits on new sessions.
+    pub admission: crate::limits::AdmissionHandle,
+    /// Whose forwarding headers name the client for the per-client rate limit.
+    pub trusted_proxies: TrustedProxies,
+    /// Encoder slots for sessions that encode video, and for thumbnails.
+    pub encoder_queue: crate::limits::queue::EncoderQueue,
+    /// Channel thumbnails.
+    pub previews: crate::preview::PreviewHandle,
 }
 
 type State = web::Data<AppState>;
@@ -75,6 +87,7 @@ pub(crate) fn server(
             .configure(admin::routes)
             .configure(hdhr::routes)
             .configure(picon::routes)
+            .configure(preview::routes)
             .configure(reload::routes)
             .configure(source::routes)
             .configure(stream::routes)
@@ -95,6 +108,9 @@ pub(crate) fn server(
             extensions.insert(ConnSocket(Arc::new(socket.into())));
         }
     })
+    // A client that closes its connection is gone: its handler is dropped at once (a request
+    // waiting for an encoder slot then leaves the queue), not run to the end for nobody.
+    .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(shutdown_timeout.as_secs().max(1))
     .listen(listener)?

@@ -14,8 +14,10 @@ use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, Profiles};
 use crate::session::{Registry, SessionClock, SessionKey, SourceLocator, StartSpec, Subscription};
+use crate::telemetry::step;
 use crate::upstream::{ConnectFailure, StreamResolver};
 use futures_util::future::BoxFuture;
+use tracing::Instrument as _;
 
 /// What the stream routes need besides the catalog.
 pub(crate) struct Streaming {
@@ -64,8 +66,12 @@ impl SourceLocator for Located {
 }
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/stream/{ref}", web::get().to(stream))
-        .route("/stream/{ref}", web::head().to(stream));
+    cfg.service(
+        web::resource("/stream/{ref}")
+            .wrap(actix_web::middleware::from_fn(super::trace::ts_start))
+            .route(web::get().to(stream))
+            .route(web::head().to(stream)),
+    );
 }
 
 #[derive(Deserialize)]
@@ -94,36 +100,59 @@ async fn stream(
         .ok_or_else(|| HttpError::ProfileNotFound {
             profile: profile.clone(),
         })?;
-    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
-    if catalog.channel(&service_ref).is_none() {
-        return Err(HttpError::ChannelNotFound);
-    }
+    tracing::Span::current()
+        .record("profile", profile.as_str())
+        .record("mode", template.mode.as_str());
+    super::trace::channel_lookup(&state, &service_ref)?;
     if req.method() == actix_web::http::Method::HEAD {
         // Answered here: a HEAD must never tune the receiver (Threadfin, Jellyfin probe with it).
         return Ok(HttpResponse::Ok().content_type("video/mp2t").finish());
     }
     // Fails fast (502 with Retry-After) while both ports' circuit breakers are open.
-    state.resolver.resolve(&service_ref).await?;
-    let start = StartSpec {
+    state
+        .resolver
+        .resolve(&service_ref)
+        .instrument(step!("port.detect"))
+        .await?;
+    let mut start = StartSpec {
         template,
         encoder: profiles.encoder.clone(),
         locator: locator(&state, &service_ref),
         authorization: streaming.source.authorization.clone(),
+        encoder_slot: None,
     };
     let key = SessionKey {
         service_ref,
         profile,
         output: Output::Ts,
     };
+    // Admission: the rate limits, then an encoder slot (its wait a child span).
+    let admission = step!("admission");
+    super::client_ip::admit_new_session(&state, &req, &key, start.template.mode)
+        .instrument(admission.clone())
+        .await?;
+    start.encoder_slot = encoder_slot(&state, &req, &key, &start.template)
+        .instrument(step!(parent: &admission, "encoder.queue"))
+        .instrument(admission.clone())
+        .await?;
+    drop(admission);
+    // Ends when this handler returns: the session has sent its first media.
+    let _first_byte = step!("first_byte");
+    let watching = watching(&state, &req, &key.service_ref);
     let subscription = streaming.registry.join(key, start).await?;
+    let body = body(
+        subscription,
+        req.conn_data::<ConnSocket>().cloned(),
+        streaming.max_client_lag,
+    );
     Ok(HttpResponse::Ok()
         .content_type("video/mp2t")
         .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
-        .streaming(body(
-            subscription,
-            req.conn_data::<ConnSocket>().cloned(),
-            streaming.max_client_lag,
-        )))
+        // The client counts as watching the channel (Active priority) until its body ends.
+        .streaming(futures_util::StreamExt::map(body, move |chunk| {
+            let _ = &watching;
+            chunk
+        })))
 }
 
 /// A duplicate of a client connection's socket, taken when the connection opens, so that a
@@ -191,4 +220,39 @@ async fn watchdog(consumed: Weak<AtomicU64>, clock: Arc<SessionClock>, socket: C
             return;
         }
     }
+}
+
+/// The encoder slot for the session this request would start, when that session encodes video
+/// (`limits::queue`): `None` when the profile encodes nothing, the channel is radio (nothing to
+/// encode) or the session runs already (joining it costs no slot). Waits in the queue at the
+/// client's priority; the session owns the slot for its whole life.
+pub(crate) async fn encoder_slot(
+    state: &super::AppState,
+    req: &HttpRequest,
+    key: &SessionKey,
+    template: &crate::pipeline::Template,
+) -> Result<Option<crate::limits::queue::EncoderPermit>, HttpError> {
+    if !template.uses_encoder()
+        || key.service_ref.kind() == crate::model::ServiceKind::Radio
+        || state.streaming.registry.exists(key).await
+    {
+        return Ok(None);
+    }
+    let request = crate::limits::queue::Request::Session {
+        client: state.trusted_proxies.client_of(req),
+        channel: key.service_ref.to_string(),
+    };
+    Ok(Some(state.encoder_queue.acquire(request).await?))
+}
+
+/// The request's client watches `service_ref` while the guard lives: a request of the same
+/// client for the channel (a profile switch, a reconnect) waits at Active priority until
+/// `gpu_queue.active_window` after the guard drops.
+pub(crate) fn watching(
+    state: &super::AppState,
+    req: &HttpRequest,
+    service_ref: &ServiceRef,
+) -> crate::limits::queue::Watching {
+    let client = state.trusted_proxies.client_of(req);
+    state.encoder_queue.watching(client, &service_ref.to_string())
 }

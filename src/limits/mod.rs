@@ -1,7 +1,10 @@
 //! Limits that protect the receiver and the host: circuit breakers (pure state machines in
-//! `breaker`) and their named, observed form that logs and records every transition.
+//! `breaker`) and their named, observed form that logs and records every transition; rate
+//! limits on new sessions (`rate`); the encoder slot priority queue (`queue`).
 
 pub mod breaker;
+pub mod queue;
+pub mod rate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use breaker::{Breaker, BreakerState, Refused, Transition};
+pub use rate::{Admission, AdmissionHandle, RateLimited, Scope};
 
 use crate::config::BreakerConfig;
 use crate::metrics::Metrics;

@@ -2,9 +2,13 @@
 //!
 //! Labels never carry session ids, URLs or service references. Names follow REFERENCE.md §3.
 
+mod gpu;
 mod process;
+mod queue;
 mod session;
 
+pub use gpu::{GpuMetrics, GpuReading};
+pub use queue::QueueMetrics;
 pub use session::SessionMetrics;
 
 use std::sync::Mutex;
@@ -51,6 +55,14 @@ pub struct DetectionLabels {
     pub error_type: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// Which limit refused: `global`, `ip` or `mode`.
+    pub scope: &'static str,
+    /// The mode of the session asked for: `standard`, `audio_proxy`, `gpu`.
+    pub mode: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +75,9 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub session: SessionMetrics,
+    pub gpu: GpuMetrics,
+    /// The encoder slot queue.
+    pub queue: QueueMetrics,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     catalog_loads: Family<ResultLabels, Counter>,
@@ -72,6 +87,7 @@ pub struct Metrics {
     breaker_state: Family<BreakerLabels, Gauge>,
     breaker_trips: Family<BreakerLabels, Counter>,
     detection_errors: Family<DetectionLabels, Counter>,
+    rate_limit_exceeded: Family<RateLimitLabels, Counter>,
     encode_lock: Mutex<()>,
 }
 
@@ -85,6 +101,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let session = SessionMetrics::register(&mut registry);
+        let gpu = GpuMetrics::register(&mut registry);
+        let queue = QueueMetrics::register(&mut registry);
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "xg2g_http_requests",
@@ -141,9 +159,17 @@ impl Metrics {
             "Failed or skipped stream port probes, by port and error type",
             detection_errors.clone(),
         );
+        let rate_limit_exceeded = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "xg2g_rate_limit_exceeded",
+            "New sessions refused by a rate limit, by the refusing scope and the session's mode",
+            rate_limit_exceeded.clone(),
+        );
         Self {
             registry,
             session,
+            gpu,
+            queue,
             http_requests,
             http_duration,
             catalog_loads,
@@ -153,6 +179,7 @@ impl Metrics {
             breaker_state,
             breaker_trips,
             detection_errors,
+            rate_limit_exceeded,
             encode_lock: Mutex::new(()),
         }
     }
@@ -212,6 +239,13 @@ impl Metrics {
     pub fn stream_detection_error(&self, port: u16, error_type: &'static str) {
         self.detection_errors
             .get_or_create(&DetectionLabels { port, error_type })
+            .inc();
+    }
+
+    /// A new session was refused by the `scope` rate limit.
+    pub fn rate_limit_exceeded(&self, scope: &'static str, mode: &'static str) {
+        self.rate_limit_exceeded
+            .get_or_create(&RateLimitLabels { scope, mode })
             .inc();
     }
 

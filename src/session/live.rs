@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use gio::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
 use super::ts_cache::TsCache;
@@ -39,6 +40,8 @@ pub(crate) struct Session {
     mode: &'static str,
     /// Publishes the HLS state (HLS sessions only), and the view handed to clients.
     hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
+    /// The span of the request that started the session (its `session.start`).
+    trace: tracing::Span,
 }
 
 /// Why one connection to the receiver ended.
@@ -65,6 +68,10 @@ struct Fanout {
     next_sequence: u64,
     /// The next segment follows an upstream reconnect.
     discontinuity: bool,
+    /// Whether the join channel is still open (closed once the session starts ending).
+    accepting: bool,
+    /// The starting request's span until the first media: connects before then build under it.
+    start_trace: Option<tracing::Span>,
 }
 
 /// Fragments hlssink2 is writing, in the order it asked for them, until its splitmuxsink closes
@@ -86,6 +93,7 @@ impl Session {
         settings: Settings,
         metrics: Arc<Metrics>,
         hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
+        trace: tracing::Span,
     ) -> Self {
         let mode = start.template.mode.as_str();
         Self {
@@ -95,13 +103,20 @@ impl Session {
             metrics,
             mode,
             hls,
+            trace,
         }
     }
 
-    pub(crate) async fn run(self, mut joins: mpsc::Receiver<Join>, shutdown: CancellationToken) {
+    pub(crate) async fn run(mut self, joins: mpsc::Receiver<Join>, shutdown: CancellationToken) {
+        let start_trace = std::mem::replace(&mut self.trace, tracing::Span::none());
+        // The session outlives the request that started it: its own trace, linked to that one.
+        let span = tracing::info_span!(parent: None, "session", channel = %self.key.service_ref, profile = %self.key.profile, output = self.key.output.as_str());
+        span.follows_from(&start_trace);
+        self.serve(joins, shutdown, start_trace).instrument(span).await;
+    }
+
+    async fn serve(self, mut joins: mpsc::Receiver<Join>, shutdown: CancellationToken, start_trace: tracing::Span) {
         let requested = Instant::now();
-        let span = tracing::info_span!("session", channel = %self.key.service_ref, profile = %self.key.profile, output = self.key.output.as_str());
-        let _entered = span.enter();
         // Lag is bounded in chunks; chunks are flushed every TICK at least.
         let capacity = (self.settings.max_client_lag.as_millis() / TICK.as_millis()).clamp(8, 4096) as usize;
         let (tx, _) = broadcast::channel(capacity);
@@ -115,6 +130,8 @@ impl Session {
             hls_state: HlsState::new(self.settings.hls_window),
             next_sequence: 0,
             discontinuity: false,
+            accepting: true,
+            start_trace: Some(start_trace),
         };
         self.metrics.session.session_active(self.mode, 1);
         let mut failures = 0u32;
@@ -126,8 +143,18 @@ impl Session {
                 // This connection worked for a while: a later loss starts counting afresh.
                 failures = 0;
             }
-            if !matches!(outcome, Outcome::Shutdown | Outcome::Idle) || delivered {
+            // An encoder out of sessions at the first start means "full", not "broken" (NVENC's
+            // cap): no retries, and the receiver is not blamed.
+            let encoder_full =
+                !fan.delivered && matches!(&outcome, Outcome::Failed(r) if crate::limits::queue::is_encoder_full(r));
+            if (!matches!(outcome, Outcome::Shutdown | Outcome::Idle) || delivered) && !encoder_full {
                 self.start.locator.connected(delivered);
+            }
+            if let (true, Outcome::Failed(reason)) = (encoder_full, &outcome) {
+                tracing::warn!(reason = %reason, "The encoder has no free session; refusing as full.");
+                self.metrics.queue.rejected("full");
+                self.fail_waiting(&mut fan, SessionError::EncoderFull(reason.clone()));
+                break;
             }
             match outcome {
                 Outcome::Shutdown | Outcome::Idle => break,
@@ -160,10 +187,10 @@ impl Session {
                         tokio::select! {
                             () = shutdown.cancelled() => break true,
                             () = &mut pause => break false,
-                            join = joins.recv() => match join {
+                            join = joins.recv(), if fan.accepting => match join {
                                 Some(join) if fan.delivered => { let _ = join.reply.send(Ok(self.subscribe(&fan))); }
                                 Some(join) => fan.waiting.push(join),
-                                None => break true,
+                                None => fan.accepting = false,
                             },
                         }
                     };
@@ -179,6 +206,23 @@ impl Session {
         self.metrics.session.session_active(self.mode, -1);
         tracing::info!(lived_s = requested.elapsed().as_secs(), "Session ended.");
         // Dropping `fan.tx` ends every client's stream cleanly.
+    }
+
+    /// Closes the join channel and serves the joins still in it. Returns whether there were any
+    /// (then the session lives on for them, taking no new ones).
+    fn take_last_joins(&self, fan: &mut Fanout, joins: &mut mpsc::Receiver<Join>) -> bool {
+        joins.close();
+        fan.accepting = false;
+        let mut any = false;
+        while let Ok(join) = joins.try_recv() {
+            any = true;
+            if fan.delivered {
+                let _ = join.reply.send(Ok(self.subscribe(fan)));
+            } else {
+                fan.waiting.push(join);
+            }
+        }
+        any
     }
 
     fn fail_waiting(&self, fan: &mut Fanout, error: SessionError) {
@@ -212,6 +256,7 @@ impl Session {
     fn first_media(&self, fan: &mut Fanout, requested: Instant) {
         if !fan.delivered {
             fan.delivered = true;
+            fan.start_trace = None;
             let elapsed = requested.elapsed();
             tracing::info!(ttfb_ms = elapsed.as_millis() as u64, "First bytes.");
             self.metrics
@@ -278,6 +323,12 @@ impl Session {
         shutdown: &CancellationToken,
         requested: Instant,
     ) -> Outcome {
+        // Until the first media, connects belong to the session start; later ones to the session.
+        // Never entered, so it ends when dropped, after the pipeline is set to Playing.
+        let build = match fan.start_trace.as_ref().filter(|s| !s.is_none()) {
+            Some(start) => tracing::info_span!(parent: start, "pipeline.build"),
+            None => tracing::info_span!("pipeline.build"),
+        };
         let source_url = match self.start.locator.locate().await {
             Ok(url) => url,
             Err(reason) => return Outcome::Failed(reason),
@@ -337,18 +388,27 @@ impl Session {
         };
         let mut messages = bus.stream();
         if let Err(error) = graph.guard.pipeline().set_state(gst::State::Playing) {
-            return Outcome::Failed(format!("cannot start the pipeline: {error}"));
+            // The element that failed posted why (an encoder out of sessions, say): keep it.
+            let posted = std::iter::from_fn(|| futures_util::FutureExt::now_or_never(messages.next()).flatten())
+                .find_map(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(error_text(&m, e)),
+                    _ => None,
+                });
+            let detail = posted.map(|t| format!(" ({t})")).unwrap_or_default();
+            return Outcome::Failed(format!("cannot start the pipeline: {error}{detail}"));
         }
+        drop(build);
         let connected = Instant::now();
         let mut idle_since: Option<Instant> = None;
         let mut ticker = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Outcome::Shutdown,
-                join = joins.recv() => match join {
+                join = joins.recv(), if fan.accepting => match join {
                     Some(join) if fan.delivered => { let _ = join.reply.send(Ok(self.subscribe(fan))); }
                     Some(join) => fan.waiting.push(join),
-                    None => return Outcome::Shutdown,
+                    // The registry dropped this session: serve who is here, take nobody new.
+                    None => fan.accepting = false,
                 },
                 data = data_rx.recv(), if graph.sink.is_some() => match data {
                     Some(buffer) => {
@@ -363,8 +423,7 @@ impl Session {
                     let Some(message) = message else { return Outcome::Ended };
                     match message.view() {
                         gst::MessageView::Error(e) => {
-                            let element = message.src().map(|s| s.path_string().to_string()).unwrap_or_default();
-                            let text = format!("{element}: {}", e.error());
+                            let text = error_text(&message, e);
                             let refused = e.error().matches(gst::ResourceError::NotFound)
                                 || e.error().matches(gst::ResourceError::NotAuthorized);
                             return if refused && !fan.delivered { Outcome::Refused(text) } else { Outcome::Failed(text) };
@@ -422,23 +481,34 @@ impl Session {
                     if graph.source_activity.silent_for() > self.settings.stall_timeout {
                         return Outcome::Stalled;
                     }
-                    if let Some((_, view)) = &self.hls {
-                        if fan.waiting.is_empty() && view.lease.idle() >= self.settings.hls_idle_timeout {
-                            tracing::debug!("No playlist or segment requests; closing.");
-                            return Outcome::Idle;
-                        }
+                    let idle = if let Some((_, view)) = &self.hls {
+                        fan.waiting.is_empty() && view.lease.idle() >= self.settings.hls_idle_timeout
                     } else if fan.tx.receiver_count() == 0 && fan.waiting.is_empty() {
                         let since = *idle_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.settings.idle_grace {
-                            tracing::debug!("Last client left; closing.");
-                            return Outcome::Idle;
-                        }
+                        since.elapsed() >= self.settings.idle_grace
                     } else {
                         idle_since = None;
+                        false
+                    };
+                    // Closing: refuse new joins first (the registry then starts a new session for
+                    // them), then serve any that were already queued; only an empty queue ends it.
+                    if idle && !self.take_last_joins(fan, joins) {
+                        tracing::debug!("No clients left; closing.");
+                        return Outcome::Idle;
                     }
                 }
             }
         }
+    }
+}
+
+/// `{element path}: {message} ({debug})`: the debug part names the failed step (see
+/// `limits::queue::is_encoder_full`).
+fn error_text(message: &gst::Message, e: &gst::message::Error) -> String {
+    let element = message.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+    match e.debug() {
+        Some(debug) => format!("{element}: {} ({debug})", e.error()),
+        None => format!("{element}: {}", e.error()),
     }
 }
 

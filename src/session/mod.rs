@@ -31,7 +31,6 @@ pub struct SessionKey {
 }
 
 /// How to start a session when none runs for a key.
-#[derive(Clone)]
 pub struct StartSpec {
     pub template: Arc<Template>,
     pub encoder: Option<EncoderChoice>,
@@ -39,6 +38,10 @@ pub struct StartSpec {
     pub locator: Arc<dyn SourceLocator>,
     /// `Authorization` header for the receiver, sent up front.
     pub authorization: Option<String>,
+    /// The encoder slot of a session that encodes video: the session task owns it for its
+    /// whole life, and the slot returns when the session ends. A join of a running session
+    /// drops it at once.
+    pub encoder_slot: Option<crate::limits::queue::EncoderPermit>,
 }
 
 /// Finds the receiver URL of a session's channel and hears how connecting to it went (so that
@@ -106,6 +109,9 @@ pub enum SessionError {
     StartTimeout(Duration),
     #[error("xg2g is shutting down")]
     ShuttingDown,
+    /// The encoder refused to open one more session (NVENC's per-system cap): full, not broken.
+    #[error("the encoder has no free session: {0}")]
+    EncoderFull(String),
 }
 
 impl SessionError {
@@ -114,6 +120,7 @@ impl SessionError {
             SessionError::Upstream(_) | SessionError::StartTimeout(_) => "upstream-unavailable",
             SessionError::Pipeline { .. } => "pipeline-failed",
             SessionError::ShuttingDown => "shutting-down",
+            SessionError::EncoderFull(_) => "encoder-queue-full",
         }
     }
 }
@@ -218,6 +225,8 @@ enum Command {
         key: SessionKey,
         start: StartSpec,
         reply: oneshot::Sender<Result<Subscription, SessionError>>,
+        /// The joiner's span (its `session.start`): a session it starts builds under it.
+        trace: tracing::Span,
     },
     Lookup {
         key: SessionKey,
@@ -234,6 +243,10 @@ enum Command {
     },
     Count {
         reply: oneshot::Sender<usize>,
+    },
+    Exists {
+        key: SessionKey,
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -257,7 +270,12 @@ impl Registry {
     pub async fn join(&self, key: SessionKey, start: StartSpec) -> Result<Subscription, SessionError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Join { key, start, reply })
+            .send(Command::Join {
+                key,
+                start,
+                reply,
+                trace: tracing::Span::current(),
+            })
             .await
             .map_err(|_| SessionError::ShuttingDown)?;
         rx.await.map_err(|_| SessionError::ShuttingDown)?
@@ -282,6 +300,17 @@ impl Registry {
             .await
             .ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Whether a session runs for `key` that a join would attach to (one that is ending does
+    /// not count: a join would start a new one).
+    pub async fn exists(&self, key: &SessionKey) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let key = key.clone();
+        if self.tx.send(Command::Exists { key, reply }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Running sessions.
@@ -317,7 +346,12 @@ async fn run_registry(
             command = rx.recv() => match command { Some(c) => c, None => break },
         };
         match command {
-            Command::Join { key, start, reply } => {
+            Command::Join {
+                key,
+                start,
+                reply,
+                trace,
+            } => {
                 let join = live::Join { reply };
                 let join = match sessions.get(&key) {
                     // A session that is ending refuses; then a new one starts below.
@@ -344,7 +378,8 @@ async fn run_registry(
                     )
                 });
                 let view = hls.as_ref().map(|(_, view)| view.clone());
-                let session = live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics), hls);
+                let session =
+                    live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics), hls, trace);
                 let token = shutdown.child_token();
                 tokio::spawn(async move {
                     session.run(session_rx, token).await;
@@ -379,6 +414,9 @@ async fn run_registry(
             }
             Command::Count { reply } => {
                 let _ = reply.send(sessions.len());
+            }
+            Command::Exists { key, reply } => {
+                let _ = reply.send(sessions.get(&key).is_some_and(|e| !e.tx.is_closed()));
             }
         }
     }

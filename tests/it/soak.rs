@@ -121,6 +121,8 @@ async fn thousand_session_cycles_leave_no_leak() {
             teardowns.clear();
         }
     }
+    // Sampled where the per-100 lines are: before the /metrics requests below open connections.
+    let end = sample();
     // Every session is gone from xg2g too, not only its receiver connection.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while sessions_active(&http, &base).await > 0.0 {
@@ -133,7 +135,6 @@ async fn thousand_session_cycles_leave_no_leak() {
         "xg2g_sessions_active stayed above 0 after the last cycle"
     );
     let warm = warm.expect("at least 50 cycles");
-    let end = sample();
     eprintln!(
         "soak: after warm-up {warm:?}; after {cycles} cycles {end:?}; {:?}",
         started.elapsed()

@@ -1,0 +1,448 @@
+//! The encoder slot queue: new sessions that encode video, and channel thumbnails, wait here for
+//! one of `gpu_queue.workers` encoder slots, strictly by priority — Active (2) > Normal (1) >
+//! Preview (0) — and first come, first served within a priority.
+//!
+//! **Ownership.** A slot is a permit of one `tokio::sync::Semaphore` with `workers` permits,
+//! wrapped in an [`EncoderPermit`] that its holder owns (a session keeps it for its whole life)
+//! and that returns the slot when dropped. Only the queue task acquires from the semaphore; it
+//! alone owns the waiting list ([`waiting`], pure) and the recent-use memory ([`recent`], pure)
+//! and hands each permit it acquires to the waiter at the head of the list. Callers reach it
+//! over one unbounded channel: a waiter that is dropped (its client went away) or times out
+//! must tell the task from `Drop`, which cannot wait; every message is a few words and each
+//! request sends a bounded number of them.
+//!
+//! **No slot is lost**: a permit exists either in the semaphore, in the task's hand for one
+//! synchronous step, in a oneshot channel on its way to a waiter, or with its holder. A waiter
+//! that vanished before its permit arrived drops its channel, and with it the permit. Nothing
+//! counts slots by hand.
+//!
+//! **Refusals.** At most `gpu_queue.size` requests wait; one more is refused at once (`Full`)
+//! with a `retry_after` that says when the oldest waiter will have left for sure (its deadline);
+//! a waiter still waiting after `gpu_queue.max_wait` is refused (`Timeout`).
+
+mod cap;
+mod recent;
+mod waiting;
+
+pub use cap::is_encoder_full;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use recent::{RecentUse, Use};
+use waiting::Waiting;
+
+/// How many (client, channel) pairs the Active memory keeps at most.
+const RECENT_CAPACITY: usize = 4096;
+
+/// Seconds a client is told to wait when the encoder itself refused a session (see
+/// [`is_encoder_full`]): the hardware, not the queue, is full, so no deadline is known; this is
+/// a short poll.
+pub const ENCODER_FULL_RETRY: Duration = Duration::from_secs(10);
+
+/// How urgent a waiter is. Higher goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Thumbnails.
+    Preview = 0,
+    /// A new viewer.
+    Normal = 1,
+    /// A client that watches the channel or did a moment ago (reconnect, profile switch).
+    Active = 2,
+}
+
+impl Priority {
+    /// Lowest first.
+    pub const ALL: [Priority; 3] = [Priority::Preview, Priority::Normal, Priority::Active];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Preview => "preview",
+            Priority::Normal => "normal",
+            Priority::Active => "active",
+        }
+    }
+
+    fn lane(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who asks for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A stream session of `channel` (the canonical service reference) for `client`: Active
+    /// when that client used the channel lately, Normal otherwise.
+    Session { client: IpAddr, channel: String },
+    /// A thumbnail.
+    Preview,
+}
+
+/// Why no slot was given. Codes are mapped to HTTP once, in `http::error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("every encoder slot is busy and the queue is full; retry in {retry_after:?}")]
+    Full { retry_after: Duration },
+    #[error("no encoder slot became free within {waited:?}")]
+    Timeout { waited: Duration },
+    #[error("the encoder queue has stopped")]
+    Stopped,
+}
+
+impl QueueError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueueError::Full { .. } => "encoder-queue-full",
+            QueueError::Timeout { .. } => "encoder-queue-timeout",
+            QueueError::Stopped => "shutting-down",
+        }
+    }
+
+    /// How long the client should wait before asking again, where known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            QueueError::Full { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// One encoder slot, owned. Dropping it gives the slot back.
+#[derive(Debug)]
+pub struct EncoderPermit {
+    _slot: OwnedSemaphorePermit,
+    priority: Priority,
+    metrics: Arc<Metrics>,
+}
+
+impl EncoderPermit {
+    fn new(slot: OwnedSemaphorePermit, priority: Priority, metrics: Arc<Metrics>) -> Self {
+        metrics.queue.active_workers(1);
+        Self {
+            _slot: slot,
+            priority,
+            metrics,
+        }
+    }
+
+    /// The priority it was granted at.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+}
+
+impl Drop for EncoderPermit {
+    fn drop(&mut self) {
+        self.metrics.queue.active_workers(-1);
+    }
+}
+
+/// Why a waiter left without a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    Timeout,
+    Cancelled,
+}
+
+impl Left {
+    fn reason(self) -> &'static str {
+        match self {
+            Left::Timeout => "timeout",
+            Left::Cancelled => "cancelled",
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<EncoderPermit, QueueError>>;
+
+enum Command {
+    Acquire { id: u64, request: Request, reply: Reply },
+    Leave { id: u64, why: Left },
+    Seen { client: IpAddr, channel: String, what: Use },
+    Stats { reply: oneshot::Sender<QueueStats> },
+}
+
+/// What the queue holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Waiting, by priority (index = priority value).
+    pub waiting: [usize; 3],
+    /// Slots not handed out.
+    pub free: usize,
+}
+
+/// Handle to the queue task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EncoderQueue {
+    tx: mpsc::UnboundedSender<Command>,
+    next_id: Arc<AtomicU64>,
+    max_wait: Duration,
+}
+
+impl EncoderQueue {
+    /// Starts the queue task with the `gpu_queue` settings; it stops with `shutdown` (waiters
+    /// then get `Stopped`).
+    pub fn spawn(config: &Config, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        let config = &config.gpu_queue;
+        let (tx, rx) = mpsc::unbounded_channel();
+        for priority in Priority::ALL {
+            metrics.queue.size(priority.as_str(), 0);
+        }
+        let owner = Owner {
+            slots: Arc::new(Semaphore::new(config.workers as usize)),
+            size: config.size as usize,
+            max_wait: config.max_wait,
+            waiting: Waiting::default(),
+            discarded: HashSet::new(),
+            recent: RecentUse::new(config.active_window, RECENT_CAPACITY),
+            metrics,
+        };
+        tokio::spawn(owner.run(rx, shutdown).instrument(tracing::info_span!("encoder_queue")));
+        Self {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+            max_wait: config.max_wait,
+        }
+    }
+
+    /// Waits for a slot: at once when one is free and nobody waits; else in line, at most
+    /// `max_wait`. Dropping the future leaves the line at once.
+    pub async fn acquire(&self, request: Request) -> Result<EncoderPermit, QueueError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, mut answer) = oneshot::channel();
+        self.tx
+            .send(Command::Acquire { id, request, reply })
+            .map_err(|_| QueueError::Stopped)?;
+        // Tells the task when this future ends without an answer (dropped or timed out).
+        let mut leave = LeaveOnDrop {
+            id,
+            tx: &self.tx,
+            why: Some(Left::Cancelled),
+        };
+        let result = match tokio::time::timeout(self.max_wait, &mut answer).await {
+            Ok(answer) => answer.unwrap_or(Err(QueueError::Stopped)),
+            // A slot handed over at the deadline is still taken.
+            Err(_) => match answer.try_recv() {
+                Ok(answer) => answer,
+                Err(_) => {
+                    leave.why = Some(Left::Timeout);
+                    return Err(QueueError::Timeout { waited: self.max_wait });
+                }
+            },
+        };
+        leave.why = None;
+        result
+    }
+
+    /// Records a sign of use: `client` fetched a playlist or joined a session of `channel`.
+    pub fn touch(&self, client: IpAddr, channel: &str) {
+        self.seen(client, channel, Use::Touch);
+    }
+
+    /// Records an open stream of `channel` for `client`, until the returned guard drops.
+    pub fn watching(&self, client: IpAddr, channel: &str) -> Watching {
+        self.seen(client, channel, Use::Open);
+        Watching {
+            queue: self.clone(),
+            client,
+            channel: channel.to_owned(),
+        }
+    }
+
+    /// Waiters and free slots (tests, diagnostics).
+    pub async fn stats(&self) -> QueueStats {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Command::Stats { reply }).is_err() {
+            return QueueStats::default();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    fn seen(&self, client: IpAddr, channel: &str, what: Use) {
+        let _ = self.tx.send(Command::Seen {
+            client,
+            channel: channel.to_owned(),
+            what,
+        });
+    }
+}
+
+/// An open stream, for Active priority: its drop starts the active window.
+#[derive(Debug)]
+pub struct Watching {
+    queue: EncoderQueue,
+    client: IpAddr,
+    channel: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.queue.seen(self.client, &self.channel, Use::Close);
+    }
+}
+
+struct LeaveOnDrop<'a> {
+    id: u64,
+    tx: &'a mpsc::UnboundedSender<Command>,
+    why: Option<Left>,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(why) = self.why {
+            let _ = self.tx.send(Command::Leave { id: self.id, why });
+        }
+    }
+}
+
+/// The queue task's state.
+struct Owner {
+    slots: Arc<Semaphore>,
+    size: usize,
+    max_wait: Duration,
+    waiting: Waiting<Reply>,
+    /// Waiters skipped at a grant because they had gone; their `Leave` is still on its way and
+    /// is counted when it comes.
+    discarded: HashSet<u64>,
+    recent: RecentUse,
+    metrics: Arc<Metrics>,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+        loop {
+            let want = !self.waiting.is_empty();
+            let slots = Arc::clone(&self.slots);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                command = rx.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                slot = slots.acquire_owned(), if want => match slot {
+                    Ok(slot) => self.grant(slot),
+                    Err(_) => break,
+                },
+            }
+        }
+        // Waiters' channels close with the task: they answer `Stopped`.
+        tracing::debug!(waiting = self.waiting.len(), "Encoder queue stopped.");
+    }
+
+    fn handle(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Acquire { id, request, reply } => {
+                let priority = match &request {
+                    Request::Preview => Priority::Preview,
+                    Request::Session { client, channel } if self.recent.is_active(*client, channel, now) => {
+                        Priority::Active
+                    }
+                    Request::Session { .. } => Priority::Normal,
+                };
+                if self.waiting.is_empty()
+                    && let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+                {
+                    self.metrics.queue.waited(priority.as_str(), Duration::ZERO);
+                    let _ = reply.send(Ok(EncoderPermit::new(slot, priority, Arc::clone(&self.metrics))));
+                    return;
+                }
+                if self.waiting.len() >= self.size {
+                    let retry_after = self.retry_after(now);
+                    self.metrics.queue.rejected("full");
+                    tracing::info!(
+                        priority = priority.as_str(),
+                        waiting = self.waiting.len(),
+                        retry_after_s = retry_after.as_secs(),
+                        "Encoder queue full; refusing."
+                    );
+                    let _ = reply.send(Err(QueueError::Full { retry_after }));
+                    return;
+                }
+                self.waiting.push(priority, id, now, reply);
+                self.publish_size(priority);
+            }
+            Command::Leave { id, why } => {
+                let left = match self.waiting.remove(id) {
+                    Some((priority, entry)) => {
+                        self.publish_size(priority);
+                        Some(now.saturating_duration_since(entry.since))
+                    }
+                    None => self.discarded.remove(&id).then_some(Duration::ZERO),
+                };
+                if let Some(waited) = left {
+                    self.metrics.queue.rejected(why.reason());
+                    tracing::info!(
+                        reason = why.reason(),
+                        waited_ms = waited.as_millis() as u64,
+                        "Encoder slot waiter left the queue."
+                    );
+                }
+            }
+            Command::Seen { client, channel, what } => self.recent.record(client, &channel, what, now),
+            Command::Stats { reply } => {
+                let mut waiting = [0; 3];
+                for p in Priority::ALL {
+                    waiting[p.lane()] = self.waiting.len_of(p);
+                }
+                let _ = reply.send(QueueStats {
+                    waiting,
+                    free: self.slots.available_permits(),
+                });
+            }
+        }
+    }
+
+    /// Hands `slot` to the first waiter still there; with none, it goes back.
+    fn grant(&mut self, slot: OwnedSemaphorePermit) {
+        let now = Instant::now();
+        while let Some((priority, entry)) = self.waiting.pop() {
+            self.publish_size(priority);
+            if entry.item.is_closed() {
+                self.discarded.insert(entry.id);
+                continue;
+            }
+            let waited = now.saturating_duration_since(entry.since);
+            self.metrics.queue.waited(priority.as_str(), waited);
+            tracing::debug!(
+                priority = priority.as_str(),
+                waited_ms = waited.as_millis() as u64,
+                "Encoder slot granted."
+            );
+            // Should the waiter vanish right now, the permit drops with the channel: slot back.
+            let _ = entry
+                .item
+                .send(Ok(EncoderPermit::new(slot, priority, Arc::clone(&self.metrics))));
+            return;
+        }
+    }
+
+    /// Until the oldest waiter's deadline, when one place frees for sure; with nobody waiting
+    /// (size reached at 0) the slots' holders decide, and `max_wait` is the hint.
+    fn retry_after(&self, now: Instant) -> Duration {
+        let wait = self.waiting.oldest().map_or(self.max_wait, |since| {
+            (since + self.max_wait).saturating_duration_since(now)
+        });
+        // Whole seconds, rounded up, at least 1.
+        Duration::from_secs((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+    }
+
+    fn publish_size(&self, priority: Priority) {
+        self.metrics
+            .queue
+            .size(priority.as_str(), self.waiting.len_of(priority) as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests;
