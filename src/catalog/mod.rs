@@ -9,6 +9,7 @@ mod xmltv;
 
 pub use guide::{Guide, GuideLoad, GuideWindow, Programme, load_guide};
 pub use m3u::render_m3u;
+pub(crate) use page::html as escape_html;
 pub use page::render_index;
 pub use refresh::{RefreshError, RefreshSummary};
 pub use xmltv::{ChannelIds, render_xmltv};

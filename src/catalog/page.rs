@@ -60,8 +60,9 @@ pub fn render_index(snapshot: &Snapshot, stylesheet: &str) -> String {
     )
 }
 
-/// Escapes text for HTML element content and double- or single-quoted attribute values.
-fn html(s: &str) -> String {
+/// Escapes text for HTML element content and double- or single-quoted attribute values. The one
+/// HTML escaper of the crate: the watch page uses it too.
+pub(crate) fn html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

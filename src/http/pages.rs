@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::HttpError;
-use crate::catalog::{Snapshot, render_index};
+use crate::catalog::{Snapshot, escape_html as escape, render_index};
 use crate::model::{Channel, ParseServiceRefError, ServiceRef};
 
 /// The pages load scripts, styles and media from xg2g only; hls.js feeds the media element
@@ -194,22 +194,6 @@ fn render_watch(channel: &Channel) -> String {
         style = escape(&STYLE.href("../")),
         script = escape(&WATCH_JS.href("../")),
     );
-    out
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 
