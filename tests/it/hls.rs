@@ -246,3 +246,51 @@ async fn reconnect_marks_a_discontinuity_and_idle_sessions_end() {
     );
     running.stop().await;
 }
+
+/// Every HLS profile on every kind of channel: the first segment's codecs (the full Apple check
+/// runs above for `auto`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hls_profile_on_hd_sd_and_radio() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[("hls.idle_timeout", "1s")])).await;
+    ready(&running).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("aac", HD, &["h264", "aac"]),
+        // Video copied: MPEG-2 stays MPEG-2 (Safari cannot play it; `auto` picks h264 there).
+        ("aac", SD, &["mpeg2video", "aac"]),
+        ("aac", RADIO, &["aac"]),
+        ("h264", HD, &["h264", "aac"]),
+        ("h264", SD, &["h264", "aac"]),
+        ("h264", RADIO, &["aac"]),
+    ];
+    for (profile, channel, want) in cases {
+        let (status, media) = text(&format!("{base}/hls/{channel}/{profile}/media.m3u8")).await;
+        assert_eq!(status, 200, "{profile} on {channel}: {media}");
+        let media = check_media(&media);
+        let (_, uri, _) = media.segments.first().expect("a first segment");
+        let response = client()
+            .get(format!("{base}/hls/{channel}/{profile}/{uri}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let path = dir.path().join(format!("{profile}-{}.ts", channel.replace(':', "_")));
+        std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+        let (json, _) = ffprobe(&path, &["-show_streams"], "error");
+        let codecs: Vec<&str> = json["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["codec_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(codecs, want, "{profile} on {channel}");
+    }
+    let copy = client()
+        .get(format!("{base}/hls/{HD}/copy/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copy.status(), 404, "copy has no HLS output");
+    running.stop().await;
+}
