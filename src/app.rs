@@ -204,8 +204,11 @@ impl Running {
             timeout_s = self.shutdown_timeout.as_secs_f64(),
             "Stopping: draining connections."
         );
-        self.server.stop(true).await;
+        // Stop accepting first, then end every session (their clients' streams end cleanly),
+        // so that draining does not wait out the timeout on endless streams.
+        let drained = self.server.stop(true);
         self.shutdown.cancel();
+        drained.await;
         if let Some(ssdp) = self.ssdp {
             ssdp.join().await;
         }

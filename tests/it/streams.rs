@@ -251,3 +251,46 @@ async fn errors_head_and_receiver_faults() {
     assert!(connections(&demo) - before >= 2, "xg2g reconnected");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_session_and_its_pipeline_quickly() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[("shutdown_timeout", "20s")])).await;
+    ready(&running).await;
+    let http = client();
+    let mut bodies = Vec::new();
+    for channel in [HD, SD, RADIO] {
+        let response = http
+            .get(format!("{base}/stream/{channel}?profile=aac"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        bodies.push(response.bytes_stream());
+    }
+    assert_eq!(demo.stats().active_streams.load(Ordering::Relaxed), 3);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .expect("stop does not wait out the drain timeout");
+    // Clients see a clean end of their streams.
+    for mut body in bodies {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(chunk) = body.next().await {
+                if chunk.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "a client stream ended");
+    }
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        while demo.stats().active_streams.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "every receiver connection closed");
+    eprintln!("shutdown with three sessions took {:?}", started.elapsed());
+}
