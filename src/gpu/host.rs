@@ -44,6 +44,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "sysinfo needs a measurement window between two CPU samples"
+    )]
     fn this_host_has_memory_and_a_cpu_share() {
         let mut sampler = HostSampler::new();
         // A measurement window CPU usage needs, not synchronisation.

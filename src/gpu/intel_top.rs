@@ -86,6 +86,10 @@ enum RunEnd {
 impl IntelTop {
     fn command(&self) -> Command {
         let period_ms = self.period.as_millis().clamp(1, u128::from(u32::MAX));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "intel_gpu_top is a supervised statistics tool, not media work"
+        )]
         let mut command = Command::new(&self.program);
         command
             .arg("-J")
