@@ -69,6 +69,18 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// GET `url` and return its body as text (any status).
+pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text body")
+}
+
 /// Reads a live stream for `duration` of wall time (a capture window, not synchronisation).
 pub async fn capture(url: &str, duration: Duration) -> Vec<u8> {
     let response = client().get(url).send().await.expect("stream request");

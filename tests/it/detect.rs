@@ -13,7 +13,7 @@ use xg2g::metrics::Metrics;
 use xg2g::model::ServiceRef;
 use xg2g::upstream::{ConnectFailure, OpenWebIf, StreamResolver};
 
-use crate::common::{client, config_for, demo, demo_with, ready, start_app};
+use crate::common::{client, config_for, demo, demo_with, get_text, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -50,14 +50,7 @@ fn probes(demo: &DemoReceiver, service_ref: &str) -> (u64, u64) {
 }
 
 async fn metrics_text(base: &str) -> String {
-    client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    get_text(format!("{base}/metrics")).await
 }
 
 fn ports(demo: &DemoReceiver) -> (u16, u16) {

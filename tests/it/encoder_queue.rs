@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use xg2g::demo::{DemoReceiver, Port};
 
-use crate::common::{client, config_for, demo, ffprobe, ready, start_app};
+use crate::common::{client, config_for, demo, ffprobe, get_text, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -18,14 +18,7 @@ const SD2: &str = "1:0:1:2EE3:441:1:C00000:0:0:0:";
 const RADIO: &str = "1:0:2:2F1C:441:1:C00000:0:0:0:";
 
 async fn metric(base: &str, series: &str) -> Option<f64> {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{base}/metrics")).await;
     text.lines()
         .find_map(|line| line.strip_prefix(series))
         .and_then(|value| value.trim().parse().ok())

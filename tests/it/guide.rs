@@ -14,7 +14,7 @@ use xg2g::config::{Config, ReceiverConfig};
 use xg2g::demo::{DemoOptions, DemoReceiver};
 use xg2g::upstream::{OpenWebIf, load_channels};
 
-use crate::common::{client, config_for, demo, demo_with, ready, start_app};
+use crate::common::{client, config_for, demo, demo_with, get_text, ready, start_app};
 
 /// The demo guide's fixed "now": 2026-01-01 18:20:00 UTC.
 const ANCHOR: i64 = 1_767_291_600;
@@ -166,14 +166,7 @@ async fn golden_playlist_and_guide_from_the_demo() {
     let config = config_for(&demo, &[("public_url", PUBLIC_URL), ("epg.enabled", "false")]);
     let (running, base) = start_app(&config).await;
     ready(&running).await;
-    let m3u = client()
-        .get(format!("{base}/playlist.m3u"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m3u = get_text(format!("{base}/playlist.m3u")).await;
     running.stop().await;
     assert_golden("playlist.m3u", &m3u);
 

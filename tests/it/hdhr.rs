@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::net::UdpSocket;
 use xg2g::config::{self, Override, Requirements, Sources};
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{client, config_for, demo, get_text, ready, start_app};
 
 /// libhdhomerun's `hdhomerun_discover_validate_device_id`, written out again here so the test
 /// does not trust the code it checks.
@@ -122,14 +122,7 @@ async fn lineup_numbers_match_the_catalog_and_urls_point_at_the_ts_route() {
     assert_eq!(entries.len(), 5);
 
     // The M3U's tvg-chno per stream URL, to check the guide numbers against the playlist.
-    let m3u = client()
-        .get(format!("{base}/playlist.m3u"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m3u = get_text(format!("{base}/playlist.m3u")).await;
     let lines: Vec<&str> = m3u.lines().collect();
     for (entry, channel) in entries.iter().zip(&catalog.channels) {
         for key in ["GuideNumber", "GuideName", "URL"] {
@@ -153,14 +146,7 @@ async fn lineup_numbers_match_the_catalog_and_urls_point_at_the_ts_route() {
     assert_eq!(numbers.len(), entries.len(), "guide numbers are unique");
 
     // Plex matches the guide by number: /xmltv.xml?ids=number names the same channels.
-    let xmltv = client()
-        .get(format!("{base}/xmltv.xml?ids=number"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xmltv = get_text(format!("{base}/xmltv.xml?ids=number")).await;
     // XMLTV files carry a DOCTYPE for xmltv.dtd.
     let options = roxmltree::ParsingOptions {
         allow_dtd: true,
@@ -392,14 +378,7 @@ async fn ssdp_answers_m_search_on_loopback_with_a_working_location() {
     assert_eq!(by_uuid.header("USN"), udn);
 
     // LOCATION leads to the device description with the same UDN.
-    let xml = client()
-        .get(root.header("LOCATION"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xml = get_text(root.header("LOCATION")).await;
     let device = parse_device_xml(&xml);
     assert_eq!(device.udn, udn);
     assert_eq!(device.serial_number, "1013FADA");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use crate::common::{client, config_for, demo, ffprobe, ready, start_app};
+use crate::common::{client, config_for, demo, ffprobe, get_text, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -393,14 +393,7 @@ async fn queue_wait_at_twenty_h264_clients() {
     let wall = started.elapsed();
     firsts.sort();
 
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{base}/metrics")).await;
     let prefix = "xg2g_gpu_queue_wait_seconds_bucket{le=\"";
     let buckets: Vec<(f64, f64)> = text
         .lines()

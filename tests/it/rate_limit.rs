@@ -8,7 +8,7 @@
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{client, config_for, demo, get_text, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -43,14 +43,7 @@ async fn assert_rate_limited(response: reqwest::Response) {
 }
 
 async fn metric(base: &str, series: &str) -> Option<String> {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{base}/metrics")).await;
     text.lines()
         .find_map(|line| line.strip_prefix(series))
         .map(|value| value.trim().to_owned())
