@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages xg2g needs (REFERENCE: GStreamer 1.22 on Debian 12 / Ubuntu 24.04)
 # when any is missing, then warms GStreamer's plugin registry once. Idempotent and quiet when all
-# is present. Uses sudo when not root.
+# is present. Uses sudo when not root. `--test` adds the validators the tests and CI run
+# (tv_validate_file, promtool, docker-compose, a Python venv for kubernetes-validate).
 set -euo pipefail
 
 PACKAGES=(
@@ -10,9 +11,10 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libsoup-3.0-0 ffmpeg
-  xmltv-util
-  prometheus docker-compose python3-venv
 )
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(xmltv-util prometheus docker-compose python3-venv)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
