@@ -12,6 +12,7 @@ pub use m3u::render_m3u;
 pub(crate) use page::html as escape_html;
 pub use page::render_index;
 pub use refresh::{RefreshError, RefreshSummary};
+pub(crate) use xmltv::escape as escape_xml;
 pub use xmltv::{ChannelIds, render_xmltv};
 
 use std::sync::Arc;

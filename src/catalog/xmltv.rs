@@ -93,7 +93,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Text and attribute values: markup characters escaped, characters XML 1.0 forbids (most C0
 /// controls, U+FFFE, U+FFFF) dropped, C1 controls dropped too (validators read them as
 /// mis-encoded Windows-1252).
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -2,6 +2,7 @@
 //! lineup_status.json and the UPnP device.xml. Pure: a device, the channels and a base URL in,
 //! text or serialisable values out.
 
+use crate::catalog::escape_xml;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 
@@ -116,27 +117,11 @@ pub(crate) fn device_xml(device: &Device, base: &str) -> String {
          \x20   <UDN>{udn}</UDN>\n\
          \x20 </device>\n\
          </root>\n",
-        base = xml_escape(base),
-        name = xml_escape(&device.friendly_name),
+        base = escape_xml(base),
+        name = escape_xml(&device.friendly_name),
         id = device.id,
         udn = device.id.udn(),
     )
-}
-
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -47,6 +47,12 @@ pub(crate) enum HttpError {
     Preview(#[from] crate::preview::PreviewError),
 }
 
+impl From<crate::model::ParseServiceRefError> for HttpError {
+    fn from(e: crate::model::ParseServiceRefError) -> Self {
+        HttpError::InvalidServiceRef { detail: e.to_string() }
+    }
+}
+
 impl HttpError {
     pub(crate) fn code(&self) -> &'static str {
         match self {

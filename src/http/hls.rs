@@ -109,9 +109,7 @@ async fn segment(
 }
 
 fn parse_ref(reference: &str) -> Result<ServiceRef, HttpError> {
-    reference
-        .parse()
-        .map_err(|e: crate::model::ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })
+    Ok(reference.parse()?)
 }
 
 fn auto_profile(codec: VideoCodec) -> &'static str {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::HttpError;
 use crate::catalog::{Snapshot, escape_html as escape, render_index};
-use crate::model::{Channel, ParseServiceRefError, ServiceRef};
+use crate::model::{Channel, ServiceRef};
 
 /// The pages load scripts, styles and media from xg2g only; hls.js feeds the media element
 /// through a `blob:` MediaSource URL and runs its demuxer in a `blob:` worker.
@@ -91,9 +91,7 @@ pub(crate) fn index(snapshot: &Snapshot) -> HttpResponse {
 }
 
 async fn watch(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    let service_ref: ServiceRef = path
-        .parse()
-        .map_err(|e: ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })?;
+    let service_ref: ServiceRef = path.parse()?;
     let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
     let channel = catalog.channel(&service_ref).ok_or(HttpError::ChannelNotFound)?;
     Ok(page(render_watch(channel)))

@@ -14,9 +14,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn preview(state: State, path: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    let service_ref: ServiceRef = path
-        .parse()
-        .map_err(|e: crate::model::ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })?;
+    let service_ref: ServiceRef = path.parse()?;
     let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
     let channel = catalog.channel(&service_ref).ok_or(HttpError::ChannelNotFound)?;
     if channel.is_radio() {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::State;
 use super::error::HttpError;
-use crate::model::{ParseServiceRefError, ServiceRef};
+use crate::model::ServiceRef;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/channels/{ref}/source", web::get().to(source));
@@ -15,9 +15,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Resolves like a stream start would: it may fetch the whitelist or probe the receiver once,
 /// and answers `upstream-unavailable` (502, `Retry-After`) at once while both breakers are open.
 async fn source(state: State, path: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    let service_ref: ServiceRef = path
-        .parse()
-        .map_err(|e: ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })?;
+    let service_ref: ServiceRef = path.parse()?;
     let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
     if catalog.channel(&service_ref).is_none() {
         return Err(HttpError::ChannelNotFound);

@@ -85,9 +85,7 @@ async fn stream(
     query: web::Query<StreamQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let service_ref: ServiceRef = path
-        .parse()
-        .map_err(|e: crate::model::ParseServiceRefError| HttpError::InvalidServiceRef { detail: e.to_string() })?;
+    let service_ref: ServiceRef = path.parse()?;
     let streaming = &state.streaming;
     let profile = query
         .profile

@@ -241,8 +241,10 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
     Ok(())
 }
 
-fn caps_name(pad: &gst::Pad) -> String {
+/// The media type of a pad: its negotiated caps, else what it could produce.
+pub(crate) fn caps_name(pad: &gst::Pad) -> String {
     pad.current_caps()
+        .or_else(|| Some(pad.query_caps(None)))
         .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
         .unwrap_or_default()
 }
@@ -336,9 +338,12 @@ fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, graph: &str, kind: &str
     Ok(())
 }
 
-fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
+/// Links a pad nobody wants to a fakesink, so the demuxer never sees "not linked".
+pub(crate) fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
+        // A late sink must not hold the pipeline's state change (preroll) back.
+        .property("async", false)
         .build()
         .map_err(|e| e.to_string())?;
     pipeline.add(&sink).map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! Loading parses every template, validates it (placeholders bound, elements exist, the graph
 //! parses) and reports every problem at once, naming the file, the line and the element.
 
-mod build;
+pub(crate) mod build;
 mod encoders;
 mod guard;
 mod latency;

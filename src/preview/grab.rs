@@ -21,6 +21,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::oneshot;
 
 use crate::pipeline::PipelineGuard;
+use crate::pipeline::build::{caps_name, discard};
 
 /// How long setting the pipeline to Null may take before the caller moves on (the blocking
 /// thread finishes it alone).
@@ -272,24 +273,4 @@ async fn stop(guard: PipelineGuard) {
             "Preview pipeline still stopping; leaving it to its thread."
         );
     }
-}
-
-fn caps_name(pad: &gst::Pad) -> String {
-    pad.current_caps()
-        .or_else(|| Some(pad.query_caps(None)))
-        .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
-        .unwrap_or_default()
-}
-
-fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .property("async", false)
-        .build()
-        .map_err(|e| e.to_string())?;
-    pipeline.add(&sink).map_err(|e| e.to_string())?;
-    let sink_pad = sink.static_pad("sink").ok_or("fakesink without pad")?;
-    pad.link(&sink_pad).map_err(|e| format!("{e:?}"))?;
-    sink.sync_state_with_parent().map_err(|e| e.to_string())?;
-    Ok(())
 }
