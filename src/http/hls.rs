@@ -3,7 +3,6 @@
 //! Profile `auto` picks `aac` for H.264 channels and `h264` for MPEG-2 ones, learned from the
 //! channel's PMT at its first tune and remembered.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -15,7 +14,7 @@ use super::AppState;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, scan_pmt};
-use crate::session::{HlsView, SessionKey, StartSpec, VideoCodec};
+use crate::session::{HlsView, SessionKey, VideoCodec};
 use crate::telemetry::step;
 use tracing::Instrument as _;
 
@@ -124,13 +123,6 @@ fn auto_profile(codec: VideoCodec) -> &'static str {
 async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
     let service_ref = parse_ref(reference)?;
     super::trace::channel_lookup(state, &service_ref)?;
-    let streaming = &state.streaming;
-    // Fails fast (502 with Retry-After) while both ports' circuit breakers are open.
-    state
-        .resolver
-        .resolve(&service_ref)
-        .instrument(step!("port.detect"))
-        .await?;
     let profile = match profile {
         "auto" => auto_profile(
             learn_codec(state, &service_ref)
@@ -140,44 +132,11 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
         .to_owned(),
         other => other.to_owned(),
     };
-    let profiles = Arc::clone(&streaming.profiles.read().expect("profiles lock poisoned"));
-    let template = profiles
-        .get(&profile)
-        .filter(|t| t.supports(Output::Hls))
-        .ok_or_else(|| HttpError::ProfileNotFound {
-            profile: profile.clone(),
-        })?;
-    tracing::Span::current()
-        .record("profile", profile.as_str())
-        .record("mode", template.mode.as_str());
-    let mut start = StartSpec {
-        template,
-        encoder: profiles.encoder.clone(),
-        locator: super::stream::locator(state, &service_ref),
-        authorization: streaming.source.authorization.clone(),
-        encoder_slot: None,
-    };
-    let key = SessionKey {
-        service_ref,
-        profile,
-        output: Output::Hls,
-    };
-    // Admission: the rate limits, then an encoder slot (its wait a child span).
-    let admission = step!("admission");
-    super::client_ip::admit_new_session(state, req, &key, start.template.mode)
-        .instrument(admission.clone())
-        .await?;
-    start.encoder_slot = super::stream::encoder_slot(state, req, &key, &start.template)
-        .instrument(step!(parent: &admission, "encoder.queue"))
-        .instrument(admission.clone())
-        .await?;
-    drop(admission);
-    // Every playlist request is a sign that the client watches (Active priority).
-    let _watching = super::stream::watching(state, req, &key.service_ref);
-    // Ends when the session has its first segment.
-    let first_byte = step!("first_byte");
-    let subscription = streaming.registry.join(key, start).await?;
-    drop(first_byte);
+    let template = super::stream::template_for(&state.streaming, &profile, Output::Hls)?;
+    // Every playlist request is a sign that the client watches (Active priority): the guard
+    // is dropped with this request.
+    let (subscription, _watching) =
+        super::stream::start_session(state, req, service_ref, profile, template, Output::Hls).await?;
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
     Ok(view)

@@ -91,53 +91,13 @@ async fn stream(
         .profile
         .clone()
         .unwrap_or_else(|| streaming.default_profile.clone());
-    let profiles = Arc::clone(&streaming.profiles.read().expect("profiles lock poisoned"));
-    let template = profiles
-        .get(&profile)
-        .filter(|t| t.supports(Output::Ts))
-        .ok_or_else(|| HttpError::ProfileNotFound {
-            profile: profile.clone(),
-        })?;
-    tracing::Span::current()
-        .record("profile", profile.as_str())
-        .record("mode", template.mode.as_str());
+    let template = template_for(streaming, &profile, Output::Ts)?;
     super::trace::channel_lookup(&state, &service_ref)?;
     if req.method() == actix_web::http::Method::HEAD {
         // Answered here: a HEAD must never tune the receiver (Threadfin, Jellyfin probe with it).
         return Ok(HttpResponse::Ok().content_type("video/mp2t").finish());
     }
-    // Fails fast (502 with Retry-After) while both ports' circuit breakers are open.
-    state
-        .resolver
-        .resolve(&service_ref)
-        .instrument(step!("port.detect"))
-        .await?;
-    let mut start = StartSpec {
-        template,
-        encoder: profiles.encoder.clone(),
-        locator: locator(&state, &service_ref),
-        authorization: streaming.source.authorization.clone(),
-        encoder_slot: None,
-    };
-    let key = SessionKey {
-        service_ref,
-        profile,
-        output: Output::Ts,
-    };
-    // Admission: the rate limits, then an encoder slot (its wait a child span).
-    let admission = step!("admission");
-    super::client_ip::admit_new_session(&state, &req, &key, start.template.mode)
-        .instrument(admission.clone())
-        .await?;
-    start.encoder_slot = encoder_slot(&state, &req, &key, &start.template)
-        .instrument(step!(parent: &admission, "encoder.queue"))
-        .instrument(admission.clone())
-        .await?;
-    drop(admission);
-    // Ends when this handler returns: the session has sent its first media.
-    let _first_byte = step!("first_byte");
-    let watching = watching(&state, &req, &key.service_ref);
-    let subscription = streaming.registry.join(key, start).await?;
+    let (subscription, watching) = start_session(&state, &req, service_ref, profile, template, Output::Ts).await?;
     let body = body(
         subscription,
         req.conn_data::<ConnSocket>().cloned(),
@@ -151,6 +111,71 @@ async fn stream(
             let _ = &watching;
             chunk
         })))
+}
+
+/// The profile's template for an output, from the templates loaded now (reloads swap them).
+pub(crate) fn template_for(
+    streaming: &Streaming,
+    profile: &str,
+    output: Output,
+) -> Result<(Arc<crate::pipeline::Template>, Option<crate::pipeline::EncoderChoice>), HttpError> {
+    let profiles = Arc::clone(&streaming.profiles.read().expect("profiles lock poisoned"));
+    let template = profiles
+        .get(profile)
+        .filter(|t| t.supports(output))
+        .ok_or_else(|| HttpError::ProfileNotFound {
+            profile: profile.to_owned(),
+        })?;
+    tracing::Span::current()
+        .record("profile", profile)
+        .record("mode", template.mode.as_str());
+    Ok((template, profiles.encoder.clone()))
+}
+
+/// What every session-creating request does, TS or HLS: port detection (fails fast while both
+/// breakers are open), admission (rate limits, then an encoder slot), then joining or starting
+/// the session and waiting for its first media. The client counts as watching the channel
+/// (Active queue priority) while it holds the returned guard.
+pub(crate) async fn start_session(
+    state: &super::AppState,
+    req: &HttpRequest,
+    service_ref: ServiceRef,
+    profile: String,
+    (template, encoder): (Arc<crate::pipeline::Template>, Option<crate::pipeline::EncoderChoice>),
+    output: Output,
+) -> Result<(Subscription, crate::limits::queue::Watching), HttpError> {
+    state
+        .resolver
+        .resolve(&service_ref)
+        .instrument(step!("port.detect"))
+        .await?;
+    let mut start = StartSpec {
+        template,
+        encoder,
+        locator: locator(state, &service_ref),
+        authorization: state.streaming.source.authorization.clone(),
+        encoder_slot: None,
+    };
+    let key = SessionKey {
+        service_ref,
+        profile,
+        output,
+    };
+    // Admission: the rate limits, then an encoder slot (its wait a child span).
+    let admission = step!("admission");
+    super::client_ip::admit_new_session(state, req, &key, start.template.mode)
+        .instrument(admission.clone())
+        .await?;
+    start.encoder_slot = encoder_slot(state, req, &key, &start.template)
+        .instrument(step!(parent: &admission, "encoder.queue"))
+        .instrument(admission.clone())
+        .await?;
+    drop(admission);
+    let watching = watching(state, req, &key.service_ref);
+    // Ends when the session has sent its first media (TS) or has its first segment (HLS).
+    let _first_byte = step!("first_byte");
+    let subscription = state.streaming.registry.join(key, start).await?;
+    Ok((subscription, watching))
 }
 
 /// A duplicate of a client connection's socket, taken when the connection opens, so that a
