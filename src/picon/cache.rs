@@ -1,12 +1,11 @@
-//! The picon cache, pure: entries expire at a given instant and the cache stays within a number
-//! of entries and of bytes, evicting expired entries first, then the least recently used.
-//! Time is passed in, so tests need no runtime or clock.
+//! The picon cache: images and misses per channel in a [`BoundedCache`] (expiry, entry and
+//! byte bounds, least recently used first). Pure; time is passed in.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::cache::{BoundedCache, Weigh};
 use crate::model::ServiceRef;
 
 /// What a cache entry remembers: the image, or that the receiver has none.
@@ -19,100 +18,42 @@ pub(crate) enum Cached {
 /// Bytes an entry is charged beyond its image: key, bookkeeping, and a miss's own cost.
 const ENTRY_OVERHEAD: usize = 128;
 
-#[derive(Debug)]
-struct Entry {
-    value: Cached,
-    expires: Instant,
-    last_used: u64,
-}
-
-impl Entry {
-    fn cost(&self) -> usize {
+impl Weigh for Cached {
+    fn weight(&self) -> usize {
         ENTRY_OVERHEAD
-            + match &self.value {
+            + match self {
                 Cached::Found(bytes) => bytes.len(),
                 Cached::Missing => 0,
             }
     }
 }
 
+/// Picons and misses by channel.
 #[derive(Debug)]
-pub(crate) struct PiconCache {
-    entries: HashMap<ServiceRef, Entry>,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: usize,
-    /// A logical clock for recency; bumps on every use.
-    tick: u64,
-}
+pub(crate) struct PiconCache(BoundedCache<ServiceRef, Cached, Instant>);
 
 impl PiconCache {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            bytes: 0,
-            max_entries: max_entries.max(1),
-            max_bytes,
-            tick: 0,
-        }
+        Self(BoundedCache::new(max_entries, max_bytes))
     }
 
     /// The entry for `key` unless it has expired at `now` (an expired entry is dropped).
     pub(crate) fn get(&mut self, key: &ServiceRef, now: Instant) -> Option<Cached> {
-        let expired = self.entries.get(key)?.expires <= now;
-        if expired {
-            self.remove(key);
-            return None;
-        }
-        self.tick += 1;
-        let entry = self.entries.get_mut(key)?;
-        entry.last_used = self.tick;
-        Some(entry.value.clone())
+        self.0.get(key, now).map(|(value, _)| value)
     }
 
     /// Stores `value` until `expires`, evicting what it must. An image larger than the whole
     /// byte budget is not stored.
     pub(crate) fn insert(&mut self, key: ServiceRef, value: Cached, expires: Instant, now: Instant) {
-        self.remove(&key);
-        self.tick += 1;
-        let entry = Entry {
-            value,
-            expires,
-            last_used: self.tick,
-        };
-        let cost = entry.cost();
-        if cost > self.max_bytes {
-            return;
-        }
-        self.entries.retain(|_, e| e.expires > now);
-        self.bytes = self.entries.values().map(Entry::cost).sum();
-        while self.entries.len() >= self.max_entries || self.bytes + cost > self.max_bytes {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            self.remove(&oldest);
-        }
-        self.bytes += cost;
-        self.entries.insert(key, entry);
+        self.0.insert(key, value, expires, now);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    fn remove(&mut self, key: &ServiceRef) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.bytes -= entry.cost();
-        }
+        self.0.bytes()
     }
 }
 

@@ -1,93 +1,39 @@
-//! The thumbnail cache, pure: each JPEG is kept until its expiry, within a number of entries and
-//! of bytes; expired entries go first, then the least recently used. Time is passed in.
-
-use std::collections::HashMap;
+//! The thumbnail cache: JPEGs per channel in a [`BoundedCache`] (expiry, entry and byte bounds,
+//! least recently used first). Pure; time is passed in.
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::cache::BoundedCache;
 use crate::model::ServiceRef;
 
+/// Thumbnails by channel.
 #[derive(Debug)]
-struct Entry {
-    jpeg: Bytes,
-    expires: Instant,
-    last_used: u64,
-}
-
-#[derive(Debug)]
-pub(crate) struct PreviewCache {
-    entries: HashMap<ServiceRef, Entry>,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: usize,
-    /// A logical clock for recency; bumps on every use.
-    tick: u64,
-}
+pub(crate) struct PreviewCache(BoundedCache<ServiceRef, Bytes, Instant>);
 
 impl PreviewCache {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            bytes: 0,
-            max_entries: max_entries.max(1),
-            max_bytes,
-            tick: 0,
-        }
+        Self(BoundedCache::new(max_entries, max_bytes))
     }
 
     /// The JPEG for `key` and when it expires, unless it has expired at `now`.
     pub(crate) fn get(&mut self, key: &ServiceRef, now: Instant) -> Option<(Bytes, Instant)> {
-        if self.entries.get(key)?.expires <= now {
-            self.remove(key);
-            return None;
-        }
-        self.tick += 1;
-        let entry = self.entries.get_mut(key)?;
-        entry.last_used = self.tick;
-        Some((entry.jpeg.clone(), entry.expires))
+        self.0.get(key, now)
     }
 
     /// Keeps `jpeg` until `expires`, evicting what it must; one larger than the whole budget is
     /// not kept.
     pub(crate) fn insert(&mut self, key: ServiceRef, jpeg: Bytes, expires: Instant, now: Instant) {
-        self.remove(&key);
-        if jpeg.len() > self.max_bytes {
-            return;
-        }
-        self.entries.retain(|_, e| e.expires > now);
-        self.bytes = self.entries.values().map(|e| e.jpeg.len()).sum();
-        while self.entries.len() >= self.max_entries || self.bytes + jpeg.len() > self.max_bytes {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            self.remove(&oldest);
-        }
-        self.tick += 1;
-        self.bytes += jpeg.len();
-        self.entries.insert(
-            key,
-            Entry {
-                jpeg,
-                expires,
-                last_used: self.tick,
-            },
-        );
+        self.0.insert(key, jpeg, expires, now);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
-    fn remove(&mut self, key: &ServiceRef) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.bytes -= entry.jpeg.len();
-        }
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.0.bytes()
     }
 }
 
@@ -137,6 +83,6 @@ mod tests {
         assert_eq!(cache.len(), 1);
         cache.insert(key(7), jpeg(5000), later, t2);
         assert!(cache.get(&key(7), t2).is_none());
-        assert!(cache.bytes <= 3000);
+        assert!(cache.bytes() <= 3000);
     }
 }
