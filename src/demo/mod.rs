@@ -61,6 +61,40 @@ impl Default for DemoOptions {
     }
 }
 
+/// A demo channel as load generators see it: where it streams and what video it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LineupEntry {
+    pub name: &'static str,
+    pub reference: &'static str,
+    pub video: LineupVideo,
+    /// Whitelisted for the relay: served decrypted only on the relay port.
+    pub relay: bool,
+}
+
+/// The video codec of a demo channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineupVideo {
+    H264,
+    Mpeg2,
+    None,
+}
+
+/// The demo channels, in bouquet order.
+pub(crate) fn lineup() -> Vec<LineupEntry> {
+    channels::channels()
+        .map(|c| LineupEntry {
+            name: c.name,
+            reference: c.reference,
+            video: match c.media {
+                MediaKind::Hd => LineupVideo::H264,
+                MediaKind::Sd => LineupVideo::Mpeg2,
+                MediaKind::Radio => LineupVideo::None,
+            },
+            relay: c.whitelisted,
+        })
+        .collect()
+}
+
 /// What a stream connection to one channel does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFault {

@@ -1,0 +1,619 @@
+//! `xg2g bench`: load scenarios against the embedded demo receiver, xg2g beside one FFmpeg
+//! process per client, with CPU, memory, time to first byte, stalls and errors for both.
+//!
+//! The bench process runs the demo receiver and every client; the two servers under test run
+//! as child processes ([`servers`]) and are measured from `/proc` ([`procfs`]). Runs of the two
+//! servers alternate, so drift of the machine (heat, other load) spreads over both, and every
+//! scenario repeats to give a spread. Linux only: it reads `/proc`.
+
+pub(crate) mod client;
+pub mod peer;
+mod procfs;
+mod report;
+mod scenario;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use client::{ClientOutcome, ClientSpec};
+use report::{Quantiles, RunResult};
+use scenario::{Channels, Endpoints, Scenario, Server};
+use servers::ServerProcess;
+
+/// The nominal HLS segment and the stall threshold of a TS client.
+const SEGMENT: Duration = Duration::from_secs(2);
+/// Clients start this far apart, like viewers arriving, not one SYN flood.
+const STAGGER: Duration = Duration::from_millis(20);
+/// Clients stay connected this long after the measured window, so the window's end sample is
+/// taken under load.
+const LINGER: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("the demo receiver did not start: {0}")]
+    Demo(#[from] crate::demo::DemoError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {server} server is not usable: {why}\n{log}")]
+    NotReady { server: Server, why: String, log: String },
+    #[error("unknown scenario {0:?}; known: {known}", known = Scenario::NAMES.join(", "))]
+    UnknownScenario(String),
+    #[error("ffmpeg is not installed (scripts/deps.sh installs it); run with --xg2g-only to skip the comparison")]
+    NoFfmpeg,
+    #[error("the soak saw {stalls} stalls and {errors} errors (see the report)")]
+    SoakFailed { stalls: u32, errors: usize },
+}
+
+/// What to run; the command line fills it.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The measured window of each run (after the warm-up).
+    pub duration: Duration,
+    /// From the first client's start to the start of the measured window.
+    pub warmup: Duration,
+    pub repeats: usize,
+    /// Scenario families; empty = all.
+    pub scenarios: Vec<String>,
+    pub shared_clients: usize,
+    pub mixed_clients: usize,
+    /// The h264 ramp stops here (the demo has four video channels).
+    pub max_h264: usize,
+    /// Run the FFmpeg side too.
+    pub ffmpeg: bool,
+    /// Soak instead: the mixed load on xg2g alone for `duration`.
+    pub soak: bool,
+    pub json: Option<PathBuf>,
+    /// The xg2g binary to start as the server (normally this one).
+    pub exe: PathBuf,
+}
+
+/// Everything the bench writes to JSON.
+#[derive(Debug, serde::Serialize)]
+struct Output {
+    machine: Machine,
+    duration_s: f64,
+    warmup_s: f64,
+    repeats: usize,
+    results: Vec<RunResult>,
+    rows: Vec<report::Row>,
+    goals: Vec<report::Goal>,
+    soak: Option<Soak>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Machine {
+    cpus: usize,
+    model: String,
+    kernel: String,
+    ffmpeg: Option<String>,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        model,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        ffmpeg: servers::ffmpeg_version(),
+    }
+}
+
+/// The soak's verdict.
+#[derive(Debug, serde::Serialize)]
+struct Soak {
+    clients: usize,
+    duration_s: f64,
+    stalls: u32,
+    errors: usize,
+    error_samples: Vec<String>,
+    /// Seconds from the start, RSS KiB of the xg2g process.
+    rss_samples: Vec<(f64, u64)>,
+    /// Samples before this were warm-up, left out of the slope.
+    warmup_s: f64,
+    rss_slope_kib_per_min: Option<f64>,
+    ttfb_ms: Option<Quantiles>,
+    first_playlist_ms: Option<Quantiles>,
+}
+
+/// Runs the bench: prints the table (or the soak's verdict) and writes JSON.
+pub async fn run(options: BenchOptions) -> Result<(), BenchError> {
+    let families: Vec<String> = if options.scenarios.is_empty() {
+        Scenario::NAMES.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        options.scenarios.clone()
+    };
+    if let Some(bad) = families.iter().find(|f| !Scenario::NAMES.contains(&f.as_str())) {
+        return Err(BenchError::UnknownScenario(bad.clone()));
+    }
+    let ffmpeg = options.ffmpeg && !options.soak;
+    if ffmpeg && servers::ffmpeg_version().is_none() {
+        return Err(BenchError::NoFfmpeg);
+    }
+    let work = std::env::temp_dir().join(format!("xg2g-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|source| BenchError::Io {
+        what: format!("creating {}", work.display()),
+        source,
+    })?;
+    let result = run_in(&options, &families, ffmpeg, &work).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn run_in(
+    options: &BenchOptions,
+    families: &[String],
+    ffmpeg: bool,
+    work: &std::path::Path,
+) -> Result<(), BenchError> {
+    let demo = crate::demo::DemoReceiver::start(crate::demo::DemoOptions::default()).await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| BenchError::Io {
+            what: "building the HTTP client".into(),
+            source: std::io::Error::other(e),
+        })?;
+    let target = servers::Xg2gTarget {
+        api_url: demo.api_url(),
+        stream_port: demo.stream_addr().port(),
+        relay_port: demo.relay_addr().port(),
+    };
+    let mut xg2g = servers::start_xg2g(&options.exe, &target, work)?;
+    xg2g.ready(&http).await?;
+    let mut peer = if ffmpeg {
+        let mut p = servers::start_peer(&options.exe, work)?;
+        p.ready(&http).await?;
+        Some(p)
+    } else {
+        None
+    };
+    let endpoints = Endpoints {
+        xg2g: xg2g.base.clone(),
+        ffmpeg: peer.as_ref().map(|p| p.base.clone()).unwrap_or_default(),
+        stream: format!("http://{}", demo.stream_addr()),
+        relay: format!("http://{}", demo.relay_addr()),
+    };
+    let channels = Channels::new(&crate::demo::lineup());
+    let bench = Bench {
+        http: &http,
+        endpoints: &endpoints,
+        channels: &channels,
+        options,
+    };
+    // Load the plugins and fill the page cache once, outside any measurement.
+    eprintln!("bench: warming up the servers");
+    bench.warm_up(&mut xg2g).await?;
+    if let Some(peer) = peer.as_mut() {
+        bench.warm_up(peer).await?;
+    }
+
+    let outcome = if options.soak {
+        bench.soak(&mut xg2g).await
+    } else {
+        bench.compare(&mut xg2g, peer.as_mut(), families).await
+    };
+    xg2g.stop().await;
+    if let Some(peer) = peer {
+        peer.stop().await;
+    }
+    demo.stop().await;
+    let output = outcome?;
+    if let Some(path) = &options.json {
+        let json = serde_json::to_vec_pretty(&output).map_err(|e| BenchError::Io {
+            what: "encoding the report".into(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, json).map_err(|source| BenchError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    if let Some(soak) = &output.soak
+        && (soak.stalls > 0 || soak.errors > 0)
+    {
+        return Err(BenchError::SoakFailed {
+            stalls: soak.stalls,
+            errors: soak.errors,
+        });
+    }
+    Ok(())
+}
+
+struct Bench<'a> {
+    http: &'a reqwest::Client,
+    endpoints: &'a Endpoints,
+    channels: &'a Channels,
+    options: &'a BenchOptions,
+}
+
+impl Bench<'_> {
+    async fn warm_up(&self, server: &mut ServerProcess) -> Result<(), BenchError> {
+        let mut plan = scenario::plan(Scenario::AacOne, self.channels);
+        plan.extend(scenario::plan(Scenario::Mixed { clients: 4 }, self.channels));
+        let specs: Vec<ClientSpec> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ClientSpec {
+                kind: p.kind,
+                url: scenario::url(p, server.server, self.endpoints, 1000 + i),
+            })
+            .collect();
+        let start = Instant::now();
+        let end = start + Duration::from_secs(6);
+        let _ = self.clients(&specs, start, end).await;
+        server.idle(self.http).await
+    }
+
+    /// Starts every client, staggered, and collects their outcomes.
+    async fn clients(&self, specs: &[ClientSpec], window_start: Instant, end: Instant) -> Vec<ClientOutcome> {
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let (http, spec) = (self.http.clone(), spec.clone());
+            let at = start + STAGGER * i as u32;
+            tasks.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                client::run(&http, &spec, window_start, end, SEGMENT).await
+            });
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        while let Some(joined) = tasks.join_next().await {
+            out.push(joined.unwrap_or_else(|e| ClientOutcome {
+                errors: vec![format!("client task failed: {e}")],
+                ..Default::default()
+            }));
+        }
+        out
+    }
+
+    /// One run of one scenario against one server.
+    async fn run_once(
+        &self,
+        scenario: Scenario,
+        server: &mut ServerProcess,
+        repeat: usize,
+    ) -> Result<RunResult, BenchError> {
+        server.idle(self.http).await?;
+        let plan = scenario::plan(scenario, self.channels);
+        let specs: Vec<ClientSpec> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ClientSpec {
+                kind: p.kind,
+                url: scenario::url(p, server.server, self.endpoints, i),
+            })
+            .collect();
+        let idle = procfs::tree_memory(server.pid).map_err(|source| BenchError::Io {
+            what: format!("reading the {} server's memory", server.server),
+            source,
+        })?;
+        let start = Instant::now();
+        let window_start = start + self.options.warmup;
+        let window_end = window_start + self.options.duration;
+        let pid = server.pid;
+        let sampler = async {
+            tokio::time::sleep_until(window_start).await;
+            let cpu0 = procfs::tree_cpu_seconds(pid);
+            let t0 = Instant::now();
+            tokio::time::sleep_until(window_end).await;
+            let cpu1 = procfs::tree_cpu_seconds(pid);
+            let window = t0.elapsed();
+            let memory = procfs::tree_memory(pid);
+            let sessions = server.sessions(self.http).await;
+            (cpu0, cpu1, window, memory, sessions)
+        };
+        let (outcomes, (cpu0, cpu1, window, memory, sessions)) =
+            tokio::join!(self.clients(&specs, window_start, window_end + LINGER), sampler);
+        let io = |what: &str, source| BenchError::Io {
+            what: format!("{what} of the {} server", server.server),
+            source,
+        };
+        let cpu = cpu1.map_err(|e| io("reading the CPU time", e))? - cpu0.map_err(|e| io("reading the CPU time", e))?;
+        let memory = memory.map_err(|e| io("reading the memory", e))?;
+        let labels: Vec<String> = plan.iter().map(scenario::Planned::label).collect();
+        let result = summarise(
+            scenario,
+            server.server,
+            repeat,
+            &labels,
+            &outcomes,
+            sessions?,
+            window.as_secs_f64(),
+            cpu,
+            idle,
+            memory,
+        );
+        eprintln!(
+            "bench: {:<16} {:<6} repeat {} — {:.1} % CPU, {} sessions, {} stalls, {} errors",
+            scenario.label(),
+            server.server,
+            repeat + 1,
+            result.cpu_percent(),
+            result.sessions,
+            result.stalls,
+            result.errors
+        );
+        for line in result.stalled.iter().chain(&result.error_samples) {
+            eprintln!("bench:     {line}");
+        }
+        Ok(result)
+    }
+
+    /// Every chosen scenario on both servers, alternating, `repeats` times.
+    async fn compare(
+        &self,
+        xg2g: &mut ServerProcess,
+        mut peer: Option<&mut ServerProcess>,
+        families: &[String],
+    ) -> Result<Output, BenchError> {
+        let options = self.options;
+        let mut results = Vec::new();
+        let fixed: Vec<Scenario> = families
+            .iter()
+            .filter_map(|f| match f.as_str() {
+                "aac-one" => Some(Scenario::AacOne),
+                "aac-channels" => Some(Scenario::AacChannels),
+                "aac-shared" => Some(Scenario::AacShared {
+                    clients: options.shared_clients,
+                }),
+                "hls" => Some(Scenario::Hls),
+                "mixed" => Some(Scenario::Mixed {
+                    clients: options.mixed_clients,
+                }),
+                _ => None,
+            })
+            .collect();
+        let ramp = families.iter().any(|f| f == "h264");
+        for repeat in 0..options.repeats {
+            for (i, &scenario) in fixed.iter().enumerate() {
+                // Alternate which server goes first, by repeat and by scenario.
+                let xg2g_first = (repeat + i) % 2 == 0;
+                for first in [true, false] {
+                    if first == xg2g_first {
+                        results.push(self.run_once(scenario, xg2g, repeat).await?);
+                    } else if let Some(peer) = peer.as_deref_mut() {
+                        results.push(self.run_once(scenario, peer, repeat).await?);
+                    }
+                }
+            }
+            if ramp {
+                // As many transcodes as each server holds in real time: one more channel at a
+                // time, until a run falls behind.
+                let (mut xg2g_on, mut peer_on) = (true, peer.is_some());
+                for streams in 1..=options.max_h264 {
+                    let scenario = Scenario::H264 { streams };
+                    let xg2g_first = (repeat + streams) % 2 == 0;
+                    for first in [true, false] {
+                        if first == xg2g_first {
+                            if xg2g_on {
+                                let r = self.run_once(scenario, xg2g, repeat).await?;
+                                xg2g_on = r.kept_up();
+                                results.push(r);
+                            }
+                        } else if let Some(peer) = peer.as_deref_mut()
+                            && peer_on
+                        {
+                            let r = self.run_once(scenario, peer, repeat).await?;
+                            peer_on = r.kept_up();
+                            results.push(r);
+                        }
+                    }
+                    if !xg2g_on && !peer_on {
+                        break;
+                    }
+                }
+            }
+        }
+        let rows = report::rows(&results);
+        let goals = report::goals(&rows);
+        println!("{}", report::table(&rows));
+        for server in [Server::Xg2g, Server::Ffmpeg] {
+            let held = rows
+                .iter()
+                .filter(|r| r.server == server && r.scenario.family() == "h264" && r.runs_kept_up == r.runs)
+                .filter_map(|r| match r.scenario {
+                    Scenario::H264 { streams } => Some(streams),
+                    _ => None,
+                })
+                .max();
+            if ramp && (server == Server::Xg2g || peer.is_some()) {
+                println!(
+                    "h264 transcodes held in real time in every repeat, {server}: {}",
+                    held.map_or_else(|| "none".into(), |n| n.to_string())
+                );
+            }
+        }
+        println!();
+        print!("{}", report::goals_text(&goals));
+        Ok(Output {
+            machine: machine(),
+            duration_s: options.duration.as_secs_f64(),
+            warmup_s: options.warmup.as_secs_f64(),
+            repeats: options.repeats,
+            results,
+            rows,
+            goals,
+            soak: None,
+        })
+    }
+
+    /// The mixed load on xg2g alone for the whole duration, RSS sampled every 5 s.
+    async fn soak(&self, xg2g: &mut ServerProcess) -> Result<Output, BenchError> {
+        let options = self.options;
+        let clients = options.mixed_clients;
+        let plan = scenario::plan(Scenario::Mixed { clients }, self.channels);
+        let specs: Vec<ClientSpec> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ClientSpec {
+                kind: p.kind,
+                url: scenario::url(p, Server::Xg2g, self.endpoints, i),
+            })
+            .collect();
+        let start = Instant::now();
+        let window_start = start + options.warmup;
+        let end = window_start + options.duration;
+        let pid = xg2g.pid;
+        let every = Duration::from_secs(5)
+            .min(options.duration / 4)
+            .max(Duration::from_millis(500));
+        let sampler = async {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            while Instant::now() < end {
+                tick.tick().await;
+                if let Some(kib) = procfs::rss_kib(pid) {
+                    samples.push((start.elapsed().as_secs_f64(), kib));
+                }
+            }
+            samples
+        };
+        eprintln!(
+            "bench: soak, {clients} mixed clients on xg2g for {}",
+            humantime::format_duration(options.duration)
+        );
+        let (outcomes, rss_samples) = tokio::join!(self.clients(&specs, window_start, end), sampler);
+        // Warm-up for the slope: the client ramp and the first fifth of the run, when caches
+        // and allocator arenas reach their working size.
+        let warmup_s = (options.warmup + options.duration / 5).as_secs_f64();
+        let steady: Vec<(f64, f64)> = rss_samples
+            .iter()
+            .filter(|(t, _)| *t >= warmup_s)
+            .map(|&(t, kib)| (t / 60.0, kib as f64))
+            .collect();
+        let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
+        let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
+        let soak = Soak {
+            clients,
+            duration_s: options.duration.as_secs_f64(),
+            stalls: outcomes.iter().map(|o| o.stalls).sum(),
+            errors: outcomes.iter().map(|o| o.errors.len()).sum(),
+            error_samples: error_samples(&outcomes),
+            rss_slope_kib_per_min: report::slope(&steady),
+            rss_samples,
+            warmup_s,
+            ttfb_ms: Quantiles::of(&ttfb),
+            first_playlist_ms: Quantiles::of(&playlists),
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let first_steady = soak.rss_samples.iter().find(|(t, _)| *t >= warmup_s).map(|s| s.1);
+        println!(
+            "soak: {} clients for {:.0} s: {} stalls, {} errors; RSS {:.1} MiB after warm-up, {:.1} MiB at the end, slope {} KiB/min",
+            soak.clients,
+            soak.duration_s,
+            soak.stalls,
+            soak.errors,
+            first_steady.map_or(0.0, mib),
+            soak.rss_samples.last().map_or(0.0, |s| mib(s.1)),
+            soak.rss_slope_kib_per_min
+                .map_or_else(|| "–".into(), |s| format!("{s:.1}")),
+        );
+        for sample in &soak.error_samples {
+            println!("  error: {sample}");
+        }
+        Ok(Output {
+            machine: machine(),
+            duration_s: options.duration.as_secs_f64(),
+            warmup_s: options.warmup.as_secs_f64(),
+            repeats: 1,
+            results: vec![],
+            rows: vec![],
+            goals: vec![],
+            soak: Some(soak),
+        })
+    }
+}
+
+/// Up to five distinct error texts.
+fn error_samples(outcomes: &[ClientOutcome]) -> Vec<String> {
+    let mut samples: Vec<String> = Vec::new();
+    for e in outcomes.iter().flat_map(|o| &o.errors) {
+        if samples.len() < 5 && !samples.contains(e) {
+            samples.push(e.clone());
+        }
+    }
+    samples
+}
+
+#[allow(clippy::too_many_arguments, reason = "one run's raw figures, gathered in one place")]
+fn summarise(
+    scenario: Scenario,
+    server: Server,
+    repeat: usize,
+    labels: &[String],
+    outcomes: &[ClientOutcome],
+    sessions: usize,
+    window_s: f64,
+    cpu_s: f64,
+    idle: procfs::Memory,
+    loaded: procfs::Memory,
+) -> RunResult {
+    let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
+    let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
+    RunResult {
+        scenario,
+        server,
+        repeat,
+        clients: outcomes.len(),
+        sessions,
+        window_s,
+        cpu_s,
+        memory_kind: loaded.kind,
+        idle_kib: idle.kib,
+        loaded_kib: loaded.kib,
+        ttfb_ms: Quantiles::of(&ttfb),
+        first_playlist_ms: Quantiles::of(&playlists),
+        stalls: outcomes.iter().map(|o| o.stalls).sum(),
+        stalled_clients: outcomes.iter().filter(|o| o.stalls > 0).count(),
+        stalled: labels
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| o.stalls > 0)
+            .map(|(label, o)| {
+                format!(
+                    "{label}: {} stalls, longest wait {:.1} s",
+                    o.stalls,
+                    o.longest_wait.as_secs_f64()
+                )
+            })
+            .collect(),
+        errors: outcomes.iter().map(|o| o.errors.len()).sum(),
+        error_samples: error_samples(outcomes),
+        min_speed: outcomes.iter().filter_map(|o| o.speed).min_by(f64::total_cmp),
+    }
+}
+
+/// `xg2g bench-peer`: the FFmpeg proxy as its own process, until SIGTERM or SIGINT.
+pub async fn run_peer(listen: std::net::SocketAddr, work_dir: PathBuf) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(listen)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut signals = crate::app::Signals::install()?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        stop.cancel();
+    });
+    peer::serve(listener, work_dir, shutdown).await
+}
