@@ -72,8 +72,8 @@ struct BenchArgs {
     /// Clients of the mixed load (and the soak).
     #[arg(long, default_value_t = 50)]
     mixed_clients: usize,
-    /// Most h264 transcodes the ramp tries (the demo has four video channels).
-    #[arg(long, default_value_t = 4)]
+    /// Most h264 transcodes the ramp tries: TS on each video channel, then HLS on each.
+    #[arg(long, default_value_t = 8)]
     max_h264: usize,
     /// Measure xg2g only, without the FFmpeg comparison.
     #[arg(long)]
@@ -81,6 +81,9 @@ struct BenchArgs {
     /// Soak: the mixed load on xg2g alone for the duration; exits 1 on any stall or error.
     #[arg(long)]
     soak: bool,
+    /// Keep the servers' logs (printed at the end) for a look at what went wrong.
+    #[arg(long)]
+    keep_logs: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/bench.json")]
     json: PathBuf,
@@ -240,6 +243,7 @@ async fn bench(args: &BenchArgs) -> ExitCode {
         ffmpeg: !args.xg2g_only,
         soak: args.soak,
         json: Some(args.json.clone()),
+        keep_logs: args.keep_logs,
         exe,
     };
     match xg2g::bench::run(options).await {

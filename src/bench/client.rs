@@ -61,6 +61,12 @@ pub(crate) struct ClientOutcome {
     pub stalls: u32,
     /// The longest wait for new data seen after the first media (a stall or not).
     pub longest_wait: Duration,
+    /// When the first few stalls began, from the client's start.
+    pub stalled_at: Vec<Duration>,
+    /// HLS: the longest segment (EXTINF) and the slowest playlist answer seen.
+    pub longest_segment: Duration,
+    pub slowest_playlist: Duration,
+    pub slowest_segment: Duration,
     /// Media time received per second of wall time inside [window_start, end] (≈ 1.0 when the
     /// server keeps real time); `None` if not measurable.
     pub speed: Option<f64>,
@@ -165,6 +171,7 @@ async fn run_ts(http: &reqwest::Client, url: &str, clock: &Clock, segment: Durat
     }
     out.stalls = waits.stalls;
     out.longest_wait = waits.longest;
+    out.stalled_at = waits.stalled_at;
     out.speed = speed.speed();
 }
 
@@ -189,6 +196,7 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
             Err(_) => break,
             Ok(fetched) => fetched,
         };
+        out.slowest_playlist = out.slowest_playlist.max(polled.elapsed());
         match fetched {
             Err(text) => out.error(text),
             Ok(Fetched::Master(variant)) if master_hops < MAX_MASTER_HOPS => {
@@ -205,6 +213,9 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
                 let update = tracker.update(&playlist);
                 if let Some(problem) = update.problem {
                     out.error(problem);
+                }
+                for segment in &update.segments {
+                    out.longest_segment = out.longest_segment.max(segment.duration);
                 }
                 if let Some(last) = update.segments.last() {
                     let (now, at) = clock.now();
@@ -232,6 +243,7 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
     waits.finish(clock.now().1);
     out.stalls = waits.stalls;
     out.longest_wait = waits.longest;
+    out.stalled_at = waits.stalled_at;
     out.speed = speed.speed();
 }
 
@@ -286,6 +298,7 @@ async fn fetch_segment(
     out: &mut ClientOutcome,
 ) -> bool {
     let n = segment.sequence;
+    let asked = Instant::now();
     let url = match playlist.join(&segment.uri) {
         Ok(url) => url,
         Err(e) => {
@@ -316,6 +329,7 @@ async fn fetch_segment(
             }
             Ok(None) => {
                 out.segments += 1;
+                out.slowest_segment = out.slowest_segment.max(asked.elapsed());
                 return true;
             }
         }
@@ -494,6 +508,8 @@ pub(crate) struct Waits {
     last: Option<(Duration, Duration)>,
     pub stalls: u32,
     pub longest: Duration,
+    /// When the first few stalls began, from the client's start.
+    pub stalled_at: Vec<Duration>,
 }
 
 impl Waits {
@@ -515,6 +531,9 @@ impl Waits {
             self.longest = self.longest.max(wait);
             if wait > allowed {
                 self.stalls += 1;
+                if self.stalled_at.len() < 5 {
+                    self.stalled_at.push(since);
+                }
             }
         }
     }

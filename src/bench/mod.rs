@@ -63,13 +63,15 @@ pub struct BenchOptions {
     pub scenarios: Vec<String>,
     pub shared_clients: usize,
     pub mixed_clients: usize,
-    /// The h264 ramp stops here (the demo has four video channels).
+    /// The h264 ramp stops here (at most two sessions a video channel: TS and HLS).
     pub max_h264: usize,
     /// Run the FFmpeg side too.
     pub ffmpeg: bool,
     /// Soak instead: the mixed load on xg2g alone for `duration`.
     pub soak: bool,
     pub json: Option<PathBuf>,
+    /// Keep the servers' logs (the work directory) instead of removing them.
+    pub keep_logs: bool,
     /// The xg2g binary to start as the server (normally this one).
     pub exe: PathBuf,
 }
@@ -153,7 +155,11 @@ pub async fn run(options: BenchOptions) -> Result<(), BenchError> {
         source,
     })?;
     let result = run_in(&options, &families, ffmpeg, &work).await;
-    let _ = std::fs::remove_dir_all(&work);
+    if options.keep_logs {
+        eprintln!("bench: the servers' logs are in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     result
 }
 
@@ -270,20 +276,38 @@ impl Bench<'_> {
     async fn clients(&self, specs: &[ClientSpec], window_start: Instant, end: Instant) -> Vec<ClientOutcome> {
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
+        let mut slots = std::collections::HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
-            let (http, spec) = (self.http.clone(), spec.clone());
+            // Each client is its own player with its own connections, as viewers are: no
+            // connection pool shared across clients or carried over from an earlier run.
+            let http = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_else(|_| self.http.clone());
+            let spec = spec.clone();
             let at = start + STAGGER * i as u32;
-            tasks.spawn(async move {
+            let task = tasks.spawn(async move {
                 tokio::time::sleep_until(at).await;
                 client::run(&http, &spec, window_start, end, SEGMENT).await
             });
+            slots.insert(task.id(), i);
         }
-        let mut out = Vec::with_capacity(specs.len());
-        while let Some(joined) = tasks.join_next().await {
-            out.push(joined.unwrap_or_else(|e| ClientOutcome {
-                errors: vec![format!("client task failed: {e}")],
-                ..Default::default()
-            }));
+        // In start order, whatever order they finish in: the report pairs them with the plan.
+        let mut out = vec![ClientOutcome::default(); specs.len()];
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let (id, outcome) = match joined {
+                Ok((id, outcome)) => (id, outcome),
+                Err(e) => (
+                    e.id(),
+                    ClientOutcome {
+                        errors: vec![format!("client task failed: {e}")],
+                        ..Default::default()
+                    },
+                ),
+            };
+            if let Some(&i) = slots.get(&id) {
+                out[i] = outcome;
+            }
         }
         out
     }
@@ -320,8 +344,8 @@ impl Bench<'_> {
             tokio::time::sleep_until(window_end).await;
             let cpu1 = procfs::tree_cpu_seconds(pid);
             let window = t0.elapsed();
-            let memory = procfs::tree_memory(pid);
             let sessions = server.sessions(self.http).await;
+            let memory = procfs::tree_memory(pid);
             (cpu0, cpu1, window, memory, sessions)
         };
         let (outcomes, (cpu0, cpu1, window, memory, sessions)) =
@@ -332,6 +356,12 @@ impl Bench<'_> {
         };
         let cpu = cpu1.map_err(|e| io("reading the CPU time", e))? - cpu0.map_err(|e| io("reading the CPU time", e))?;
         let memory = memory.map_err(|e| io("reading the memory", e))?;
+        // The peer's sessions are its ffmpeg children: count them in the memory snapshot, so
+        // that the two figures describe the same moment.
+        let sessions = match server.server {
+            Server::Ffmpeg => Ok(memory.processes - 1),
+            Server::Xg2g => sessions,
+        };
         let labels: Vec<String> = plan.iter().map(scenario::Planned::label).collect();
         let result = summarise(
             scenario,
@@ -587,15 +617,35 @@ fn summarise(
         first_playlist_ms: Quantiles::of(&playlists),
         stalls: outcomes.iter().map(|o| o.stalls).sum(),
         stalled_clients: outcomes.iter().filter(|o| o.stalls > 0).count(),
+        per_client: labels
+            .iter()
+            .zip(outcomes)
+            .map(|(label, o)| report::ClientFigures {
+                client: label.clone(),
+                ttfb_ms: o.ttfb.map(|d| d.as_secs_f64() * 1000.0),
+                first_playlist_ms: o.first_playlist.map(|d| d.as_secs_f64() * 1000.0),
+                bytes: o.bytes,
+                stalls: o.stalls,
+                stalled_at_s: o.stalled_at.iter().map(Duration::as_secs_f64).collect(),
+                longest_wait_s: o.longest_wait.as_secs_f64(),
+                speed: o.speed,
+                errors: o.errors.len(),
+                longest_segment_s: o.longest_segment.as_secs_f64(),
+                slowest_playlist_s: o.slowest_playlist.as_secs_f64(),
+                slowest_segment_s: o.slowest_segment.as_secs_f64(),
+            })
+            .collect(),
         stalled: labels
             .iter()
             .zip(outcomes)
             .filter(|(_, o)| o.stalls > 0)
             .map(|(label, o)| {
+                let at: Vec<String> = o.stalled_at.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
                 format!(
-                    "{label}: {} stalls, longest wait {:.1} s",
+                    "{label}: {} stalls, longest wait {:.1} s, from {} s after its start",
                     o.stalls,
-                    o.longest_wait.as_secs_f64()
+                    o.longest_wait.as_secs_f64(),
+                    at.join(", ")
                 )
             })
             .collect(),

@@ -70,6 +70,8 @@ pub(crate) struct RunResult {
     pub stalled_clients: usize,
     /// Which clients stalled, and how long their longest wait was.
     pub stalled: Vec<String>,
+    /// Every client's own figures, in start order.
+    pub per_client: Vec<ClientFigures>,
     pub errors: usize,
     /// A few error texts, for the reader.
     pub error_samples: Vec<String>,
@@ -102,6 +104,25 @@ impl RunResult {
     pub(crate) fn kept_up(&self) -> bool {
         self.stalls == 0 && self.errors == 0 && self.min_speed.is_none_or(|s| s >= 0.95)
     }
+}
+
+/// One client's figures in one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ClientFigures {
+    pub client: String,
+    pub ttfb_ms: Option<f64>,
+    pub first_playlist_ms: Option<f64>,
+    pub bytes: u64,
+    pub stalls: u32,
+    /// When the stalls began, seconds after the client's start.
+    pub stalled_at_s: Vec<f64>,
+    pub longest_wait_s: f64,
+    pub speed: Option<f64>,
+    pub errors: usize,
+    /// HLS: the longest segment and the slowest playlist answer.
+    pub longest_segment_s: f64,
+    pub slowest_playlist_s: f64,
+    pub slowest_segment_s: f64,
 }
 
 /// The median of a figure over repeats, with its range.
@@ -352,6 +373,7 @@ mod tests {
             stalls: 0,
             stalled_clients: 0,
             stalled: vec![],
+            per_client: vec![],
             errors: 0,
             error_samples: vec![],
             min_speed: Some(1.0),

@@ -151,12 +151,18 @@ pub(crate) fn plan(scenario: Scenario, channels: &Channels) -> Vec<Planned> {
         Scenario::AacChannels => channels.video.iter().map(|&c| ts(c, Profile::Aac)).collect(),
         Scenario::AacShared { clients } => (0..clients).map(|_| ts(channels.h264[0], Profile::Aac)).collect(),
         Scenario::Hls => (0..8).map(|i| hls(channels.h264[i % channels.h264.len()])).collect(),
+        // One transcode a session: TS on each video channel, then HLS on each (a session is
+        // per channel, profile and output, so xg2g shares none of them).
         Scenario::H264 { streams } => channels
             .video
             .iter()
-            .cycle()
-            .take(streams)
             .map(|&c| ts(c, Profile::H264))
+            .chain(channels.video.iter().map(|&c| Planned {
+                kind: ClientKind::Hls,
+                channel: c,
+                profile: Profile::H264,
+            }))
+            .take(streams)
             .collect(),
         Scenario::Mixed { clients } => {
             // 25 clients: 12 aac TS over the video channels, 3 copy TS, 8 HLS (half on an H.264
@@ -296,10 +302,22 @@ mod tests {
         assert_eq!(plan(Scenario::AacOne, &c).len(), 1);
         assert_eq!(plan(Scenario::AacChannels, &c).len(), 4);
         assert_eq!(plan(Scenario::AacShared { clients: 100 }, &c).len(), 100);
-        let h264 = plan(Scenario::H264 { streams: 3 }, &c);
-        assert_eq!(h264.len(), 3);
-        // Distinct channels, so that xg2g runs one transcode each and does not share.
-        assert_ne!(h264[0].channel, h264[1].channel);
+        let h264 = plan(Scenario::H264 { streams: 8 }, &c);
+        assert_eq!(h264.len(), 8);
+        // Distinct sessions (channel and output), so that xg2g runs one transcode each.
+        for (i, a) in h264.iter().enumerate() {
+            for b in &h264[i + 1..] {
+                assert!(
+                    a.channel != b.channel || a.kind != b.kind,
+                    "{a:?} and {b:?} share a session"
+                );
+            }
+        }
+        assert_eq!(
+            plan(Scenario::H264 { streams: 9 }, &c).len(),
+            8,
+            "no more distinct sessions"
+        );
         assert!(
             plan(Scenario::Hls, &c)
                 .iter()

@@ -72,6 +72,17 @@ fn spawn(server: Server, mut cmd: Command, log: PathBuf, base: String) -> Result
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
         .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing. The server gets
+    // SIGTERM if the bench dies without stopping it (killed, or a panic that skips the drops).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     // Nothing of the caller's xg2g settings may leak into the server under test.
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("XG2G_") {
@@ -104,7 +115,7 @@ pub(crate) fn start_xg2g(exe: &Path, target: &Xg2gTarget, work: &Path) -> Result
     let mut cmd = command(exe);
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--receiver", &target.api_url])
-        .args(["--log-level", "warn", "--log-format", "pretty", "serve"])
+        .args(["--log-level", "info", "--log-format", "pretty", "serve"])
         .env("XG2G_STREAM_PORT", target.stream_port.to_string())
         .env("XG2G_RELAY_PORT", target.relay_port.to_string())
         .env("XG2G_RATE_LIMIT_ENABLED", "false")
