@@ -44,20 +44,30 @@ fn stat(pid: u32) -> io::Result<StatTimes> {
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat")))
 }
 
-/// The direct children of `pid`, from every thread's `children` file.
+/// The direct children of `pid`: every process whose parent it is. (Scans `/proc/*/stat`:
+/// the per-thread `children` files miss children while they are being created and reaped.)
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Ok(entries) = fs::read_dir("/proc") else {
         return out;
     };
-    for task in tasks.flatten() {
-        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    for entry in entries.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(text) = fs::read_to_string(format!("/proc/{child}/stat"))
+            && parent_of(&text) == Some(pid)
+        {
+            out.push(child);
         }
     }
     out.sort_unstable();
-    out.dedup();
     out
+}
+
+/// Field 4 of `/proc/<pid>/stat`, the parent's pid.
+fn parent_of(text: &str) -> Option<u32> {
+    text[text.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU seconds used so far by `pid`, its reaped children and its running children (one level:
@@ -145,6 +155,7 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("4242 (short) S 1"), None);
+        assert_eq!(parent_of(line), Some(1));
     }
 
     #[test]
@@ -168,5 +179,19 @@ mod tests {
         let memory = tree_memory(pid).expect("memory");
         assert!(memory.kib > 1024, "{memory:?}");
         assert!(tree_cpu_seconds(u32::MAX).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods, reason = "a child process to find among the children")]
+    fn a_spawned_process_is_among_the_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let found = children(std::process::id()).contains(&child.id());
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+        assert!(found, "pid {} not among the children", child.id());
+        assert!(!children(std::process::id()).contains(&child.id()));
     }
 }

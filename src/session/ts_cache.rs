@@ -22,8 +22,9 @@ pub(crate) struct TsCache {
 
 /// Beyond this a GOP is not cached further (a source without key-frame flags).
 const GOP_LIMIT: usize = 8 * 1024 * 1024;
-/// Pending output is flushed at this size even without a key frame.
-pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
+/// Pending output is flushed at this size even without a key frame: large enough that a
+/// 10 Mb/s channel is flushed by the session's timer, not by size (fewer writes per client).
+pub(crate) const FLUSH_BYTES: usize = 128 * 1024;
 
 impl TsCache {
     /// Adds muxer output; returns the chunks ready to broadcast.
