@@ -224,7 +224,8 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
                     if !update.backlog {
                         appeared += update.segments.iter().map(|s| s.duration).sum::<Duration>();
                     }
-                    waits.data(at, last.duration + poll);
+                    let first = &update.segments[0];
+                    waits.data_after(at, first.duration + poll, last.duration + poll);
                     speed.sample(at, appeared);
                 }
                 for segment in &update.segments {
@@ -519,6 +520,16 @@ impl Waits {
         self.last = Some((at, allowed));
     }
 
+    /// New data at `at` that was `took` in the making (an HLS segment: its duration plus one
+    /// playlist poll). The wait it ends may last that long too: a long segment after a short
+    /// one (FFmpeg cuts at the source's key frames) is no stall.
+    pub(crate) fn data_after(&mut self, at: Duration, took: Duration, allowed: Duration) {
+        if let Some((since, before)) = self.last {
+            self.last = Some((since, before.max(took)));
+        }
+        self.data(at, allowed);
+    }
+
     /// The run ended at `at`: the wait still open counts too.
     pub(crate) fn finish(&mut self, at: Duration) {
         self.close(at);
@@ -778,6 +789,16 @@ mod tests {
         hls.data(ms(12000), ms(1920) + ms(1000));
         assert_eq!(hls.stalls, 1);
         assert_eq!(hls.longest, ms(3600));
+
+        // A 2.56 s segment after a 1.28 s one: 3.5 s is within its own duration plus a poll.
+        let mut cut_at_key_frames = Waits::default();
+        let poll = ms(1000);
+        cut_at_key_frames.data_after(ms(0), ms(1280) + poll, ms(1280) + poll);
+        cut_at_key_frames.data_after(ms(3500), ms(2560) + poll, ms(2560) + poll);
+        assert_eq!(cut_at_key_frames.stalls, 0);
+        // Longer than both allowances: a stall.
+        cut_at_key_frames.data_after(ms(8000), ms(1280) + poll, ms(1280) + poll);
+        assert_eq!(cut_at_key_frames.stalls, 1);
     }
 
     fn media(sequence: u64, count: u64) -> MediaPlaylist {

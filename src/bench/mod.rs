@@ -337,31 +337,46 @@ impl Bench<'_> {
         let window_start = start + self.options.warmup;
         let window_end = window_start + self.options.duration;
         let pid = server.pid;
+        // Memory and sessions are read three times in the window and the largest kept: on a
+        // saturated machine the sampler itself may run late, when clients are already leaving.
         let sampler = async {
             tokio::time::sleep_until(window_start).await;
             let cpu0 = procfs::tree_cpu_seconds(pid);
             let t0 = Instant::now();
+            let mut snapshots = Vec::new();
+            for at in [2, 3] {
+                tokio::time::sleep_until(window_start + self.options.duration * at / 4).await;
+                snapshots.push((server.sessions(self.http).await, procfs::tree_memory(pid)));
+            }
             tokio::time::sleep_until(window_end).await;
             let cpu1 = procfs::tree_cpu_seconds(pid);
             let window = t0.elapsed();
-            let sessions = server.sessions(self.http).await;
-            let memory = procfs::tree_memory(pid);
-            (cpu0, cpu1, window, memory, sessions)
+            snapshots.push((server.sessions(self.http).await, procfs::tree_memory(pid)));
+            (cpu0, cpu1, window, snapshots)
         };
-        let (outcomes, (cpu0, cpu1, window, memory, sessions)) =
+        let (outcomes, (cpu0, cpu1, window, snapshots)) =
             tokio::join!(self.clients(&specs, window_start, window_end + LINGER), sampler);
         let io = |what: &str, source| BenchError::Io {
             what: format!("{what} of the {} server", server.server),
             source,
         };
         let cpu = cpu1.map_err(|e| io("reading the CPU time", e))? - cpu0.map_err(|e| io("reading the CPU time", e))?;
-        let memory = memory.map_err(|e| io("reading the memory", e))?;
-        // The peer's sessions are its ffmpeg children: count them in the memory snapshot, so
-        // that the two figures describe the same moment.
-        let sessions = match server.server {
-            Server::Ffmpeg => Ok(memory.processes - 1),
-            Server::Xg2g => sessions,
-        };
+        let mut memory: Option<procfs::Memory> = None;
+        let mut sessions = 0;
+        for (counted, read) in snapshots {
+            let read = read.map_err(|e| io("reading the memory", e))?;
+            // The peer's sessions are its ffmpeg children: counted in the memory snapshot, so
+            // that the two figures describe the same moment.
+            let counted = match server.server {
+                Server::Ffmpeg => read.processes - 1,
+                Server::Xg2g => counted?,
+            };
+            sessions = sessions.max(counted);
+            if memory.is_none_or(|m| read.kib > m.kib) {
+                memory = Some(read);
+            }
+        }
+        let memory = memory.unwrap_or(idle);
         let labels: Vec<String> = plan.iter().map(scenario::Planned::label).collect();
         let result = summarise(
             scenario,
@@ -369,7 +384,7 @@ impl Bench<'_> {
             repeat,
             &labels,
             &outcomes,
-            sessions?,
+            sessions,
             window.as_secs_f64(),
             cpu,
             idle,
