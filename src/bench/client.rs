@@ -224,8 +224,12 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
                     if !update.backlog {
                         appeared += update.segments.iter().map(|s| s.duration).sum::<Duration>();
                     }
+                    // A new segment is seen up to one poll late, plus the time the playlist
+                    // takes to answer (allowed half a poll), so a wait may last the segment's
+                    // duration and a poll and a half before it counts as a stall.
+                    let slack = poll + poll / 2;
                     let first = &update.segments[0];
-                    waits.data_after(at, first.duration + poll, last.duration + poll);
+                    waits.data_after(at, first.duration + slack, last.duration + slack);
                     speed.sample(at, appeared);
                 }
                 for segment in &update.segments {
@@ -520,8 +524,8 @@ impl Waits {
         self.last = Some((at, allowed));
     }
 
-    /// New data at `at` that was `took` in the making (an HLS segment: its duration plus one
-    /// playlist poll). The wait it ends may last that long too: a long segment after a short
+    /// New data at `at` that was `took` in the making (an HLS segment: its duration plus a
+    /// poll and a half). The wait it ends may last that long too: a long segment after a short
     /// one (FFmpeg cuts at the source's key frames) is no stall.
     pub(crate) fn data_after(&mut self, at: Duration, took: Duration, allowed: Duration) {
         if let Some((since, before)) = self.last {

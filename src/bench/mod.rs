@@ -131,6 +131,9 @@ struct Soak {
     /// Samples before this were warm-up, left out of the slope.
     warmup_s: f64,
     rss_slope_kib_per_min: Option<f64>,
+    /// The slope over the second half of the run alone: allocator arenas and caches settle
+    /// for minutes, so a slope that falls to zero here is growth that stopped, not a leak.
+    rss_slope_last_half_kib_per_min: Option<f64>,
     ttfb_ms: Option<Quantiles>,
     first_playlist_ms: Option<Quantiles>,
 }
@@ -548,9 +551,16 @@ impl Bench<'_> {
             .filter(|(t, _)| *t >= warmup_s)
             .map(|&(t, kib)| (t / 60.0, kib as f64))
             .collect();
+        let half = (options.warmup + options.duration / 2).as_secs_f64();
+        let last_half: Vec<(f64, f64)> = rss_samples
+            .iter()
+            .filter(|(t, _)| *t >= half)
+            .map(|&(t, kib)| (t / 60.0, kib as f64))
+            .collect();
         let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
         let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
         let soak = Soak {
+            rss_slope_last_half_kib_per_min: report::slope(&last_half),
             clients,
             duration_s: options.duration.as_secs_f64(),
             stalls: outcomes.iter().map(|o| o.stalls).sum(),
@@ -565,7 +575,7 @@ impl Bench<'_> {
         let mib = |kib: u64| kib as f64 / 1024.0;
         let first_steady = soak.rss_samples.iter().find(|(t, _)| *t >= warmup_s).map(|s| s.1);
         println!(
-            "soak: {} clients for {:.0} s: {} stalls, {} errors; RSS {:.1} MiB after warm-up, {:.1} MiB at the end, slope {} KiB/min",
+            "soak: {} clients for {:.0} s: {} stalls, {} errors; RSS {:.1} MiB after warm-up, {:.1} MiB at the end, slope {} KiB/min after warm-up, {} KiB/min over the second half",
             soak.clients,
             soak.duration_s,
             soak.stalls,
@@ -573,6 +583,8 @@ impl Bench<'_> {
             first_steady.map_or(0.0, mib),
             soak.rss_samples.last().map_or(0.0, |s| mib(s.1)),
             soak.rss_slope_kib_per_min
+                .map_or_else(|| "–".into(), |s| format!("{s:.1}")),
+            soak.rss_slope_last_half_kib_per_min
                 .map_or_else(|| "–".into(), |s| format!("{s:.1}")),
         );
         for sample in &soak.error_samples {
