@@ -546,27 +546,27 @@ impl Bench<'_> {
         // Warm-up for the slope: the client ramp and the first fifth of the run, when caches
         // and allocator arenas reach their working size.
         let warmup_s = (options.warmup + options.duration / 5).as_secs_f64();
-        let steady: Vec<(f64, f64)> = rss_samples
-            .iter()
-            .filter(|(t, _)| *t >= warmup_s)
-            .map(|&(t, kib)| (t / 60.0, kib as f64))
-            .collect();
-        let half = (options.warmup + options.duration / 2).as_secs_f64();
-        let last_half: Vec<(f64, f64)> = rss_samples
-            .iter()
-            .filter(|(t, _)| *t >= half)
-            .map(|&(t, kib)| (t / 60.0, kib as f64))
-            .collect();
+        // KiB per minute over the samples from `from` seconds on.
+        let slope_from = |from: f64| {
+            let points: Vec<(f64, f64)> = rss_samples
+                .iter()
+                .filter(|(t, _)| *t >= from)
+                .map(|&(t, kib)| (t / 60.0, kib as f64))
+                .collect();
+            report::slope(&points)
+        };
+        let after_warmup = slope_from(warmup_s);
+        let last_half = slope_from((options.warmup + options.duration / 2).as_secs_f64());
         let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
         let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
         let soak = Soak {
-            rss_slope_last_half_kib_per_min: report::slope(&last_half),
+            rss_slope_last_half_kib_per_min: last_half,
             clients,
             duration_s: options.duration.as_secs_f64(),
             stalls: outcomes.iter().map(|o| o.stalls).sum(),
             errors: outcomes.iter().map(|o| o.errors.len()).sum(),
             error_samples: error_samples(&outcomes),
-            rss_slope_kib_per_min: report::slope(&steady),
+            rss_slope_kib_per_min: after_warmup,
             rss_samples,
             warmup_s,
             ttfb_ms: Quantiles::of(&ttfb),
