@@ -261,18 +261,22 @@ impl Bench<'_> {
     async fn warm_up(&self, server: &mut ServerProcess) -> Result<(), BenchError> {
         let mut plan = scenario::plan(Scenario::AacOne, self.channels);
         plan.extend(scenario::plan(Scenario::Mixed { clients: 4 }, self.channels));
-        let specs: Vec<ClientSpec> = plan
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ClientSpec {
-                kind: p.kind,
-                url: scenario::url(p, server.server, self.endpoints, 1000 + i),
-            })
-            .collect();
+        let specs = self.specs(&plan, server.server, 1000);
         let start = Instant::now();
         let end = start + Duration::from_secs(6);
         let _ = self.clients(&specs, start, end).await;
         server.idle(self.http).await
+    }
+
+    /// The clients of a plan as `server` serves them; `first` numbers the peer's HLS clients.
+    fn specs(&self, plan: &[scenario::Planned], server: Server, first: usize) -> Vec<ClientSpec> {
+        plan.iter()
+            .enumerate()
+            .map(|(i, p)| ClientSpec {
+                kind: p.kind,
+                url: scenario::url(p, server, self.endpoints, first + i),
+            })
+            .collect()
     }
 
     /// Starts every client, staggered, and collects their outcomes.
@@ -324,14 +328,7 @@ impl Bench<'_> {
     ) -> Result<RunResult, BenchError> {
         server.idle(self.http).await?;
         let plan = scenario::plan(scenario, self.channels);
-        let specs: Vec<ClientSpec> = plan
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ClientSpec {
-                kind: p.kind,
-                url: scenario::url(p, server.server, self.endpoints, i),
-            })
-            .collect();
+        let specs = self.specs(&plan, server.server, 0);
         let idle = procfs::tree_memory(server.pid).map_err(|source| BenchError::Io {
             what: format!("reading the {} server's memory", server.server),
             source,
@@ -403,7 +400,8 @@ impl Bench<'_> {
             result.stalls,
             result.errors
         );
-        for line in result.stalled.iter().chain(&result.error_samples) {
+        let stalls = result.per_client.iter().filter_map(report::ClientFigures::stall_line);
+        for line in stalls.chain(result.error_samples.iter().cloned()) {
             eprintln!("bench:     {line}");
         }
         Ok(result)
@@ -418,22 +416,22 @@ impl Bench<'_> {
     ) -> Result<Output, BenchError> {
         let options = self.options;
         let mut results = Vec::new();
-        let fixed: Vec<Scenario> = families
-            .iter()
-            .filter_map(|f| match f.as_str() {
-                "aac-one" => Some(Scenario::AacOne),
-                "aac-channels" => Some(Scenario::AacChannels),
-                "aac-shared" => Some(Scenario::AacShared {
-                    clients: options.shared_clients,
-                }),
-                "hls" => Some(Scenario::Hls),
-                "mixed" => Some(Scenario::Mixed {
-                    clients: options.mixed_clients,
-                }),
-                _ => None,
-            })
-            .collect();
-        let ramp = families.iter().any(|f| f == "h264");
+        let chosen = |s: &Scenario| families.iter().any(|f| f == s.family());
+        let fixed: Vec<Scenario> = [
+            Scenario::AacOne,
+            Scenario::AacChannels,
+            Scenario::AacShared {
+                clients: options.shared_clients,
+            },
+            Scenario::Hls,
+            Scenario::Mixed {
+                clients: options.mixed_clients,
+            },
+        ]
+        .into_iter()
+        .filter(chosen)
+        .collect();
+        let ramp = chosen(&Scenario::H264 { streams: 1 });
         for repeat in 0..options.repeats {
             for (i, &scenario) in fixed.iter().enumerate() {
                 // Alternate which server goes first, by repeat and by scenario.
@@ -512,14 +510,7 @@ impl Bench<'_> {
         let options = self.options;
         let clients = options.mixed_clients;
         let plan = scenario::plan(Scenario::Mixed { clients }, self.channels);
-        let specs: Vec<ClientSpec> = plan
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ClientSpec {
-                kind: p.kind,
-                url: scenario::url(p, Server::Xg2g, self.endpoints, i),
-            })
-            .collect();
+        let specs = self.specs(&plan, Server::Xg2g, 0);
         let start = Instant::now();
         let window_start = start + options.warmup;
         let end = window_start + options.duration;
@@ -643,7 +634,6 @@ fn summarise(
         ttfb_ms: Quantiles::of(&ttfb),
         first_playlist_ms: Quantiles::of(&playlists),
         stalls: outcomes.iter().map(|o| o.stalls).sum(),
-        stalled_clients: outcomes.iter().filter(|o| o.stalls > 0).count(),
         per_client: labels
             .iter()
             .zip(outcomes)
@@ -660,20 +650,6 @@ fn summarise(
                 longest_segment_s: o.longest_segment.as_secs_f64(),
                 slowest_playlist_s: o.slowest_playlist.as_secs_f64(),
                 slowest_segment_s: o.slowest_segment.as_secs_f64(),
-            })
-            .collect(),
-        stalled: labels
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| o.stalls > 0)
-            .map(|(label, o)| {
-                let at: Vec<String> = o.stalled_at.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
-                format!(
-                    "{label}: {} stalls, longest wait {:.1} s, from {} s after its start",
-                    o.stalls,
-                    o.longest_wait.as_secs_f64(),
-                    at.join(", ")
-                )
             })
             .collect(),
         errors: outcomes.iter().map(|o| o.errors.len()).sum(),

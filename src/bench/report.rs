@@ -67,9 +67,6 @@ pub(crate) struct RunResult {
     pub ttfb_ms: Option<Quantiles>,
     pub first_playlist_ms: Option<Quantiles>,
     pub stalls: u32,
-    pub stalled_clients: usize,
-    /// Which clients stalled, and how long their longest wait was.
-    pub stalled: Vec<String>,
     /// Every client's own figures, in start order.
     pub per_client: Vec<ClientFigures>,
     pub errors: usize,
@@ -123,6 +120,23 @@ pub(crate) struct ClientFigures {
     pub longest_segment_s: f64,
     pub slowest_playlist_s: f64,
     pub slowest_segment_s: f64,
+}
+
+impl ClientFigures {
+    /// `TS aac Das Erste HD: 2 stalls, longest wait 3.1 s, from 4.0, 9.0 s after its start`,
+    /// for a client that stalled.
+    pub(crate) fn stall_line(&self) -> Option<String> {
+        (self.stalls > 0).then(|| {
+            let at: Vec<String> = self.stalled_at_s.iter().map(|s| format!("{s:.1}")).collect();
+            format!(
+                "{}: {} stalls, longest wait {:.1} s, from {} s after its start",
+                self.client,
+                self.stalls,
+                self.longest_wait_s,
+                at.join(", ")
+            )
+        })
+    }
 }
 
 /// The median of a figure over repeats, with its range.
@@ -371,8 +385,6 @@ mod tests {
             ttfb_ms: Quantiles::of(&ttfb.iter().map(|&ms| Duration::from_millis(ms)).collect::<Vec<_>>()),
             first_playlist_ms: None,
             stalls: 0,
-            stalled_clients: 0,
-            stalled: vec![],
             per_client: vec![],
             errors: 0,
             error_samples: vec![],
