@@ -53,7 +53,10 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
         stall_timeout: s.stall_timeout,
         reconnect_attempts: s.reconnect_attempts,
         start_timeout: s.start_timeout,
-        hls_target_duration: config.hls.target_duration,
+        hls_plan: crate::pipeline::SegmentPlan::new(
+            crate::session::FAST_START.to_vec(),
+            Duration::from_secs(u64::from(config.hls.target_duration)),
+        ),
         hls_window: config.hls.window as usize,
         hls_idle_timeout: config.hls.idle_timeout,
     };
@@ -76,6 +79,10 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
             .build()
             .map_err(|e| StartError::Upstream(UpstreamError::Client { source: e }))?,
         source: SourceTarget { authorization },
+        hls: http::HlsOptions {
+            cors_origin: config.hls.cors_origin.clone(),
+            start_timeout: s.start_timeout,
+        },
     })
 }
 

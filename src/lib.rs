@@ -12,6 +12,7 @@ mod http;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod mpegts;
 pub mod picon;
 pub mod pipeline;
 pub mod preview;

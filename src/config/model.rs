@@ -77,6 +77,8 @@ pub struct HlsConfig {
     pub target_duration: u32,
     pub window: u32,
     pub idle_timeout: Duration,
+    /// `Access-Control-Allow-Origin` of playlists and segments; `None` sends none.
+    pub cors_origin: Option<String>,
 }
 
 /// Stream sessions: templates, track choice, lifetimes.
@@ -309,6 +311,7 @@ impl Config {
                 target_duration: v.count("hls.target_duration"),
                 window: v.count("hls.window"),
                 idle_timeout: v.duration("hls.idle_timeout"),
+                cors_origin: v.optional_text("hls.cors_origin"),
             },
             rate_limit: RateLimitConfig {
                 enabled: v.boolean("rate_limit.enabled"),

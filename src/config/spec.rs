@@ -503,6 +503,14 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: Some(greater_than_zero),
     },
     KeySpec {
+        key: "hls.cors_origin",
+        env: Some("XG2G_HLS_CORS_ORIGIN"),
+        default: DefaultValue::Str("*"),
+        kind: Kind::Text,
+        doc: "Access-Control-Allow-Origin of HLS playlists and segments, so players on other sites load them: \"*\", one origin such as \"https://tv.example.org\", or empty for none.",
+        check: Some(cors_origin),
+    },
+    KeySpec {
         key: "rate_limit.enabled",
         env: Some("XG2G_RATE_LIMIT_ENABLED"),
         default: DefaultValue::Bool(true),
@@ -654,6 +662,31 @@ fn not_empty(value: &Value) -> Result<(), String> {
     match value {
         Value::Text(s) if s.trim().is_empty() => Err("must not be empty".to_owned()),
         _ => Ok(()),
+    }
+}
+
+/// `*`, empty, or one origin: scheme, host and optional port, nothing else.
+fn cors_origin(value: &Value) -> Result<(), String> {
+    let Value::Text(text) = value else { return Ok(()) };
+    if text.is_empty() || text == "*" {
+        return Ok(());
+    }
+    let parsed = url::Url::parse(text).ok();
+    let is_origin = parsed.as_ref().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.path() == "/"
+            && u.query().is_none()
+            && u.username().is_empty()
+            && !text.ends_with('/')
+    });
+    if is_origin {
+        Ok(())
+    } else {
+        Err(
+            "must be \"*\", empty, or an origin like \"https://tv.example.org\" (scheme, host, optional port)"
+                .to_owned(),
+        )
     }
 }
 

@@ -95,6 +95,7 @@ impl ResponseError for HttpError {
                 crate::session::SessionError::Pipeline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 crate::session::SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 crate::session::SessionError::EncoderFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+                crate::session::SessionError::Unplayable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             },
             HttpError::Detect(crate::upstream::DetectError::InvalidOverride { .. }) => {
                 StatusCode::INTERNAL_SERVER_ERROR

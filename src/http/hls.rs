@@ -1,12 +1,17 @@
 //! HLS routes: `/hls/{ref}/{profile}/index.m3u8` (master), `media.m3u8`, and `{n}.ts` segments
 //! from memory. Playlist requests start a session when none runs; segment requests never do.
-//! Profile `auto` picks `aac` for H.264 channels and `h264` for MPEG-2 ones, learned from the
-//! channel's PMT at its first tune and remembered.
+//! A first playlist is answered once it holds three segments (strict players need them);
+//! `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload). Profile `auto` picks `aac`
+//! for H.264 channels and `h264` for MPEG-2 ones, learned from the channel's PMT at its first
+//! tune and remembered. Every answer carries the configured CORS origin; preflights are
+//! answered here.
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::middleware::Compress;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Compress, Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
@@ -14,7 +19,7 @@ use super::AppState;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, scan_pmt};
-use crate::session::{HlsView, SessionKey, VideoCodec};
+use crate::session::{HlsState, HlsView, PLAYABLE_SEGMENTS, SessionKey, VideoCodec};
 use crate::telemetry::step;
 use tracing::Instrument as _;
 
@@ -24,18 +29,64 @@ const PROBE_BYTES: usize = 2 * 1024 * 1024;
 const PROBE_TIME: Duration = Duration::from_secs(8);
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    // The last `wrap` is the outermost: CORS answers preflights before anything else runs.
     cfg.service(
         web::resource("/hls/{ref}/{profile}/index.m3u8")
-            .wrap(actix_web::middleware::from_fn(super::trace::hls_start))
+            .wrap(from_fn(super::trace::hls_start))
             .wrap(Compress::default())
+            .wrap(from_fn(cors))
             .route(web::get().to(master)),
     )
     .service(
         web::resource("/hls/{ref}/{profile}/media.m3u8")
             .wrap(Compress::default())
+            .wrap(from_fn(cors))
             .route(web::get().to(media)),
     )
-    .route("/hls/{ref}/{profile}/{segment}", web::get().to(segment));
+    .service(
+        web::resource("/hls/{ref}/{profile}/{segment}")
+            .wrap(from_fn(cors))
+            .route(web::get().to(segment)),
+    );
+}
+
+/// Cross-origin access for players on other sites (hls.js fetches with CORS): the configured
+/// origin on every answer, errors included, and preflight answers without touching a session.
+async fn cors<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let origin = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.streaming.hls.cors_origin.clone());
+    let Some(origin) = origin else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let vary = origin != "*";
+    if req.method() == Method::OPTIONS {
+        let mut response = HttpResponse::NoContent();
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Range, If-None-Match, If-Modified-Since",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"));
+        if vary {
+            response.insert_header((header::VARY, "Origin"));
+        }
+        return Ok(req.into_response(response.finish()).map_into_right_body());
+    }
+    let mut response = next.call(req).await?;
+    if let Ok(value) = header::HeaderValue::from_str(&origin) {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        if vary {
+            headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
+        }
+    }
+    Ok(response.map_into_left_body())
 }
 
 async fn master(
@@ -48,14 +99,50 @@ async fn master(
     Ok(playlist(body))
 }
 
+/// `_HLS_msn`: the media sequence number a blocking playlist request waits for.
+fn wanted_sequence(req: &HttpRequest) -> Result<Option<u64>, HttpError> {
+    let Some((_, value)) = url::form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == "_HLS_msn")
+    else {
+        return Ok(None);
+    };
+    value.parse().map(Some).map_err(|_| HttpError::InvalidParameter {
+        name: "_HLS_msn",
+        detail: format!("`{value}` is not a media sequence number"),
+    })
+}
+
 async fn media(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
+    let wanted = wanted_sequence(&req)?;
     let view = join(&state, &req, &path.0, &path.1).await?;
+    if let Some(wanted) = wanted {
+        let (last, target) = {
+            let current = view.state.borrow();
+            (current.last_sequence().unwrap_or(0), current.target_duration())
+        };
+        // RFC 8216bis 6.2.5.2: more than two segments ahead is a client error.
+        if wanted > last + 2 {
+            return Err(HttpError::InvalidParameter {
+                name: "_HLS_msn",
+                detail: format!("segment {wanted} is more than two past the newest, {last}"),
+            });
+        }
+        // At most three target durations; then the playlist as it is.
+        let within = Duration::from_secs(3 * target.max(1));
+        wait_until(&view, within, |s| s.last_sequence().is_some_and(|n| n >= wanted)).await;
+        view.lease.touch();
+    }
     let body = view.state.borrow().media_playlist();
     Ok(playlist(body))
+}
+
+/// Waits until the session's state satisfies `enough`, has ended, or `within` has passed.
+async fn wait_until(view: &HlsView, within: Duration, enough: impl Fn(&HlsState) -> bool) {
+    let mut state = view.state.clone();
+    let _ = tokio::time::timeout(within, state.wait_for(|s| s.is_ended() || enough(s))).await;
 }
 
 fn playlist(body: String) -> HttpResponse {
@@ -139,6 +226,12 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
         super::stream::start_session(state, req, service_ref, profile, template, Output::Hls).await?;
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
+    // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments:
+    // the first answer waits for three (short ones; see `session::FAST_START`).
+    wait_until(&view, state.streaming.hls.start_timeout, |s| {
+        s.len() >= PLAYABLE_SEGMENTS
+    })
+    .await;
     Ok(view)
 }
 

@@ -17,7 +17,7 @@ mod trace;
 pub(crate) use client_ip::TrustedProxies;
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
-pub(crate) use stream::{ConnSocket, SourceTarget, Streaming};
+pub(crate) use stream::{ConnSocket, HlsOptions, SourceTarget, Streaming};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -30,6 +30,15 @@ pub(crate) struct Streaming {
     pub max_client_lag: Duration,
     /// Reads a channel's PMT for the `auto` profile.
     pub probe_client: reqwest::Client,
+    pub hls: HlsOptions,
+}
+
+/// What the HLS routes need from the config.
+pub(crate) struct HlsOptions {
+    /// `Access-Control-Allow-Origin` of playlists and segments; `None` sends none.
+    pub cors_origin: Option<String>,
+    /// How long a first playlist request waits for a playable playlist.
+    pub start_timeout: Duration,
 }
 
 /// Credentials for the receiver's stream ports, sent up front.

@@ -5,7 +5,7 @@
 //! languages come from the PMT, read by a probe on the source before the demuxer sees it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -13,6 +13,7 @@ use gstreamer_app as gst_app;
 
 use super::encoders::EncoderChoice;
 use super::guard::PipelineGuard;
+use super::keyframes::{SegmentPlan, force_key_units};
 use super::template::{Graph, Output, Template};
 
 /// Caps of what the muxer hands to xg2g.
@@ -32,8 +33,8 @@ pub struct BuildSpec<'a> {
     /// Seconds without data after which the source fails (a stalled receiver).
     pub stall_timeout_s: u32,
     pub output: Output,
-    /// HLS segment target, whole seconds.
-    pub target_duration_s: u32,
+    /// Where HLS segments end: video encoders make key frames at its boundaries.
+    pub segment_plan: Option<&'a SegmentPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +45,17 @@ pub enum BuildError {
     Gst(String),
 }
 
+/// The message of the error a graph posts when its output would carry video no client of that
+/// output decodes (MPEG-2 copied into HLS); the bus error's domain is `StreamError::WrongType`.
+pub const UNPLAYABLE_VIDEO: &str = "MPEG-2 video copied into HLS plays in no HLS client";
+
 /// A built, not yet started session graph.
 pub struct SessionGraph {
     pub guard: PipelineGuard,
     /// The muxer's output, for TS sessions.
     pub sink: Option<gst_app::AppSink>,
-    /// hlssink2, for HLS sessions: fragments come through its `get-fragment-stream` signal.
-    pub hls: Option<gst::Element>,
+    /// The muxer, whose sink pads' caps say what the HLS master playlist declares.
+    pub mux: Option<gst::Element>,
     /// When the receiver last delivered data, for stall detection.
     pub source_activity: Arc<SourceActivity>,
 }
@@ -101,21 +106,15 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         values.insert("encoder", encoder.fragment(&bitrate, spec.keyint));
     }
     let sink_caps = format!("appsink name=sink sync=false caps={TS_CHUNK_CAPS}");
-    // hlssink2 keeps a small playlist of its own (ignored) and never deletes: segments live
-    // in memory and xg2g drops them. Its splitmuxsink's fragment messages (with their running
-    // times) reach the bus only when forwarded.
-    let hls = format!(
-        "hlssink2 name=mux target-duration={} playlist-length=3 max-files=0 send-keyframe-requests=true message-forward=true \
-         location=segment%05d.ts playlist-location=playlist.m3u8",
-        spec.target_duration_s.max(1)
-    );
+    // TS and HLS sessions share one graph: HLS segments are cut from the muxer's output by the
+    // session (`session::segmenter`), so that each starts with PAT, PMT and a key frame and
+    // continuity runs on across segments.
     let description = match (&t.graph, spec.output) {
         (Graph::Passthrough(p), Output::Ts) => format!("souphttpsrc name=src ! {} ! {sink_caps}", t.render(p, &values)),
         (Graph::Passthrough(_), Output::Hls) => return Err(tmpl_err("a passthrough profile has no HLS output".into())),
-        (Graph::Demuxed { .. }, Output::Ts) => {
+        (Graph::Demuxed { .. }, _) => {
             format!("souphttpsrc name=src ! tsdemux name=demux mpegtsmux name=mux alignment=7 ! {sink_caps}")
         }
-        (Graph::Demuxed { .. }, Output::Hls) => format!("souphttpsrc name=src ! tsdemux name=demux {hls}"),
     };
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| tmpl_err(e.to_string()))?
@@ -137,7 +136,7 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
     let sink = pipeline
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
-    let hls = (spec.output == Output::Hls).then(|| pipeline.by_name("mux")).flatten();
+    let mux = pipeline.by_name("mux");
 
     if let Graph::Demuxed { video, audio } = &t.graph {
         let languages = Arc::new(Mutex::new(HashMap::new()));
@@ -149,6 +148,8 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
             languages,
             pending_audio: Mutex::new(Vec::new()),
             video_linked: Mutex::new(false),
+            segment_plan: spec.segment_plan.cloned(),
+            refuse_mpeg2: spec.output == Output::Hls && !t.uses_encoder(),
         };
         connect_demuxer(&pipeline, Arc::new(branches))?;
     }
@@ -166,7 +167,7 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
     Ok(SessionGraph {
         guard,
         sink,
-        hls,
+        mux,
         source_activity,
     })
 }
@@ -178,6 +179,9 @@ struct Branches {
     languages: Arc<Mutex<HashMap<u16, String>>>,
     pending_audio: Mutex<Vec<gst::Pad>>,
     video_linked: Mutex<bool>,
+    segment_plan: Option<SegmentPlan>,
+    /// The output is HLS and the video branch copies: MPEG-2 video must not go through.
+    refuse_mpeg2: bool,
 }
 
 fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<(), BuildError> {
@@ -195,21 +199,39 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
             .map(|s| s.name().to_string())
             .unwrap_or_default();
         let result = if media.starts_with("video/") {
-            let mut linked = b.video_linked.lock().expect("video flag poisoned");
-            match (&b.video, *linked) {
-                (Some(graph), false) => {
-                    *linked = true;
+            let first = !std::mem::replace(
+                &mut *b.video_linked.lock().unwrap_or_else(PoisonError::into_inner),
+                true,
+            );
+            match &b.video {
+                Some(_) if first && b.refuse_mpeg2 && media == "video/mpeg" => {
+                    let error = gst::message::Error::builder(gst::StreamError::WrongType, UNPLAYABLE_VIDEO)
+                        .src(&pipeline)
+                        .build();
+                    let _ = pipeline.post_message(error);
+                    discard(&pipeline, pad)
+                }
+                Some(graph) if first => {
                     let parser = if media == "video/x-h264" {
                         "h264parse config-interval=-1"
                     } else {
                         "mpegvideoparse"
                     };
-                    link_branch(&pipeline, pad, &format!("{parser} ! {graph}"), "video")
+                    link_branch(
+                        &pipeline,
+                        pad,
+                        &format!("{parser} ! {graph}"),
+                        "video",
+                        b.segment_plan.as_ref(),
+                    )
                 }
                 _ => discard(&pipeline, pad),
             }
         } else if media.starts_with("audio/") {
-            b.pending_audio.lock().expect("audio list poisoned").push(pad.clone());
+            b.pending_audio
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(pad.clone());
             Ok(())
         } else {
             discard(&pipeline, pad)
@@ -221,15 +243,19 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
     let weak = pipeline.downgrade();
     demux.connect_no_more_pads(move |_| {
         let Some(pipeline) = weak.upgrade() else { return };
-        let pads = std::mem::take(&mut *branches.pending_audio.lock().expect("audio list poisoned"));
-        let languages = branches.languages.lock().expect("languages poisoned").clone();
+        let pads = std::mem::take(&mut *branches.pending_audio.lock().unwrap_or_else(PoisonError::into_inner));
+        let languages = branches
+            .languages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let chosen = choose_audio(&pads, &languages, &branches.preferences);
         for (i, pad) in pads.iter().enumerate() {
             let result = if Some(i) == chosen {
                 let media = caps_name(pad);
                 let pid = pad_pid(pad);
                 tracing::debug!(pid, codec = %media, language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
-                link_branch(&pipeline, pad, &branches.audio, "audio")
+                link_branch(&pipeline, pad, &branches.audio, "audio", None)
             } else {
                 discard(&pipeline, pad)
             };
@@ -317,11 +343,20 @@ pub(crate) fn branch_bin(graph: &str) -> Result<gst::Bin, gst::glib::Error> {
     Ok(bin)
 }
 
-/// Links a demuxer pad through a template branch to the muxer (mpegtsmux, or hlssink2 whose
-/// pads are named by `kind`: "video" or "audio").
-fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, graph: &str, kind: &str) -> Result<(), String> {
+/// Links a demuxer pad through a template branch to the muxer; a video encoder in the branch
+/// makes key frames where the segment plan says.
+fn link_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    graph: &str,
+    kind: &str,
+    plan: Option<&SegmentPlan>,
+) -> Result<(), String> {
     let bin = branch_bin(graph).map_err(|e| format!("{graph}: {e}"))?;
     super::latency::instrument(&bin, kind);
+    if let Some(plan) = plan {
+        force_key_units(&bin, plan);
+    }
     pipeline.add(&bin).map_err(|e| e.to_string())?;
     let mux = pipeline.by_name("mux").ok_or("no muxer")?;
     let bin_src = bin.static_pad("src").ok_or("branch has no output")?;
@@ -372,9 +407,9 @@ fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, Str
         let Ok(map) = buffer.map_readable() else {
             return gst::PadProbeReturn::Ok;
         };
-        let mut pmt_pid = pmt_pid.lock().expect("pmt pid poisoned");
+        let mut pmt_pid = pmt_pid.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = scan_psi(map.as_slice(), &mut pmt_pid) {
-            *languages.lock().expect("languages poisoned") = found;
+            *languages.lock().unwrap_or_else(PoisonError::into_inner) = found;
             return gst::PadProbeReturn::Remove;
         }
         gst::PadProbeReturn::Ok

@@ -6,12 +6,16 @@
 pub(crate) mod build;
 mod encoders;
 mod guard;
+mod keyframes;
 mod latency;
 mod template;
 
-pub use build::{BuildError, BuildSpec, PmtStream, SessionGraph, SourceActivity, TS_CHUNK_CAPS, build, scan_pmt};
+pub use build::{
+    BuildError, BuildSpec, PmtStream, SessionGraph, SourceActivity, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO, build, scan_pmt,
+};
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
+pub use keyframes::SegmentPlan;
 pub(crate) use latency::read_latency;
 pub use template::{Graph, Mode, Output, Template, TemplateProblem};
 

@@ -2,17 +2,27 @@
 //! the Apple rules (REFERENCE.md §2): float EXTINF, program-date-time, independent segments, a
 //! window of at least six segments, a target duration never below the longest segment, and a
 //! master playlist with CODECS, BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION and FRAME-RATE.
-//! Pure: no GStreamer, no IO.
+//! Live playlists announce blocking reloads (`_HLS_msn`), and end with `EXT-X-ENDLIST` once
+//! the receiver is gone for good. Pure: no GStreamer, no IO.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 /// Segments kept after they leave the playlist, for clients that fetched an older playlist.
 const SPARE: usize = 3;
+
+/// The lengths of a session's first segments. A strict player (Chromium's own, Safari) starts a
+/// live stream only once the playlist holds three segments; three short ones make that ~1 s of
+/// media instead of three target durations. Cuts fall on key frames: where xg2g encodes, it
+/// makes them here; copied video is cut at the source's first key frame past each length.
+pub const FAST_START: [Duration; 3] = [Duration::from_millis(300); 3];
+
+/// Segments a first playlist waits for before it is answered (see [`FAST_START`]).
+pub const PLAYABLE_SEGMENTS: usize = 3;
 
 /// One media segment, in memory.
 #[derive(Debug, Clone)]
@@ -42,6 +52,11 @@ pub struct VideoInfo {
 pub struct HlsState {
     segments: VecDeque<Arc<Segment>>,
     window: usize,
+    /// `EXT-X-TARGETDURATION`: the configured target, raised (never lowered) by a longer
+    /// segment (copied video whose source has longer GOPs).
+    target: u64,
+    /// The session is over: the playlist ends.
+    ended: bool,
     /// Discontinuities that have left the store.
     evicted_discontinuities: u64,
     pub video: Option<VideoInfo>,
@@ -51,14 +66,17 @@ pub struct HlsState {
 
 impl HlsState {
     /// `window` is clamped to at least 6 (Apple: live playlists keep at least six segments).
-    pub fn new(window: usize) -> Self {
+    pub fn new(window: usize, target: Duration) -> Self {
         Self {
             window: window.max(6),
+            target: target.as_secs_f64().ceil().max(1.0) as u64,
             ..Default::default()
         }
     }
 
     pub fn push(&mut self, segment: Segment) {
+        // Apple: EXTINF rounded to the nearest integer must not exceed the target duration.
+        self.target = self.target.max(segment.duration.round() as u64).max(1);
         self.segments.push_back(Arc::new(segment));
         while self.segments.len() > self.window + SPARE {
             if let Some(old) = self.segments.pop_front()
@@ -71,6 +89,30 @@ impl HlsState {
 
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Segments stored (the window and a few spare).
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The media sequence number of the newest segment.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.segments.back().map(|s| s.sequence)
+    }
+
+    /// The target duration, whole seconds.
+    pub fn target_duration(&self) -> u64 {
+        self.target
+    }
+
+    /// Ends the playlist: no segment follows.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// The segment with this sequence number, while it is stored.
@@ -90,13 +132,7 @@ impl HlsState {
         let discontinuity_sequence = self.evicted_discontinuities
             + self.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
         let window: Vec<&Arc<Segment>> = self.in_window().collect();
-        // Apple: EXTINF rounded to the nearest integer must not exceed the target duration.
-        let target = window
-            .iter()
-            .map(|s| s.duration.round() as u64)
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let target = self.target.max(1);
         let first = window.first().map_or(0, |s| s.sequence);
         let mut out = String::new();
         let _ = write!(
@@ -104,6 +140,11 @@ impl HlsState {
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
         );
+        if !self.ended {
+            // Players may ask for the next playlist with `_HLS_msn` and get it the moment the
+            // segment exists, instead of polling (RFC 8216bis 6.2.5.2).
+            out.push_str("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n");
+        }
         for s in window {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
@@ -115,6 +156,9 @@ impl HlsState {
                 s.duration,
                 s.sequence
             );
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
         }
         out
     }
@@ -181,7 +225,7 @@ pub fn avc1_codec(profile: &str, level: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     fn seg(sequence: u64, duration: f64, discontinuity: bool) -> Segment {
         Segment {
@@ -195,7 +239,7 @@ mod tests {
 
     #[test]
     fn media_playlist_follows_the_apple_rules() {
-        let mut hls = HlsState::new(3);
+        let mut hls = HlsState::new(3, Duration::from_secs(2));
         for i in 0..12 {
             hls.push(seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
         }
@@ -204,6 +248,7 @@ mod tests {
             text,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:6\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:32.000Z\n#EXTINF:1.920,\n6.ts\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:34.000Z\n#EXTINF:1.920,\n7.ts\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:36.000Z\n#EXTINF:2.600,\n8.ts\n\
@@ -215,11 +260,37 @@ mod tests {
         );
         assert!(hls.segment(3).is_some(), "spare segments stay fetchable");
         assert!(hls.segment(2).is_none(), "older ones are gone");
+        assert_eq!(hls.last_sequence(), Some(11));
+    }
+
+    #[test]
+    fn the_target_duration_never_changes_down_and_an_ended_playlist_says_so() {
+        let mut hls = HlsState::new(6, Duration::from_secs(2));
+        hls.push(seg(0, 0.3, false));
+        assert!(
+            hls.media_playlist().contains("#EXT-X-TARGETDURATION:2\n"),
+            "short first segments keep it"
+        );
+        hls.push(seg(1, 3.4, false));
+        assert_eq!(hls.target_duration(), 3, "a longer segment raises it");
+        hls.push(seg(2, 1.0, false));
+        for _ in 0..10 {
+            let next = hls.last_sequence().unwrap() + 1;
+            hls.push(seg(next, 1.0, false));
+        }
+        let text = hls.media_playlist();
+        assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "and it stays: {text}");
+        assert!(!text.contains("#EXT-X-ENDLIST"));
+        hls.end();
+        let text = hls.media_playlist();
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        assert!(!text.contains("CAN-BLOCK-RELOAD"), "nothing to wait for");
+        assert!(hls.is_ended());
     }
 
     #[test]
     fn master_playlist_declares_codecs_and_rates() {
-        let mut hls = HlsState::new(6);
+        let mut hls = HlsState::new(6, Duration::from_secs(2));
         hls.push(seg(0, 2.0, false));
         hls.push(seg(1, 1.0, false));
         hls.video = Some(VideoInfo {

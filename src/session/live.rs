@@ -9,15 +9,14 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
-use gio::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
+use super::segmenter::Segmenter;
 use super::ts_cache::TsCache;
 use super::{Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, StartSpec, Subscription};
 use crate::metrics::Metrics;
@@ -53,6 +52,8 @@ enum Outcome {
     Idle,
     /// The receiver refused the stream (404, 401): retrying will not help.
     Refused(String),
+    /// The channel's video cannot go out in this profile and output (MPEG-2 copied into HLS).
+    Unplayable,
     Failed(String),
     Stalled,
     Ended,
@@ -76,18 +77,6 @@ struct Fanout {
     /// The starting request's span until the first media: connects before then build under it.
     start_trace: Option<tracing::Span>,
 }
-
-/// Fragments hlssink2 is writing, in the order it asked for them, until its splitmuxsink closes
-/// them (its messages carry no location when writing to streams; fragments close in order).
-type Fragments = Arc<Mutex<std::collections::VecDeque<Fragment>>>;
-
-/// A memory stream hlssink2 writes one fragment into.
-struct Fragment(gio::MemoryOutputStream);
-
-// SAFETY: GMemoryOutputStream is a plain GObject. Each fragment is written only by hlssink2's
-// streaming thread until splitmuxsink closes it, and read only after the close message, by the
-// session task that then owns it alone; it is never used from two threads at once.
-unsafe impl Send for Fragment {}
 
 impl Session {
     pub(crate) fn new(
@@ -130,7 +119,7 @@ impl Session {
             waiting: Vec::new(),
             delivered: false,
             received: 0,
-            hls_state: HlsState::new(self.settings.hls_window),
+            hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_plan.target()),
             next_sequence: 0,
             discontinuity: false,
             accepting: true,
@@ -138,6 +127,8 @@ impl Session {
         };
         self.metrics.session.session_active(self.mode, 1);
         let mut failures = 0u32;
+        // Whether the receiver is gone for good (HLS playlists then end).
+        let mut gave_up = false;
         loop {
             let before = fan.received;
             let outcome = self.connect(&mut fan, &mut joins, &shutdown, requested).await;
@@ -161,6 +152,16 @@ impl Session {
             }
             match outcome {
                 Outcome::Shutdown | Outcome::Idle => break,
+                Outcome::Unplayable => {
+                    tracing::warn!("The channel's video plays in no client of this profile; refusing.");
+                    self.fail_waiting(
+                        &mut fan,
+                        SessionError::Unplayable {
+                            profile: self.key.profile.clone(),
+                        },
+                    );
+                    break;
+                }
                 Outcome::Refused(reason) => {
                     tracing::warn!(reason = %reason, "Receiver refused the stream.");
                     self.fail_waiting(&mut fan, SessionError::Upstream(reason));
@@ -176,6 +177,7 @@ impl Session {
                     if failures > self.settings.reconnect_attempts {
                         tracing::warn!(reason = %reason, attempts = failures, "Giving up on the receiver; ending clients.");
                         self.fail_waiting(&mut fan, SessionError::Upstream(reason));
+                        gave_up = true;
                         break;
                     }
                     let delay = (BACKOFF_FIRST * 2u32.saturating_pow(failures - 1)).min(BACKOFF_MAX);
@@ -206,9 +208,36 @@ impl Session {
         if !fan.delivered {
             self.metrics.session.session_started(self.mode, "error");
         }
+        if gave_up && fan.delivered {
+            self.end_playlists(&mut fan, &mut joins, &shutdown).await;
+        }
         self.metrics.session.session_active(self.mode, -1);
         tracing::info!(lived_s = requested.elapsed().as_secs(), "Session ended.");
         // Dropping `fan.tx` ends every client's stream cleanly.
+    }
+
+    /// The receiver is gone for good: HLS playlists end (`EXT-X-ENDLIST`), so that players stop
+    /// instead of polling forever. The ended session stays joinable until players stop asking
+    /// for it (the HLS idle timeout), then goes.
+    async fn end_playlists(&self, fan: &mut Fanout, joins: &mut mpsc::Receiver<Join>, shutdown: &CancellationToken) {
+        let Some((tx, view)) = &self.hls else { return };
+        fan.hls_state.end();
+        tx.send_replace(Arc::new(fan.hls_state.clone()));
+        let mut ticker = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                join = joins.recv(), if fan.accepting => match join {
+                    Some(join) => { let _ = join.reply.send(Ok(self.subscribe(fan))); }
+                    None => fan.accepting = false,
+                },
+                _ = ticker.tick() => {
+                    if view.lease.idle() >= self.settings.hls_idle_timeout && !self.take_last_joins(fan, joins) {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Closes the join channel and serves the joins still in it. Returns whether there were any
@@ -272,29 +301,30 @@ impl Session {
         }
     }
 
-    /// A finished HLS fragment becomes a segment; the state is republished.
+    /// A segment cut from the muxer's output is published; the master playlist learns the
+    /// codecs from the muxer's input caps.
     fn publish_segment(
         &self,
         fan: &mut Fanout,
         bytes: bytes::Bytes,
         duration: Duration,
-        hls: &gst::Element,
+        mux: Option<&gst::Element>,
         requested: Instant,
     ) {
         let Some((tx, _)) = &self.hls else { return };
-        if fan.hls_state.video.is_none() {
-            fan.hls_state.video = hls
-                .static_pad("video")
-                .and_then(|p| p.current_caps())
-                .and_then(|c| video_info(&c));
-        }
-        if fan.hls_state.audio.is_none()
-            && hls.static_pad("audio").and_then(|p| p.current_caps()).is_some_and(|c| {
-                c.structure(0)
-                    .is_some_and(|s| s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4))
-            })
-        {
-            fan.hls_state.audio = Some("mp4a.40.2".to_owned());
+        if let Some(mux) = mux.filter(|_| fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()) {
+            for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
+                if fan.hls_state.video.is_none() {
+                    fan.hls_state.video = video_info(&caps);
+                }
+                if fan.hls_state.audio.is_none()
+                    && caps
+                        .structure(0)
+                        .is_some_and(|s| s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4))
+                {
+                    fan.hls_state.audio = Some("mp4a.40.2".to_owned());
+                }
+            }
         }
         let segment = Segment {
             sequence: fan.next_sequence,
@@ -345,7 +375,7 @@ impl Session {
             keyint: 50,
             stall_timeout_s: self.settings.stall_timeout.as_secs().clamp(1, 3600) as u32,
             output: self.key.output,
-            target_duration_s: self.settings.hls_target_duration,
+            segment_plan: (self.key.output == crate::pipeline::Output::Hls).then_some(&self.settings.hls_plan),
         };
         let graph = match pipeline::build(&spec) {
             Ok(graph) => graph,
@@ -380,12 +410,11 @@ impl Session {
         } else {
             drop(data_tx);
         }
-        let fragments: Fragments = Arc::default();
-        if let Some(hls) = &graph.hls {
-            connect_fragment_streams(hls, &fragments);
-        }
-        // Running time at which the fragment being written started.
-        let mut opened_at: Option<u64> = None;
+        // HLS: segments are cut from the muxer's output, numbered on from the session's last.
+        let mut segmenter = self
+            .hls
+            .is_some()
+            .then(|| Segmenter::new(self.settings.hls_plan.clone(), fan.next_sequence));
         let Some(bus) = graph.guard.pipeline().bus() else {
             return Outcome::Failed("pipeline without bus".into());
         };
@@ -414,17 +443,26 @@ impl Session {
                     None => fan.accepting = false,
                 },
                 data = data_rx.recv(), if graph.sink.is_some() => match data {
-                    Some(buffer) => {
-                        fan.received += 1;
-                        for chunk in fan.cache.push(&buffer) {
-                            self.broadcast(fan, chunk, requested);
+                    Some(buffer) => match &mut segmenter {
+                        Some(segmenter) => {
+                            for piece in segmenter.push(&buffer) {
+                                self.publish_segment(fan, piece.bytes, piece.duration, graph.mux.as_ref(), requested);
+                            }
                         }
-                    }
+                        None => {
+                            fan.received += 1;
+                            for chunk in fan.cache.push(&buffer) {
+                                self.broadcast(fan, chunk, requested);
+                            }
+                        }
+                    },
                     None => return Outcome::Ended,
                 },
                 message = messages.next() => {
                     let Some(message) = message else { return Outcome::Ended };
                     match message.view() {
+                        gst::MessageView::Error(e) if e.error().matches(gst::StreamError::WrongType)
+                            && e.error().message() == pipeline::UNPLAYABLE_VIDEO => return Outcome::Unplayable,
                         gst::MessageView::Error(e) => {
                             let text = error_text(&message, e);
                             let refused = e.error().matches(gst::ResourceError::NotFound)
@@ -432,34 +470,11 @@ impl Session {
                             return if refused && !fan.delivered { Outcome::Refused(text) } else { Outcome::Failed(text) };
                         }
                         gst::MessageView::Eos(_) => return Outcome::Ended,
-                        gst::MessageView::Element(e) => {
+                        gst::MessageView::Element(_) => {
                             if let Some(latency) = pipeline::read_latency(&message) {
                                 for seconds in latency.seconds {
                                     self.metrics.session.transcode_latency(self.mode, &latency.encoder, seconds);
                                 }
-                                continue;
-                            }
-                            let Some(hls) = &graph.hls else { continue };
-                            // hlssink2 forwards its children's messages wrapped in GstBinForwarded.
-                            let inner = e
-                                .structure()
-                                .filter(|st| st.name() == "GstBinForwarded")
-                                .and_then(|st| st.get::<gst::Message>("message").ok());
-                            let Some(st) = inner.as_ref().and_then(|m| m.structure()).or(e.structure()) else { continue };
-                            let running = st.get::<u64>("running-time").ok();
-                            match (st.name().as_str(), running) {
-                                ("splitmuxsink-fragment-opened", Some(at)) => {
-                                    opened_at = Some(at);
-                                }
-                                ("splitmuxsink-fragment-closed", Some(at)) => {
-                                    let start = opened_at.take().unwrap_or(at);
-                                    let stream = fragments.lock().expect("fragments poisoned").pop_front();
-                                    if let Some(bytes) = stream.and_then(|s| take_bytes(&s.0)) {
-                                        let duration = Duration::from_nanos(at.saturating_sub(start));
-                                        self.publish_segment(fan, bytes, duration, hls, requested);
-                                    }
-                                }
-                                _ => {}
                             }
                         }
                         gst::MessageView::Warning(w) => {
@@ -513,38 +528,6 @@ fn error_text(message: &gst::Message, e: &gst::message::Error) -> String {
         Some(debug) => format!("{element}: {} ({debug})", e.error()),
         None => format!("{element}: {}", e.error()),
     }
-}
-
-/// hlssink2 writes each fragment to a stream xg2g hands it: memory, never a file, and never a
-/// path built from a request. Its own playlist goes to a stream that is thrown away.
-fn connect_fragment_streams(hls: &gst::Element, fragments: &Fragments) {
-    let store = Arc::clone(fragments);
-    hls.connect("get-fragment-stream", false, move |_| {
-        let stream = gio::MemoryOutputStream::new_resizable();
-        store
-            .lock()
-            .expect("fragments poisoned")
-            .push_back(Fragment(stream.clone()));
-        Some(stream.upcast::<gio::OutputStream>().to_value())
-    });
-    hls.connect("get-playlist-stream", false, |_| {
-        Some(
-            gio::MemoryOutputStream::new_resizable()
-                .upcast::<gio::OutputStream>()
-                .to_value(),
-        )
-    });
-    // With max-files=0 hlssink2 deletes nothing; a handler makes sure it never touches disk.
-    hls.connect("delete-fragment", false, |_| None);
-}
-
-/// The bytes of a closed fragment stream.
-fn take_bytes(stream: &gio::MemoryOutputStream) -> Option<Bytes> {
-    if !stream.is_closed() {
-        stream.close(gio::Cancellable::NONE).ok()?;
-    }
-    let bytes = stream.steal_as_bytes();
-    Some(Bytes::copy_from_slice(&bytes))
 }
 
 /// What the master playlist says about H.264 video, from the negotiated caps.

@@ -6,9 +6,10 @@
 
 mod hls;
 mod live;
+mod segmenter;
 mod ts_cache;
 
-pub use hls::{HlsState, Segment, VideoInfo, avc1_codec};
+pub use hls::{FAST_START, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::model::ServiceRef;
-use crate::pipeline::{EncoderChoice, Output, Template};
+use crate::pipeline::{EncoderChoice, Output, SegmentPlan, Template};
 
 /// Identity of a session: every client with the same key shares it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,8 +63,8 @@ pub struct Settings {
     pub stall_timeout: Duration,
     pub reconnect_attempts: u32,
     pub start_timeout: Duration,
-    /// HLS segment target, whole seconds.
-    pub hls_target_duration: u32,
+    /// Where HLS segments end: a few short ones first, then the target duration.
+    pub hls_plan: SegmentPlan,
     pub hls_window: usize,
     /// An HLS session without playlist or segment requests for this long ends.
     pub hls_idle_timeout: Duration,
@@ -112,6 +113,12 @@ pub enum SessionError {
     /// The encoder refused to open one more session (NVENC's per-system cap): full, not broken.
     #[error("the encoder has no free session: {0}")]
     EncoderFull(String),
+    /// The channel's video cannot go out in this profile: no client of the output decodes it.
+    #[error(
+        "profile `{profile}` would send this channel's MPEG-2 video, which no HLS player decodes: \
+         use profile `h264` (or `auto`, which picks it)"
+    )]
+    Unplayable { profile: String },
 }
 
 impl SessionError {
@@ -121,6 +128,7 @@ impl SessionError {
             SessionError::Pipeline { .. } => "pipeline-failed",
             SessionError::ShuttingDown => "shutting-down",
             SessionError::EncoderFull(_) => "encoder-queue-full",
+            SessionError::Unplayable { .. } => "profile-unplayable",
         }
     }
 }
@@ -368,7 +376,8 @@ async fn run_registry(
                 let ended_key = key.clone();
                 let id = next_id;
                 let hls = (key.output == Output::Hls).then(|| {
-                    let (tx, rx) = watch::channel(Arc::new(HlsState::new(settings.hls_window)));
+                    let (tx, rx) =
+                        watch::channel(Arc::new(HlsState::new(settings.hls_window, settings.hls_plan.target())));
                     (
                         tx,
                         HlsView {

@@ -1,0 +1,360 @@
+//! MPEG transport stream packets and the little of PSI and PES that xg2g reads or rewrites:
+//! PIDs, continuity counters, random-access flags, PAT/PMT sections and PES timestamps
+//! (ISO/IEC 13818-1). Pure: bytes in, values out.
+
+/// Bytes in a transport stream packet.
+pub const PACKET: usize = 188;
+/// The sync byte every packet starts with.
+pub const SYNC: u8 = 0x47;
+/// PTS and DTS are 33-bit counters of a 90 kHz clock.
+pub const PTS_MASK: u64 = (1 << 33) - 1;
+
+/// The packet's PID.
+pub fn pid(packet: &[u8]) -> u16 {
+    (u16::from(packet[1] & 0x1F) << 8) | u16::from(packet[2])
+}
+
+/// Whether a PES packet or a PSI section starts in this packet.
+pub fn unit_start(packet: &[u8]) -> bool {
+    packet[1] & 0x40 != 0
+}
+
+/// The continuity counter (4 bits).
+pub fn continuity(packet: &[u8]) -> u8 {
+    packet[3] & 0x0F
+}
+
+/// Rewrites the continuity counter.
+pub fn set_continuity(packet: &mut [u8], counter: u8) {
+    packet[3] = (packet[3] & 0xF0) | (counter & 0x0F);
+}
+
+/// Whether the adaptation field marks a random-access point (a key frame starts here).
+pub fn random_access(packet: &[u8]) -> bool {
+    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
+}
+
+/// The payload after the header and any adaptation field.
+pub fn payload(packet: &[u8]) -> Option<&[u8]> {
+    if packet[3] & 0x10 == 0 {
+        return None;
+    }
+    let at = if packet[3] & 0x20 != 0 {
+        5 + usize::from(packet[4])
+    } else {
+        4
+    };
+    packet.get(at..).filter(|p| !p.is_empty())
+}
+
+/// The section a PSI packet starts (after the pointer field).
+pub fn section(packet: &[u8]) -> Option<&[u8]> {
+    if !unit_start(packet) {
+        return None;
+    }
+    let payload = payload(packet)?;
+    payload.get(1 + usize::from(*payload.first()?)..)
+}
+
+/// The PMT PID a PAT packet names (its first program).
+pub fn pat_pmt_pid(packet: &[u8]) -> Option<u16> {
+    let section = section(packet)?;
+    if section.first() != Some(&0x00) || section.len() < 12 {
+        return None;
+    }
+    Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]))
+}
+
+/// One elementary stream as the PMT lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PmtStream {
+    pub pid: u16,
+    pub stream_type: u8,
+    /// ISO 639 code, lower case.
+    pub language: Option<String>,
+}
+
+impl PmtStream {
+    /// MPEG-1/2 video, H.264, H.265 (ISO 13818-1 table 2-34).
+    pub fn is_video(&self) -> bool {
+        matches!(self.stream_type, 0x01 | 0x02 | 0x10 | 0x1B | 0x24)
+    }
+
+    /// MPEG audio, AAC (ADTS, LATM), and AC-3/E-AC-3 as broadcast (0x06 with a descriptor) or
+    /// ATSC types.
+    pub fn is_audio(&self) -> bool {
+        matches!(self.stream_type, 0x03 | 0x04 | 0x0F | 0x11 | 0x81 | 0x87)
+    }
+}
+
+/// The streams of a PMT section (table id 2).
+pub fn pmt_streams(section: &[u8]) -> Option<Vec<PmtStream>> {
+    if section.first() != Some(&0x02) || section.len() < 12 {
+        return None;
+    }
+    let length = ((usize::from(section[1] & 0x0F) << 8) | usize::from(section[2])) + 3;
+    let end = length.min(section.len()).saturating_sub(4);
+    let info_len = (usize::from(section[10] & 0x0F) << 8) | usize::from(section[11]);
+    let mut i = 12 + info_len;
+    let mut out = Vec::new();
+    while i + 5 <= end {
+        let stream_type = section[i];
+        let pid = (u16::from(section[i + 1] & 0x1F) << 8) | u16::from(section[i + 2]);
+        let es_len = (usize::from(section[i + 3] & 0x0F) << 8) | usize::from(section[i + 4]);
+        let mut language = None;
+        let mut d = i + 5;
+        while d + 2 <= (i + 5 + es_len).min(end) {
+            let (tag, len) = (section[d], usize::from(section[d + 1]));
+            if tag == 0x0A && len >= 3 && d + 5 <= end {
+                language = Some(String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase());
+            }
+            d += 2 + len;
+        }
+        out.push(PmtStream {
+            pid,
+            stream_type,
+            language,
+        });
+        i += 5 + es_len;
+    }
+    Some(out)
+}
+
+/// The PTS of the PES packet that starts in this TS packet, in 90 kHz ticks.
+pub fn pes_pts(packet: &[u8]) -> Option<u64> {
+    if !unit_start(packet) {
+        return None;
+    }
+    let pes = payload(packet)?;
+    if pes.len() < 14 || pes[..3] != [0, 0, 1] || pes[7] & 0x80 == 0 {
+        return None;
+    }
+    let p = &pes[9..14];
+    Some(
+        (u64::from(p[0] & 0x0E) << 29)
+            | (u64::from(p[1]) << 22)
+            | (u64::from(p[2] & 0xFE) << 14)
+            | (u64::from(p[3]) << 7)
+            | (u64::from(p[4]) >> 1),
+    )
+}
+
+/// Whether the PES that starts in this packet carries the codec's parameter sets, which a
+/// decoder needs to start there: an H.264 SPS or IDR slice, an HEVC VPS/SPS or IRAP picture, an
+/// MPEG-1/2 sequence header. (A broadcast I frame without them is no place to join.)
+pub fn starts_decodable(stream_type: u8, packet: &[u8]) -> bool {
+    let Some(pes) = payload(packet).filter(|_| unit_start(packet)) else {
+        return false;
+    };
+    if pes.len() < 9 || pes[..3] != [0, 0, 1] {
+        return false;
+    }
+    let Some(es) = pes.get(9 + usize::from(pes[8])..) else {
+        return false;
+    };
+    let mut units = es.windows(4).filter(|w| w[..3] == [0, 0, 1]).map(|w| w[3]);
+    match stream_type {
+        0x1B => units.any(|b| matches!(b & 0x1F, 5 | 7)),
+        0x24 => units.any(|b| matches!((b >> 1) & 0x3F, 16..=21 | 32 | 33)),
+        0x01 | 0x02 => units.any(|b| b == 0xB3),
+        _ => true,
+    }
+}
+
+/// `later - earlier` on the 33-bit PTS clock, across its wrap.
+pub fn pts_diff(later: u64, earlier: u64) -> u64 {
+    later.wrapping_sub(earlier) & PTS_MASK
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A packet with the given header bits, its payload filled with `fill`.
+    pub(crate) fn packet(pid: u16, unit_start: bool, random_access: bool, counter: u8) -> [u8; PACKET] {
+        let mut p = [0xFF; PACKET];
+        p[0] = SYNC;
+        p[1] = (if unit_start { 0x40 } else { 0 }) | (pid >> 8) as u8;
+        p[2] = pid as u8;
+        if random_access {
+            p[3] = 0x30 | counter;
+            p[4] = 1;
+            p[5] = 0x40;
+        } else {
+            p[3] = 0x10 | counter;
+        }
+        p
+    }
+
+    /// A PES start with a PTS, in a packet.
+    pub(crate) fn pes(pid: u16, random_access: bool, pts: u64, counter: u8) -> [u8; PACKET] {
+        let mut p = packet(pid, true, random_access, counter);
+        let at = if random_access { 6 } else { 4 };
+        let header = [
+            0,
+            0,
+            1,
+            0xE0,
+            0,
+            0,
+            0x80,
+            0x80,
+            5,
+            0x21 | ((pts >> 29) & 0x0E) as u8,
+            (pts >> 22) as u8,
+            0x01 | ((pts >> 14) & 0xFE) as u8,
+            (pts >> 7) as u8,
+            0x01 | ((pts << 1) & 0xFE) as u8,
+        ];
+        p[at..at + header.len()].copy_from_slice(&header);
+        p
+    }
+
+    /// A video PES start whose elementary stream begins with these H.264 NAL unit types.
+    pub(crate) fn h264_pes(pid: u16, random_access: bool, pts: u64, counter: u8, nal_types: &[u8]) -> [u8; PACKET] {
+        let mut p = pes(pid, random_access, pts, counter);
+        let mut at = if random_access { 6 } else { 4 } + 14;
+        for nal in nal_types {
+            p[at..at + 5].copy_from_slice(&[0, 0, 0, 1, 0x60 | nal]);
+            at += 5 + 3;
+        }
+        p
+    }
+
+    pub(crate) fn pat(pmt_pid: u16, counter: u8) -> [u8; PACKET] {
+        let mut p = packet(0, true, false, counter);
+        let section = [
+            0x00,
+            0x00,
+            0xB0,
+            0x0D,
+            0,
+            1,
+            0xC1,
+            0,
+            0,
+            0,
+            1,
+            0xE0 | (pmt_pid >> 8) as u8,
+            pmt_pid as u8,
+            0,
+            0,
+            0,
+            0,
+        ];
+        p[4..4 + section.len()].copy_from_slice(&section);
+        p
+    }
+
+    /// A PMT listing (stream type, PID) pairs, the first with a German language descriptor.
+    pub(crate) fn pmt(pmt_pid: u16, streams: &[(u8, u16)], counter: u8) -> [u8; PACKET] {
+        let mut body = Vec::new();
+        for (i, (stream_type, pid)) in streams.iter().enumerate() {
+            let descriptors: &[u8] = if i == 0 { &[0x0A, 4, b'd', b'e', b'u', 0] } else { &[] };
+            body.extend_from_slice(&[
+                *stream_type,
+                0xE0 | (pid >> 8) as u8,
+                *pid as u8,
+                0xF0,
+                descriptors.len() as u8,
+            ]);
+            body.extend_from_slice(descriptors);
+        }
+        let length = 9 + body.len() + 4;
+        let mut section = vec![
+            0x02,
+            0xB0 | (length >> 8) as u8,
+            length as u8,
+            0,
+            1,
+            0xC1,
+            0,
+            0,
+            0xE1,
+            0x00,
+            0xF0,
+            0,
+        ];
+        section.extend_from_slice(&body);
+        section.extend_from_slice(&[0, 0, 0, 0]);
+        let mut p = packet(pmt_pid, true, false, counter);
+        p[4] = 0;
+        p[5..5 + section.len()].copy_from_slice(&section);
+        p
+    }
+
+    #[test]
+    fn header_fields() {
+        let mut p = packet(0x1FF, true, true, 7);
+        assert_eq!(pid(&p), 0x1FF);
+        assert!(unit_start(&p) && random_access(&p));
+        assert_eq!(continuity(&p), 7);
+        set_continuity(&mut p, 0x1A);
+        assert_eq!(continuity(&p), 0x0A, "four bits only");
+        assert_eq!(pid(&p), 0x1FF, "the rest of the header is kept");
+        assert!(random_access(&p));
+        let plain = packet(0x44, false, false, 0);
+        assert!(!unit_start(&plain) && !random_access(&plain));
+        assert_eq!(payload(&plain).map(<[u8]>::len), Some(184));
+    }
+
+    #[test]
+    fn psi_tables() {
+        assert_eq!(pat_pmt_pid(&pat(0x1000, 0)), Some(0x1000));
+        assert_eq!(pat_pmt_pid(&packet(0, true, false, 0)), None, "not a PAT section");
+        let p = pmt(0x1000, &[(0x1B, 0x100), (0x0F, 0x101)], 0);
+        let streams = pmt_streams(section(&p).unwrap()).unwrap();
+        assert_eq!(
+            streams,
+            vec![
+                PmtStream {
+                    pid: 0x100,
+                    stream_type: 0x1B,
+                    language: Some("deu".into())
+                },
+                PmtStream {
+                    pid: 0x101,
+                    stream_type: 0x0F,
+                    language: None
+                },
+            ]
+        );
+        assert!(streams[0].is_video() && !streams[0].is_audio());
+        assert!(streams[1].is_audio() && !streams[1].is_video());
+        assert_eq!(pmt_streams(section(&pat(0x1000, 0)).unwrap()), None);
+    }
+
+    #[test]
+    fn decodable_starts() {
+        // Access unit delimiter, SPS, PPS, IDR: a place to start; AUD and an I slice alone: not.
+        assert!(starts_decodable(0x1B, &h264_pes(0x100, true, 0, 0, &[9, 7, 8, 5])));
+        assert!(!starts_decodable(0x1B, &h264_pes(0x100, true, 0, 0, &[9, 1])));
+        assert!(
+            !starts_decodable(0x1B, &packet(0x100, false, true, 0)),
+            "no PES starts here"
+        );
+        let mut mpeg2 = pes(0x100, true, 0, 0);
+        mpeg2[20..24].copy_from_slice(&[0, 0, 1, 0xB3]);
+        assert!(starts_decodable(0x02, &mpeg2));
+        assert!(!starts_decodable(0x02, &pes(0x100, true, 0, 0)));
+        assert!(
+            starts_decodable(0x0F, &pes(0x101, false, 0, 0)),
+            "audio starts anywhere"
+        );
+    }
+
+    #[test]
+    fn pes_timestamps_and_wrap() {
+        for pts in [0, 1, 90_000, 0x1_2345_6789 & PTS_MASK, PTS_MASK] {
+            assert_eq!(pes_pts(&pes(0x100, true, pts, 0)), Some(pts), "{pts}");
+            assert_eq!(
+                pes_pts(&pes(0x100, false, pts, 0)),
+                Some(pts),
+                "{pts} without adaptation"
+            );
+        }
+        assert_eq!(pes_pts(&packet(0x100, false, false, 0)), None, "no PES starts here");
+        assert_eq!(pts_diff(10, PTS_MASK - 9), 20, "across the wrap");
+        assert_eq!(pts_diff(90_000, 0), 90_000);
+    }
+}

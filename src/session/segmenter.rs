@@ -1,0 +1,329 @@
+//! Cuts the muxer's transport stream into HLS segments that strict demuxers parse: each starts
+//! with PAT and PMT, then (with video) a key frame; continuity counters run on from segment to
+//! segment, PSI included. Cuts fall on key frames once a segment is as long as the plan asks,
+//! so the first segments of a session can be short (a fast start) and later ones full length.
+//! Pure: fed with the muxer's output, no IO.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::mpegts::{self, PACKET};
+use crate::pipeline::SegmentPlan;
+
+/// A key frame this close before the planned length still ends the segment (frame timing).
+const TOLERANCE_90K: u64 = 4_500; // 50 ms
+/// A stream without random-access flags is cut anyway at this many planned lengths.
+const FORCED_CUT_FACTOR: u64 = 3;
+
+/// One finished segment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Piece {
+    pub bytes: Bytes,
+    pub duration: Duration,
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct Open {
+    bytes: BytesMut,
+    /// PTS of its first key frame (or first audio frame without video), 90 kHz.
+    start: u64,
+}
+
+/// Splits one connection's muxer output into segments.
+#[derive(Debug)]
+pub(crate) struct Segmenter {
+    plan: SegmentPlan,
+    /// Index of the next segment to finish, over the session (so a reconnect keeps full lengths).
+    index: u64,
+    pat: Option<[u8; PACKET]>,
+    pmt: Option<[u8; PACKET]>,
+    pmt_pid: Option<u16>,
+    /// The PID segments are cut on: the video, else the first audio.
+    key_pid: Option<u16>,
+    /// The video's stream type, when there is video.
+    video_type: Option<u8>,
+    /// The next continuity counter of the PAT and the PMT, as written.
+    pat_counter: u8,
+    pmt_counter: u8,
+    open: Option<Open>,
+    /// Bytes of a packet cut across input buffers.
+    partial: Vec<u8>,
+}
+
+impl Segmenter {
+    /// `index` is the number of segments the session already has.
+    pub(crate) fn new(plan: SegmentPlan, index: u64) -> Self {
+        Self {
+            plan,
+            index,
+            pat: None,
+            pmt: None,
+            pmt_pid: None,
+            key_pid: None,
+            video_type: None,
+            pat_counter: 0,
+            pmt_counter: 0,
+            open: None,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Adds muxer output; returns the segments it completed.
+    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut input = std::mem::take(&mut self.partial);
+        input.extend_from_slice(data);
+        let whole = input.len() / PACKET * PACKET;
+        for packet in input[..whole].chunks_exact(PACKET) {
+            if packet[0] != mpegts::SYNC {
+                continue;
+            }
+            let Ok(mut packet) = <[u8; PACKET]>::try_from(packet) else {
+                continue;
+            };
+            self.learn_psi(&packet);
+            let pid = mpegts::pid(&packet);
+            if Some(pid) == self.key_pid
+                && let Some(pts) = mpegts::pes_pts(&packet)
+            {
+                // Video: a random-access point that carries the parameter sets (an IDR with its
+                // SPS), not any I frame the parser flags.
+                let key = self
+                    .video_type
+                    .is_none_or(|video| mpegts::random_access(&packet) && mpegts::starts_decodable(video, &packet));
+                match &self.open {
+                    None if key => self.start(pts),
+                    None => {}
+                    Some(open) => {
+                        let length = mpegts::pts_diff(pts, open.start);
+                        let planned = ticks(self.plan.duration_of(self.index));
+                        if (key && length + TOLERANCE_90K >= planned) || length >= planned * FORCED_CUT_FACTOR {
+                            out.extend(self.finish(length));
+                            self.start(pts);
+                        }
+                    }
+                }
+            }
+            if self.open.is_none() {
+                continue;
+            }
+            if pid == 0 {
+                mpegts::set_continuity(&mut packet, next(&mut self.pat_counter));
+            } else if Some(pid) == self.pmt_pid {
+                mpegts::set_continuity(&mut packet, next(&mut self.pmt_counter));
+            }
+            if let Some(open) = &mut self.open {
+                open.bytes.extend_from_slice(&packet);
+            }
+        }
+        self.partial = input[whole..].to_vec();
+        out
+    }
+
+    fn learn_psi(&mut self, packet: &[u8; PACKET]) {
+        let pid = mpegts::pid(packet);
+        if pid == 0 && mpegts::unit_start(packet) {
+            if let Some(pmt_pid) = mpegts::pat_pmt_pid(packet) {
+                self.pmt_pid = Some(pmt_pid);
+                self.pat = Some(*packet);
+            }
+        } else if Some(pid) == self.pmt_pid
+            && let Some(streams) = mpegts::section(packet).and_then(mpegts::pmt_streams)
+        {
+            self.pmt = Some(*packet);
+            let video = streams.iter().find(|s| s.is_video());
+            self.video_type = video.map(|s| s.stream_type);
+            self.key_pid = video.or_else(|| streams.iter().find(|s| s.is_audio())).map(|s| s.pid);
+        }
+    }
+
+    /// Opens a segment: PAT and PMT first, with counters that continue the previous segment's.
+    fn start(&mut self, pts: u64) {
+        let (Some(mut pat), Some(mut pmt)) = (self.pat, self.pmt) else {
+            return;
+        };
+        let mut bytes = BytesMut::with_capacity(256 * 1024);
+        mpegts::set_continuity(&mut pat, next(&mut self.pat_counter));
+        mpegts::set_continuity(&mut pmt, next(&mut self.pmt_counter));
+        bytes.extend_from_slice(&pat);
+        bytes.extend_from_slice(&pmt);
+        self.open = Some(Open { bytes, start: pts });
+    }
+
+    fn finish(&mut self, length: u64) -> Option<Piece> {
+        let open = self.open.take()?;
+        self.index += 1;
+        Some(Piece {
+            bytes: open.bytes.freeze(),
+            duration: Duration::from_micros(length * 100 / 9),
+        })
+    }
+}
+
+fn ticks(duration: Duration) -> u64 {
+    (duration.as_micros() * 9 / 100) as u64
+}
+
+/// Returns the counter and advances it (4 bits).
+fn next(counter: &mut u8) -> u8 {
+    let now = *counter;
+    *counter = (now + 1) & 0x0F;
+    now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpegts::tests::{h264_pes, packet, pat, pes, pmt};
+
+    const PMT: u16 = 0x1000;
+    const VIDEO: u16 = 0x100;
+    const AUDIO: u16 = 0x101;
+
+    fn plan() -> SegmentPlan {
+        SegmentPlan::new(vec![Duration::from_millis(300); 3], Duration::from_secs(1))
+    }
+
+    /// A muxed stream: PSI every 100 ms, video at 25 fps with a key frame every `gop` frames,
+    /// audio PES between video frames; `frames` video frames from PTS `start`.
+    fn stream(frames: u64, gop: u64, start: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut cc = [0u8; 3];
+        let mut bump = |i: usize| {
+            let c = cc[i];
+            cc[i] = (c + 1) & 0x0F;
+            c
+        };
+        // 18 audio packets before any table, as hlssink2's first segment had.
+        for i in 0..18 {
+            out.extend_from_slice(&pes(AUDIO, false, start + i * 100, bump(2)));
+        }
+        for frame in 0..frames {
+            let pts = (start + frame * 3_600) & mpegts::PTS_MASK;
+            if frame % 2 == 0 {
+                out.extend_from_slice(&pat(PMT, 0));
+                out.extend_from_slice(&pmt(PMT, &[(0x1B, VIDEO), (0x0F, AUDIO)], 0));
+            }
+            // Key frames carry SPS, PPS and an IDR; every third frame between them is an I frame
+            // the parser also flags as random access (a scene cut): no place to cut.
+            let video = match (frame % gop == 0, frame % 3 == 1) {
+                (true, _) => h264_pes(VIDEO, true, pts, bump(0), &[9, 7, 8, 5]),
+                (false, true) => h264_pes(VIDEO, true, pts, bump(0), &[9, 1]),
+                (false, false) => h264_pes(VIDEO, false, pts, bump(0), &[9, 1]),
+            };
+            out.extend_from_slice(&video);
+            out.extend_from_slice(&packet(VIDEO, false, false, bump(0)));
+            out.extend_from_slice(&pes(AUDIO, false, pts, bump(2)));
+        }
+        out
+    }
+
+    fn packets(bytes: &[u8]) -> Vec<&[u8]> {
+        bytes.chunks_exact(PACKET).collect()
+    }
+
+    #[test]
+    fn segments_start_with_tables_then_a_key_frame() {
+        let mut segmenter = Segmenter::new(plan(), 0);
+        let pieces = segmenter.push(&stream(200, 5, 1_000));
+        assert!(pieces.len() >= 8, "{} segments", pieces.len());
+        for piece in &pieces {
+            let p = packets(&piece.bytes);
+            assert_eq!(mpegts::pid(p[0]), 0, "PAT first");
+            assert_eq!(mpegts::pid(p[1]), PMT, "PMT second");
+            assert_eq!(mpegts::pid(p[2]), VIDEO, "then video");
+            assert!(mpegts::random_access(p[2]), "a key frame");
+        }
+        assert!(
+            !packets(&pieces[0].bytes)
+                .iter()
+                .take(3)
+                .any(|p| mpegts::pid(p) == AUDIO),
+            "no audio ahead of the tables"
+        );
+    }
+
+    #[test]
+    fn short_segments_first_then_full_ones_cut_on_key_frames() {
+        // Key frames every 5 frames (200 ms): three segments of 400 ms (the first key frame at
+        // or past 300 ms), then 1 s ones.
+        let mut segmenter = Segmenter::new(plan(), 0);
+        let pieces = segmenter.push(&stream(200, 5, 1_000));
+        let lengths: Vec<u128> = pieces.iter().map(|p| p.duration.as_millis()).collect();
+        assert_eq!(&lengths[..5], &[400, 400, 400, 1000, 1000], "{lengths:?}");
+        // A later connection of the same session goes on with full lengths.
+        let mut later = Segmenter::new(plan(), 3);
+        let lengths: Vec<u128> = later
+            .push(&stream(60, 5, 50_000))
+            .iter()
+            .map(|p| p.duration.as_millis())
+            .collect();
+        assert_eq!(lengths, vec![1000, 1000]);
+    }
+
+    #[test]
+    fn continuity_runs_on_across_segments_for_every_pid() {
+        let mut segmenter = Segmenter::new(plan(), 0);
+        // Fed in odd-sized pieces: packets cut across buffers are joined.
+        let data = stream(200, 5, 1_000);
+        let mut pieces = Vec::new();
+        for chunk in data.chunks(1_000) {
+            pieces.extend(segmenter.push(chunk));
+        }
+        let mut last: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+        let mut count = 0;
+        for piece in &pieces {
+            for p in packets(&piece.bytes) {
+                let pid = mpegts::pid(p);
+                if let Some(previous) = last.get(&pid) {
+                    assert_eq!(mpegts::continuity(p), (previous + 1) & 0x0F, "PID {pid:#x}");
+                }
+                last.insert(pid, mpegts::continuity(p));
+                count += 1;
+            }
+        }
+        assert!(count > 500 && last.len() == 4, "{count} packets on {} PIDs", last.len());
+    }
+
+    #[test]
+    fn timestamps_across_the_wrap() {
+        let mut segmenter = Segmenter::new(plan(), 3);
+        let start = mpegts::PTS_MASK - 90_000;
+        let lengths: Vec<u128> = segmenter
+            .push(&stream(100, 25, start))
+            .iter()
+            .map(|p| p.duration.as_millis())
+            .collect();
+        assert_eq!(lengths, vec![1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn radio_is_cut_on_audio_frames() {
+        let mut segmenter = Segmenter::new(plan(), 3);
+        let mut data = Vec::new();
+        for frame in 0..200u64 {
+            if frame % 4 == 0 {
+                data.extend_from_slice(&pat(PMT, 0));
+                data.extend_from_slice(&pmt(PMT, &[(0x0F, AUDIO)], 0));
+            }
+            data.extend_from_slice(&pes(AUDIO, false, frame * 2_160, (frame & 0x0F) as u8));
+        }
+        let pieces = segmenter.push(&data);
+        // 24 ms frames: the first frame within 50 ms of 1 s ends each segment.
+        let lengths: Vec<u128> = pieces.iter().map(|p| p.duration.as_millis()).collect();
+        assert_eq!(lengths, vec![960, 960, 960, 960], "{lengths:?}");
+        assert_eq!(mpegts::pid(packets(&pieces[1].bytes)[2]), AUDIO);
+    }
+
+    #[test]
+    fn nothing_before_the_tables_and_the_first_key_frame() {
+        let mut segmenter = Segmenter::new(plan(), 0);
+        let mut data = Vec::new();
+        // Video without the tables: cannot start.
+        data.extend_from_slice(&h264_pes(VIDEO, true, 0, 0, &[9, 7, 8, 5]));
+        assert!(segmenter.push(&data).is_empty());
+        assert!(segmenter.open.is_none());
+    }
+}
