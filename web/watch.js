@@ -3,17 +3,39 @@
 // served by xg2g from data-hlsjs, is loaded only when needed. No inline handlers (the page
 // has a Content-Security-Policy). The status line (id "status") carries data-engine, data-state,
 // data-time and data-frames (decoded video frames); `?report` logs them (see below).
+// `?engine=native` or `?engine=hls.js` chooses the player, `?profile=h264` another profile
+// than the page's.
 'use strict';
 (function () {
+  var started = performance.now();
   var media = document.getElementById('player');
   var status = document.getElementById('status');
   var errorBox = document.getElementById('error');
   if (!media || !status || !errorBox) {
     return;
   }
-  var src = new URL(media.dataset.hls, document.baseURI).href;
+  var query = new URLSearchParams(window.location.search);
+  var hlsPath = media.dataset.hls;
+  var profile = query.get('profile');
+  if (profile && /^[a-z0-9_-]{1,32}$/.test(profile)) {
+    hlsPath = hlsPath.replace(/\/auto\/index\.m3u8$/, '/' + profile + '/index.m3u8');
+  }
+  var src = new URL(hlsPath, document.baseURI).href;
   var isVideo = media.tagName === 'VIDEO';
   var failed = false;
+  // Milliseconds from this script's start to the first decoded frame (audio: first playback),
+  // and the rebuffering events after it.
+  var firstFrame = -1;
+  var stalls = 0;
+
+  function firstFrameSeen() {
+    if (firstFrame < 0) {
+      firstFrame = Math.round(performance.now() - started);
+    }
+  }
+  if (isVideo && media.requestVideoFrameCallback) {
+    media.requestVideoFrameCallback(firstFrameSeen);
+  }
 
   function say(text, state) {
     if (failed) {
@@ -48,9 +70,15 @@
     status.dataset.frames = String(decodedFrames());
   });
   media.addEventListener('playing', function () {
+    if (!isVideo || !media.requestVideoFrameCallback) {
+      firstFrameSeen();
+    }
     say(media.muted ? 'Playing without sound: unmute with the controls' : 'Playing', 'playing');
   });
   media.addEventListener('waiting', function () {
+    if (firstFrame >= 0) {
+      stalls += 1;
+    }
     say('Buffering…', 'waiting');
   });
 
@@ -144,12 +172,14 @@
   }
 
   // With ?report in the page's address, one console line a second says how playback goes
-  // (headless browser tests read it; it costs nothing otherwise).
-  if (new URLSearchParams(window.location.search).has('report')) {
+  // (headless browser tests read it; it costs nothing otherwise). `tag` names the player.
+  if (query.has('report')) {
+    var tag = (query.get('tag') || '').replace(/[^A-Za-z0-9_.-]/g, '');
     window.setInterval(function () {
-      console.info('xg2g-report engine=' + (status.dataset.engine || 'none') + ' state=' + status.dataset.state +
-        ' time=' + media.currentTime.toFixed(1) + ' frames=' + decodedFrames() +
-        (failed ? ' error=' + errorBox.textContent : ''));
+      console.info('xg2g-report tag=' + (tag || '-') + ' engine=' + (status.dataset.engine || 'none') +
+        ' state=' + status.dataset.state + ' time=' + media.currentTime.toFixed(1) +
+        ' frames=' + decodedFrames() + ' audio=' + (media.webkitAudioDecodedByteCount || 0) +
+        ' first=' + firstFrame + ' stalls=' + stalls + (failed ? ' error=' + errorBox.textContent : ''));
     }, 1000);
   }
 
@@ -158,8 +188,11 @@
   var nativeHls = media.canPlayType('application/vnd.apple.mpegurl') !== '';
   var managed = 'ManagedMediaSource' in window;
   var mse = managed || 'MediaSource' in window;
+  var engine = query.get('engine');
   say('Starting…', 'starting');
-  if (nativeHls && (managed || !mse)) {
+  if (engine === 'native' && nativeHls) {
+    playNative();
+  } else if (nativeHls && (managed || !mse) && engine !== 'hls.js') {
     playNative();
   } else if (mse) {
     loadHlsJs(function () {

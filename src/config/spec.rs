@@ -481,9 +481,9 @@ pub(crate) static SPEC: &[KeySpec] = &[
     KeySpec {
         key: "hls.target_duration",
         env: Some("XG2G_HLS_TARGET_DURATION"),
-        default: DefaultValue::Int(2),
+        default: DefaultValue::Int(1),
         kind: Kind::Count,
-        doc: "HLS segment target duration in whole seconds (Apple recommends 6; shorter starts faster).",
+        doc: "HLS target duration in whole seconds; segments are cut every half of it (Apple recommends 6; shorter starts faster).",
         check: Some(at_least_one),
     },
     KeySpec {

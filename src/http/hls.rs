@@ -133,14 +133,15 @@ async fn media(
         // At most three target durations; then the playlist as it is.
         let within = Duration::from_secs(3 * target.max(1));
         wait_until(&view, within, |s| s.last_sequence().is_some_and(|n| n >= wanted)).await;
-        view.lease.touch();
     }
     let body = view.state.borrow().media_playlist();
     Ok(playlist(body))
 }
 
-/// Waits until the session's state satisfies `enough`, has ended, or `within` has passed.
+/// Waits until the session's state satisfies `enough`, has ended, or `within` has passed; the
+/// session lives on meanwhile.
 async fn wait_until(view: &HlsView, within: Duration, enough: impl Fn(&HlsState) -> bool) {
+    let _hold = view.lease.hold();
     let mut state = view.state.clone();
     let _ = tokio::time::timeout(within, state.wait_for(|s| s.is_ended() || enough(s))).await;
 }

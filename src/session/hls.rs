@@ -12,17 +12,21 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-/// Segments kept after they leave the playlist, for clients that fetched an older playlist.
-const SPARE: usize = 3;
+/// Segments kept after they leave the playlist, for clients that fetched an older playlist
+/// (with half-second segments, six seconds more).
+const SPARE: usize = 12;
 
 /// The lengths of a session's first segments. A strict player (Chromium's own, Safari) starts a
-/// live stream only once the playlist holds three segments; three short ones make that ~1 s of
-/// media instead of three target durations. Cuts fall on key frames: where xg2g encodes, it
+/// live stream only once the playlist holds three segments, and then plays from the oldest:
+/// short first segments make that wait short. Cuts fall on key frames: where xg2g encodes, it
 /// makes them here; copied video is cut at the source's first key frame past each length.
-pub const FAST_START: [Duration; 3] = [Duration::from_millis(300); 3];
+pub const FAST_START: [Duration; 4] = [Duration::from_millis(500); 4];
 
-/// Segments a first playlist waits for before it is answered (see [`FAST_START`]).
-pub const PLAYABLE_SEGMENTS: usize = 3;
+/// Segments a first playlist waits for before it is answered. Three is what Chromium's own
+/// player needs to start at all; the fourth is the buffer that keeps it from rebuffering when it
+/// reloads the playlist only once a target duration (measured: with three 0.5 s segments it
+/// rebuffered twice in 30 s on a transcoded channel, with four never; README "HLS").
+pub const PLAYABLE_SEGMENTS: usize = 4;
 
 /// One media segment, in memory.
 #[derive(Debug, Clone)]
@@ -258,9 +262,12 @@ mod tests {
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:42.000Z\n#EXTINF:1.920,\n11.ts\n",
             "window of six (the minimum), one discontinuity already left it"
         );
-        assert!(hls.segment(3).is_some(), "spare segments stay fetchable");
-        assert!(hls.segment(2).is_none(), "older ones are gone");
         assert_eq!(hls.last_sequence(), Some(11));
+        for i in 12..19 {
+            hls.push(seg(i, 1.92, false));
+        }
+        assert!(hls.segment(1).is_some(), "spare segments stay fetchable");
+        assert!(hls.segment(0).is_none(), "older ones are gone");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Session {
             waiting: Vec::new(),
             delivered: false,
             received: 0,
-            hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_plan.target()),
+            hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
             next_sequence: 0,
             discontinuity: false,
             accepting: true,
@@ -165,6 +165,7 @@ impl Session {
                 Outcome::Refused(reason) => {
                     tracing::warn!(reason = %reason, "Receiver refused the stream.");
                     self.fail_waiting(&mut fan, SessionError::Upstream(reason));
+                    gave_up = true;
                     break;
                 }
                 Outcome::Failed(_) | Outcome::Stalled | Outcome::Ended => {

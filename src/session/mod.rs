@@ -63,11 +63,19 @@ pub struct Settings {
     pub stall_timeout: Duration,
     pub reconnect_attempts: u32,
     pub start_timeout: Duration,
-    /// Where HLS segments end: a few short ones first, then the target duration.
+    /// `EXT-X-TARGETDURATION`, whole seconds.
+    pub hls_target_duration: u32,
+    /// Where HLS segments end: a few short ones first, then a steady length.
     pub hls_plan: SegmentPlan,
     pub hls_window: usize,
     /// An HLS session without playlist or segment requests for this long ends.
     pub hls_idle_timeout: Duration,
+}
+
+impl Settings {
+    pub(crate) fn hls_target(&self) -> Duration {
+        Duration::from_secs(u64::from(self.hls_target_duration.max(1)))
+    }
 }
 
 /// A channel's video, as its PMT announces it.
@@ -165,6 +173,18 @@ pub struct HlsView {
 pub struct Lease {
     epoch: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
+    /// Requests waiting on the session right now (a first playlist, a blocking reload).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// A request that waits on the session keeps it alive until it is answered.
+pub struct LeaseHold(Arc<Lease>);
+
+impl Drop for LeaseHold {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Lease {
@@ -172,7 +192,14 @@ impl Lease {
         Self {
             epoch: std::time::Instant::now(),
             last_ms: std::sync::atomic::AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Keeps the session alive while the returned hold lives.
+    pub fn hold(self: &Arc<Self>) -> LeaseHold {
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LeaseHold(Arc::clone(self))
     }
 
     pub fn touch(&self) {
@@ -182,8 +209,11 @@ impl Lease {
         );
     }
 
-    /// Time since the last touch.
+    /// Time since the last touch; zero while a request waits.
     pub fn idle(&self) -> Duration {
+        if self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
         let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
         Duration::from_millis((self.epoch.elapsed().as_millis() as u64).saturating_sub(last))
     }
@@ -377,7 +407,7 @@ async fn run_registry(
                 let id = next_id;
                 let hls = (key.output == Output::Hls).then(|| {
                     let (tx, rx) =
-                        watch::channel(Arc::new(HlsState::new(settings.hls_window, settings.hls_plan.target())));
+                        watch::channel(Arc::new(HlsState::new(settings.hls_window, settings.hls_target())));
                     (
                         tx,
                         HlsView {

@@ -15,6 +15,7 @@ mod load;
 mod monitoring;
 mod openwebif;
 mod picons;
+mod players;
 mod rate_limit;
 mod reload;
 mod server;

@@ -1,0 +1,286 @@
+//! HLS in real players: Chromium's built-in HLS player (`<video src>`, no hls.js; the closest
+//! stand-in for Safari here) and hls.js, on the H.264, MPEG-2 and radio channels, every HLS
+//! profile. A player must decode video frames (radio: none) and audio, and not rebuffer. The
+//! first-frame times they print are the README's HLS table; the bench measures, tests check.
+//!
+//! Skipped with a message where Debian's `chromium` is not installed (`scripts/deps.sh --test`
+//! installs it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::common::{client, config_for, demo, ready, start_app};
+
+const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
+const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
+const RADIO: &str = "1:0:2:2F1C:441:1:C00000:0:0:0:";
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// One `xg2g-report` console line of web/watch.js.
+#[derive(Debug, Default, Clone)]
+struct Report {
+    tag: String,
+    engine: String,
+    time: f64,
+    frames: u64,
+    audio: u64,
+    /// Milliseconds from the page's script start to the first decoded frame; -1 before.
+    first: i64,
+    stalls: u64,
+    error: Option<String>,
+}
+
+fn parse(line: &str) -> Option<Report> {
+    let text = &line[line.find("xg2g-report ")? + "xg2g-report ".len()..];
+    let text = text.split("\", source:").next()?;
+    let (fields, error) = match text.split_once(" error=") {
+        Some((fields, error)) => (fields, Some(error.to_owned())),
+        None => (text, None),
+    };
+    let mut report = Report {
+        error,
+        ..Report::default()
+    };
+    for field in fields.split(' ') {
+        match field.split_once('=')? {
+            ("tag", v) => report.tag = v.to_owned(),
+            ("engine", v) => report.engine = v.to_owned(),
+            ("time", v) => report.time = v.parse().ok()?,
+            ("frames", v) => report.frames = v.parse().ok()?,
+            ("audio", v) => report.audio = v.parse().ok()?,
+            ("first", v) => report.first = v.parse().ok()?,
+            ("stalls", v) => report.stalls = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(report)
+}
+
+/// A watch page to open: which channel, profile and player.
+struct Player {
+    tag: String,
+    url: String,
+    video: bool,
+}
+
+impl Player {
+    /// `suffix` tells players of the same channel, profile and engine apart.
+    fn new(base: &str, channel: &str, profile: &str, engine: &str, suffix: &str) -> Self {
+        let name = match channel {
+            HD => "hd",
+            SD => "sd",
+            _ => "radio",
+        };
+        let tag = format!("{name}-{profile}-{engine}{suffix}");
+        Self {
+            url: format!("{base}/watch/{channel}?report&engine={engine}&profile={profile}&tag={tag}"),
+            tag,
+            video: channel != RADIO,
+        }
+    }
+}
+
+/// What one player did: its first report after the first frame, and its last.
+#[derive(Debug)]
+struct Played {
+    first: Report,
+    last: Report,
+}
+
+/// Opens every player at once (iframes of one page in one headless Chromium) and follows their
+/// reports until each has played `seconds` of media after its first frame. Panics on a player
+/// error, or when one has not got there within `seconds` + 60 s.
+async fn play(browser: &Path, players: &[Player], seconds: f64) -> HashMap<String, Played> {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("players.html");
+    let frames: String = players
+        .iter()
+        .map(|p| format!("<iframe allow=\"autoplay\" width=\"400\" height=\"300\" src=\"{}\"></iframe>\n", p.url))
+        .collect();
+    std::fs::write(&page, format!("<!doctype html><html><body>\n{frames}</body></html>\n")).unwrap();
+    let mut child = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--autoplay-policy=no-user-gesture-required",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium starts");
+    let group = child.id().expect("chromium runs").to_string();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds + 60.0);
+    let mut started: HashMap<String, Report> = HashMap::new();
+    let mut done: HashMap<String, Played> = HashMap::new();
+    let mut latest: HashMap<String, Report> = HashMap::new();
+    let outcome = loop {
+        if done.len() == players.len() {
+            break Ok(());
+        }
+        let line = match tokio::time::timeout_at(deadline, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(_) => break Err("chromium exited".to_owned()),
+            Err(_) => break Err(format!("not every player played {seconds} s in time")),
+        };
+        let Some(report) = parse(&line) else { continue };
+        if let Some(error) = &report.error {
+            break Err(format!("{}: the page shows an error: {error}", report.tag));
+        }
+        latest.insert(report.tag.clone(), report.clone());
+        if report.first < 0 || done.contains_key(&report.tag) {
+            continue;
+        }
+        let first = started.entry(report.tag.clone()).or_insert_with(|| report.clone());
+        if report.time - first.time >= seconds {
+            let first = first.clone();
+            done.insert(report.tag.clone(), Played { first, last: report });
+        }
+    };
+    let _ = std::process::Command::new("kill").args(["-TERM", &group]).status();
+    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{group}")])
+            .status();
+        let _ = child.wait().await;
+    }
+    if let Err(why) = outcome {
+        panic!("{why}; latest reports: {latest:#?}");
+    }
+    done
+}
+
+/// Checks what every player decoded, prints a table row each, and returns the stalls.
+fn check(players: &[Player], results: &HashMap<String, Played>, seconds: f64, when: &str) -> u64 {
+    let mut stalls = 0;
+    for player in players {
+        let Played { first, last } = &results[&player.tag];
+        let frames = last.frames.saturating_sub(first.frames);
+        eprintln!(
+            "HLS player | {:<22} | {:<6} | {when:<4} | first frame {:>5} ms | {:>4.1} s played | {frames:>5} frames | \
+             audio {:>8} B | stalls {}",
+            player.tag, last.engine, last.first, last.time - first.time, last.audio, last.stalls
+        );
+        assert!(last.audio > 0, "{}: no audio decoded: {last:?}", player.tag);
+        if player.video {
+            // 50p for `seconds`: at least half the frames decoded (headless Chromium drops
+            // frames under load, but an audio-only stream decodes none at all).
+            assert!(
+                frames as f64 >= 25.0 * seconds,
+                "{}: {frames} video frames in {seconds} s: {last:?}",
+                player.tag
+            );
+        } else {
+            assert_eq!(last.frames, 0, "{}", player.tag);
+        }
+        stalls += last.stalls;
+    }
+    stalls
+}
+
+/// Every HLS profile on the H.264, MPEG-2 and radio channels, in Chromium's own player (from
+/// cold: no session runs yet) and in hls.js (the sessions run), 20 s each; MPEG-2 copied into
+/// HLS is refused, naming the profile that plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hls_profile_plays_in_chromium_and_hls_js() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED every_hls_profile_plays_in_chromium_and_hls_js: no `chromium` on PATH (apt-get install chromium)");
+        return;
+    };
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+
+    let refused = client()
+        .get(format!("{base}/hls/{SD}/aac/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422, "MPEG-2 video copied into HLS");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "profile-unplayable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`h264`"), "names the profile to use: {message}");
+
+    // Four players a page, so that two cores decode and transcode in real time: the copied
+    // and audio-only sessions, then the transcoding ones. Chromium's own player starts each
+    // session; hls.js joins it while it runs.
+    let batches: [&[(&str, &str)]; 2] = [
+        &[(HD, "aac"), (HD, "auto"), (RADIO, "aac"), (RADIO, "auto")],
+        &[(HD, "h264"), (SD, "h264"), (SD, "auto"), (RADIO, "h264")],
+    ];
+    for cases in batches {
+        for (engine, when) in [("native", "cold"), ("hls.js", "warm")] {
+            let players: Vec<Player> = cases
+                .iter()
+                .map(|(channel, profile)| Player::new(&base, channel, profile, engine, ""))
+                .collect();
+            let results = play(&browser, &players, 20.0).await;
+            check(&players, &results, 20.0, when);
+            for played in results.values() {
+                assert_eq!(played.last.engine, engine, "{}", played.last.tag);
+            }
+        }
+    }
+    running.stop().await;
+}
+
+/// Eight players at once, four on the H.264 channel and four on the MPEG-2 one, half in each
+/// player, all starting cold: none rebuffers in 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_players_for_a_minute_without_a_stall() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED eight_players_for_a_minute_without_a_stall: no `chromium` on PATH (apt-get install chromium)");
+        return;
+    };
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+    let mut players = Vec::new();
+    for channel in [HD, SD] {
+        for engine in ["native", "hls.js"] {
+            for n in 0..2 {
+                players.push(Player::new(&base, channel, "auto", engine, &format!("-{n}")));
+            }
+        }
+    }
+    let results = play(&browser, &players, 60.0).await;
+    let stalls = check(&players, &results, 60.0, "cold");
+    assert_eq!(stalls, 0, "rebuffering events in 60 s");
+    running.stop().await;
+}
+
+#[test]
+fn reports_parse() {
+    let line = "[1:1:1127/105812.866247:INFO:CONSOLE:1] \"xg2g-report tag=hd-auto-native engine=native state=playing \
+                time=23.4 frames=1167 audio=51234 first=1210 stalls=0\", source: http://127.0.0.1:1/assets/watch.js (1)";
+    let report = parse(line).unwrap();
+    assert_eq!((report.tag.as_str(), report.engine.as_str()), ("hd-auto-native", "native"));
+    assert_eq!((report.time, report.frames, report.audio), (23.4, 1167, 51234));
+    assert_eq!((report.first, report.stalls, report.error), (1210, 0, None));
+}
