@@ -14,6 +14,11 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(xmltv-util prometheus docker-compose python3-venv)
+  # The browser tests play HLS in Chromium. Debian packages it; Ubuntu's `chromium` is a snap
+  # wrapper that does not install in a container, so there the browser tests skip.
+  if grep -qs '^ID=debian' /etc/os-release; then
+    PACKAGES+=(chromium)
+  fi
 fi
 
 missing=()

@@ -53,6 +53,9 @@ pub(crate) struct ClientOutcome {
     pub ttfb: Option<Duration>,
     /// HLS: first request sent → a media playlist listing ≥ 1 segment has been received.
     pub first_playlist: Option<Duration>,
+    /// HLS: first request sent → the first segment is in hand (the earliest a player's first
+    /// frame can be).
+    pub first_segment: Option<Duration>,
     /// Bytes of media received (TS body, or HLS segment bytes).
     pub bytes: u64,
     /// HLS: segments received whole.
@@ -233,7 +236,7 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
                     speed.sample(at, appeared);
                 }
                 for segment in &update.segments {
-                    if !fetch_segment(http, &playlist_url, segment, clock.end, out).await {
+                    if !fetch_segment(http, &playlist_url, segment, clock, out).await {
                         break 'polls;
                     }
                 }
@@ -299,9 +302,10 @@ async fn fetch_segment(
     http: &reqwest::Client,
     playlist: &Url,
     segment: &Segment,
-    end: Instant,
+    clock: &Clock,
     out: &mut ClientOutcome,
 ) -> bool {
+    let end = clock.end;
     let n = segment.sequence;
     let asked = Instant::now();
     let url = match playlist.join(&segment.uri) {
@@ -333,6 +337,8 @@ async fn fetch_segment(
                 return true;
             }
             Ok(None) => {
+                out.first_segment
+                    .get_or_insert(Instant::now().saturating_duration_since(clock.start));
                 out.segments += 1;
                 out.slowest_segment = out.slowest_segment.max(asked.elapsed());
                 return true;

@@ -136,6 +136,7 @@ struct Soak {
     rss_slope_last_half_kib_per_min: Option<f64>,
     ttfb_ms: Option<Quantiles>,
     first_playlist_ms: Option<Quantiles>,
+    first_segment_ms: Option<Quantiles>,
 }
 
 /// Runs the bench: prints the table (or the soak's verdict) and writes JSON.
@@ -550,6 +551,7 @@ impl Bench<'_> {
         let last_half = slope_from((options.warmup + options.duration / 2).as_secs_f64());
         let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
         let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
+        let segments: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_segment).collect();
         let soak = Soak {
             rss_slope_last_half_kib_per_min: last_half,
             clients,
@@ -562,6 +564,7 @@ impl Bench<'_> {
             warmup_s,
             ttfb_ms: Quantiles::of(&ttfb),
             first_playlist_ms: Quantiles::of(&playlists),
+            first_segment_ms: Quantiles::of(&segments),
         };
         let mib = |kib: u64| kib as f64 / 1024.0;
         let first_steady = soak.rss_samples.iter().find(|(t, _)| *t >= warmup_s).map(|s| s.1);
@@ -620,6 +623,7 @@ fn summarise(
 ) -> RunResult {
     let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
     let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
+    let segments: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_segment).collect();
     RunResult {
         scenario,
         server,
@@ -633,6 +637,7 @@ fn summarise(
         loaded_kib: loaded.kib,
         ttfb_ms: Quantiles::of(&ttfb),
         first_playlist_ms: Quantiles::of(&playlists),
+        first_segment_ms: Quantiles::of(&segments),
         stalls: outcomes.iter().map(|o| o.stalls).sum(),
         per_client: labels
             .iter()
@@ -641,6 +646,7 @@ fn summarise(
                 client: label.clone(),
                 ttfb_ms: o.ttfb.map(|d| d.as_secs_f64() * 1000.0),
                 first_playlist_ms: o.first_playlist.map(|d| d.as_secs_f64() * 1000.0),
+                first_segment_ms: o.first_segment.map(|d| d.as_secs_f64() * 1000.0),
                 bytes: o.bytes,
                 stalls: o.stalls,
                 stalled_at_s: o.stalled_at.iter().map(Duration::as_secs_f64).collect(),

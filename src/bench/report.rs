@@ -66,6 +66,8 @@ pub(crate) struct RunResult {
     pub loaded_kib: u64,
     pub ttfb_ms: Option<Quantiles>,
     pub first_playlist_ms: Option<Quantiles>,
+    /// HLS: first request → first segment in hand, the earliest a player can show a frame.
+    pub first_segment_ms: Option<Quantiles>,
     pub stalls: u32,
     /// Every client's own figures, in start order.
     pub per_client: Vec<ClientFigures>,
@@ -109,6 +111,7 @@ pub(crate) struct ClientFigures {
     pub client: String,
     pub ttfb_ms: Option<f64>,
     pub first_playlist_ms: Option<f64>,
+    pub first_segment_ms: Option<f64>,
     pub bytes: u64,
     pub stalls: u32,
     /// When the stalls began, seconds after the client's start.
@@ -182,6 +185,8 @@ pub(crate) struct Row {
     pub ttfb_p95_ms: Option<Spread>,
     pub first_playlist_median_ms: Option<Spread>,
     pub first_playlist_p95_ms: Option<Spread>,
+    pub first_segment_median_ms: Option<Spread>,
+    pub first_segment_p95_ms: Option<Spread>,
     pub stalls: u32,
     pub errors: usize,
     pub runs_kept_up: usize,
@@ -211,6 +216,8 @@ pub(crate) fn rows(results: &[RunResult]) -> Vec<Row> {
                 ttfb_p95_ms: spread(&|r| r.ttfb_ms.map(|q| q.p95)),
                 first_playlist_median_ms: spread(&|r| r.first_playlist_ms.map(|q| q.median)),
                 first_playlist_p95_ms: spread(&|r| r.first_playlist_ms.map(|q| q.p95)),
+                first_segment_median_ms: spread(&|r| r.first_segment_ms.map(|q| q.median)),
+                first_segment_p95_ms: spread(&|r| r.first_segment_ms.map(|q| q.p95)),
                 stalls: runs.iter().map(|r| r.stalls).sum(),
                 errors: runs.iter().map(|r| r.errors).sum(),
                 runs_kept_up: runs.iter().filter(|r| r.kept_up()).count(),
@@ -307,9 +314,9 @@ fn ratio_cell(r: Option<f64>) -> String {
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | server | clients | sessions | CPU % of a core | CPU s / stream-min | memory MiB / session | TTFB ms median (P95) | first playlist ms median (P95) | stalls | errors |\n",
+        "| scenario | server | clients | sessions | CPU % of a core | CPU s / stream-min | memory MiB / session | TTFB ms median (P95) | first playlist ms median (P95) | first segment ms median (P95) | stalls | errors |\n",
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     let mut scenarios: Vec<Scenario> = rows.iter().map(|r| r.scenario).collect();
     scenarios.dedup();
     for scenario in scenarios {
@@ -321,7 +328,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 scenario.label(),
                 row.server,
                 row.clients,
@@ -331,6 +338,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 cell(row.memory_per_session_mib, 1),
                 latency(row.ttfb_median_ms, row.ttfb_p95_ms),
                 latency(row.first_playlist_median_ms, row.first_playlist_p95_ms),
+                latency(row.first_segment_median_ms, row.first_segment_p95_ms),
                 row.stalls,
                 row.errors,
             );
@@ -338,13 +346,14 @@ pub(crate) fn table(rows: &[Row]) -> String {
         if let (Some(x), Some(f)) = (of(Server::Xg2g), of(Server::Ffmpeg)) {
             let _ = writeln!(
                 out,
-                "| {} | xg2g / ffmpeg | | | {} | {} | {} | {} | {} | | |",
+                "| {} | xg2g / ffmpeg | | | {} | {} | {} | {} | {} | {} | | |",
                 scenario.label(),
                 ratio_cell(ratio(x.cpu_percent, f.cpu_percent)),
                 ratio_cell(ratio(x.cpu_per_stream_minute, f.cpu_per_stream_minute)),
                 ratio_cell(ratio(x.memory_per_session_mib, f.memory_per_session_mib)),
                 ratio_cell(ratio(x.ttfb_median_ms, f.ttfb_median_ms)),
                 ratio_cell(ratio(x.first_playlist_median_ms, f.first_playlist_median_ms)),
+                ratio_cell(ratio(x.first_segment_median_ms, f.first_segment_median_ms)),
             );
         }
     }
@@ -384,6 +393,7 @@ mod tests {
             loaded_kib,
             ttfb_ms: Quantiles::of(&ttfb.iter().map(|&ms| Duration::from_millis(ms)).collect::<Vec<_>>()),
             first_playlist_ms: None,
+            first_segment_ms: None,
             stalls: 0,
             per_client: vec![],
             errors: 0,

@@ -406,8 +406,7 @@ async fn run_registry(
                 let ended_key = key.clone();
                 let id = next_id;
                 let hls = (key.output == Output::Hls).then(|| {
-                    let (tx, rx) =
-                        watch::channel(Arc::new(HlsState::new(settings.hls_window, settings.hls_target())));
+                    let (tx, rx) = watch::channel(Arc::new(HlsState::new(settings.hls_window, settings.hls_target())));
                     (
                         tx,
                         HlsView {

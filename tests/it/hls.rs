@@ -192,7 +192,11 @@ fn check_wire(dir: &std::path::Path, channel: &str, segments: &[(f64, String, bo
         assert_eq!(pid(0), 0, "{channel} {uri}: the PAT first");
         // The PAT's only program names the PMT PID (after any adaptation field and the
         // pointer field).
-        let at = 4 + if bytes[3] & 0x20 != 0 { 1 + usize::from(bytes[4]) } else { 0 };
+        let at = 4 + if bytes[3] & 0x20 != 0 {
+            1 + usize::from(bytes[4])
+        } else {
+            0
+        };
         let section = &bytes[at + 1 + usize::from(bytes[at])..];
         let pmt_pid = (u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]);
         assert_eq!(pid(1), pmt_pid, "{channel} {uri}: the PMT second");
@@ -200,11 +204,19 @@ fn check_wire(dir: &std::path::Path, channel: &str, segments: &[(f64, String, bo
     }
     let path = dir.join("joined.ts");
     std::fs::write(&path, &joined).unwrap();
-    let (json, log) = ffprobe(&path, &["-show_packets", "-show_entries", "packet=stream_index,dts"], "debug");
+    let (json, log) = ffprobe(
+        &path,
+        &["-show_packets", "-show_entries", "packet=stream_index,dts"],
+        "debug",
+    );
     assert!(
         !log.contains("Continuity check failed"),
         "{channel}: continuity breaks across segments:\n{}",
-        log.lines().filter(|l| l.contains("Continuity")).take(5).collect::<Vec<_>>().join("\n")
+        log.lines()
+            .filter(|l| l.contains("Continuity"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
     let packets = json["packets"].as_array().expect("packets");
@@ -369,16 +381,29 @@ async fn cors_on_playlists_segments_and_preflights() {
         .unwrap();
     assert_eq!(preflight.status(), 204);
     assert_eq!(origin(&preflight).as_deref(), Some("*"));
-    assert!(preflight.headers()["access-control-allow-methods"].to_str().unwrap().contains("GET"));
+    assert!(
+        preflight.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
     assert_eq!(
         demo.stats().stream_connections.load(Ordering::Relaxed),
         0,
         "a preflight starts no session"
     );
-    let master = http.get(format!("{base}/hls/{HD}/aac/index.m3u8")).send().await.unwrap();
+    let master = http
+        .get(format!("{base}/hls/{HD}/aac/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(master.status(), 200);
     assert_eq!(origin(&master).as_deref(), Some("*"));
-    let media = http.get(format!("{base}/hls/{HD}/aac/media.m3u8")).send().await.unwrap();
+    let media = http
+        .get(format!("{base}/hls/{HD}/aac/media.m3u8"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(origin(&media).as_deref(), Some("*"));
     let body = media.text().await.unwrap();
     let first = check_media(&body).segments[0].1.clone();
@@ -387,7 +412,11 @@ async fn cors_on_playlists_segments_and_preflights() {
     assert_eq!(origin(&segment).as_deref(), Some("*"));
     let missing = http.get(format!("{base}/hls/{HD}/aac/99999.ts")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(origin(&missing).as_deref(), Some("*"), "errors too, so players can read them");
+    assert_eq!(
+        origin(&missing).as_deref(),
+        Some("*"),
+        "errors too, so players can read them"
+    );
     running.stop().await;
 
     // One configured origin; empty sends none.
