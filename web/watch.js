@@ -24,9 +24,12 @@
   var isVideo = media.tagName === 'VIDEO';
   var failed = false;
   // Milliseconds from this script's start to the first decoded frame (audio: first playback),
-  // and the rebuffering events after it.
+  // and the rebuffering after it: events where playback waited 250 ms or more (a shorter
+  // 'waiting' is a decoder catching its breath that nobody sees), and their total time.
   var firstFrame = -1;
   var stalls = 0;
+  var stalledMs = 0;
+  var waitingSince = -1;
 
   function firstFrameSeen() {
     if (firstFrame < 0) {
@@ -73,11 +76,19 @@
     if (!isVideo || !media.requestVideoFrameCallback) {
       firstFrameSeen();
     }
+    if (waitingSince >= 0) {
+      var waited = performance.now() - waitingSince;
+      waitingSince = -1;
+      stalledMs += waited;
+      if (waited >= 250) {
+        stalls += 1;
+      }
+    }
     say(media.muted ? 'Playing without sound: unmute with the controls' : 'Playing', 'playing');
   });
   media.addEventListener('waiting', function () {
-    if (firstFrame >= 0) {
-      stalls += 1;
+    if (firstFrame >= 0 && waitingSince < 0) {
+      waitingSince = performance.now();
     }
     say('Buffering…', 'waiting');
   });
@@ -179,7 +190,7 @@
       console.info('xg2g-report tag=' + (tag || '-') + ' engine=' + (status.dataset.engine || 'none') +
         ' state=' + status.dataset.state + ' time=' + media.currentTime.toFixed(1) +
         ' frames=' + decodedFrames() + ' audio=' + (media.webkitAudioDecodedByteCount || 0) +
-        ' first=' + firstFrame + ' stalls=' + stalls + (failed ? ' error=' + errorBox.textContent : ''));
+        ' first=' + firstFrame + ' stalls=' + stalls + ' stalled=' + Math.round(stalledMs) + (failed ? ' error=' + errorBox.textContent : ''));
     }, 1000);
   }
 

@@ -134,7 +134,11 @@ async fn media(
         let within = Duration::from_secs(3 * target.max(1));
         wait_until(&view, within, |s| s.last_sequence().is_some_and(|n| n >= wanted)).await;
     }
-    let body = view.state.borrow().media_playlist();
+    let body = {
+        let current = view.state.borrow();
+        tracing::debug!(wanted, newest = current.last_sequence(), "Media playlist.");
+        current.media_playlist()
+    };
     Ok(playlist(body))
 }
 
@@ -188,6 +192,7 @@ async fn segment(
         .borrow()
         .segment(sequence)
         .ok_or(HttpError::SegmentNotFound)?;
+    tracing::debug!(sequence, "Segment.");
     Ok(HttpResponse::Ok()
         .content_type("video/mp2t")
         // A segment never changes once written.
