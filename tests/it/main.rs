@@ -10,6 +10,7 @@ mod detect;
 mod encoder_queue;
 mod guide;
 mod hdhr;
+mod hdhr_discovery;
 mod hls;
 mod load;
 mod monitoring;
