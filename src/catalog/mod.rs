@@ -13,7 +13,7 @@ pub(crate) use page::html as escape_html;
 pub use page::render_index;
 pub use refresh::{RefreshError, RefreshSummary};
 pub(crate) use xmltv::escape as escape_xml;
-pub use xmltv::{ChannelIds, render_xmltv};
+pub use xmltv::{ChannelIds, NUMBER_ID_DOMAIN, render_xmltv};
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -20,8 +20,14 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize)]
 struct XmltvQuery {
-    /// `number` keys channels by their number (Plex's HDHomeRun guide); default the `tvg-id`.
+    /// `number` keys channels by `<number>.xg2g` (Plex's HDHomeRun guide); default the `tvg-id`.
     ids: Option<String>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn xmltv(state: State, req: HttpRequest, query: web::Query<XmltvQuery>) -> Result<HttpResponse, HttpError> {
@@ -40,5 +46,5 @@ async fn xmltv(state: State, req: HttpRequest, query: web::Query<XmltvQuery>) ->
     Ok(HttpResponse::Ok()
         .content_type("application/xml; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"xmltv.xml\""))
-        .body(render_xmltv(&catalog.channels, &catalog.guide, &base, ids)))
+        .body(render_xmltv(&catalog.channels, &catalog.guide, &base, ids, unix_now())))
 }
