@@ -238,6 +238,30 @@ async fn lineup_status_device_xml_and_lineup_post() {
     running.stop().await;
 }
 
+/// What Plex's and Channels' channel scans send: a scan with a source, the found line-up while
+/// it "runs", and the status after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_server_scan_finds_the_lineup() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+    let http = client();
+    let scan = http
+        .post(format!("{base}/lineup.post?scan=start&source=Cable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.status(), 200);
+    let (status, _, found) = get_json(&format!("{base}/lineup.json?show=found")).await;
+    assert_eq!(status, 200);
+    let (_, _, all) = get_json(&format!("{base}/lineup.json")).await;
+    assert_eq!(found, all, "every channel counts as found");
+    assert_eq!(found.as_array().unwrap().len(), 5);
+    let (_, _, state) = get_json(&format!("{base}/lineup_status.json")).await;
+    assert_eq!(state["ScanInProgress"], 0, "the scan is over at once");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switched_off_the_tuner_routes_are_not_there() {
     let demo = demo().await;
