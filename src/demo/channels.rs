@@ -182,8 +182,8 @@ const SHOWS: &[(&str, &str)] = &[
 ];
 
 /// Events of one channel from one hour before `now` for `days` days, in 30- and 60-minute slots,
-/// with a half-hour hole now and then (a receiver's guide has holes); none for a channel without
-/// a guide.
+/// with a half-hour hole now and then, at different times per channel (a receiver's guide has
+/// holes); none for a channel without a guide.
 pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days: u32) -> Vec<Event> {
     if !channel.guide {
         return Vec::new();
@@ -196,7 +196,7 @@ pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days
     while t < end {
         let (title, desc) = SHOWS[(slot + channel_index) % SHOWS.len()];
         let duration = if slot.is_multiple_of(3) { 3_600 } else { 1_800 };
-        if slot % 7 == 5 {
+        if (slot + channel_index) % 7 == 5 {
             // A hole in the guide: nothing announced for this half hour.
             t += 1_800;
             slot += 1;
