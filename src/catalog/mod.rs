@@ -3,12 +3,14 @@
 
 mod guide;
 mod m3u;
+mod now_next;
 mod page;
 mod refresh;
 mod xmltv;
 
 pub use guide::{Guide, GuideLoad, GuideWindow, Programme, load_guide};
 pub use m3u::render_m3u;
+pub use now_next::{ChannelNow, NowNext, Slot, now_next};
 pub(crate) use page::html as escape_html;
 pub use page::render_index;
 pub use refresh::{RefreshError, RefreshSummary};

@@ -1,4 +1,5 @@
-//! `GET /xmltv.xml`: the programme guide as XMLTV, gzip-compressed when the client accepts it.
+//! `GET /xmltv.xml`: the programme guide as XMLTV, gzip-compressed when the client accepts it;
+//! `GET /api/v1/guide/now`: what runs now and next on every channel, for the page's script.
 
 use actix_web::http::header;
 use actix_web::middleware::Compress;
@@ -7,7 +8,7 @@ use serde::Deserialize;
 
 use super::error::HttpError;
 use super::{State, base_url};
-use crate::catalog::{ChannelIds, render_xmltv};
+use crate::catalog::{ChannelIds, now_next, render_xmltv};
 
 /// Only this resource is wrapped in compression; streams never are.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -16,6 +17,15 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .wrap(Compress::default())
             .route(web::get().to(xmltv)),
     );
+    cfg.route("/api/v1/guide/now", web::get().to(guide_now));
+}
+
+/// Small and changing by the minute: never cached.
+async fn guide_now(state: State) -> Result<HttpResponse, HttpError> {
+    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(now_next(&catalog, unix_now())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +34,8 @@ struct XmltvQuery {
     ids: Option<String>,
 }
 
-fn unix_now() -> i64 {
+/// The system clock in Unix seconds, for the guide's "now".
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -14,6 +14,7 @@ mod hdhr_discovery;
 mod hls;
 mod load;
 mod monitoring;
+mod now_next;
 mod openwebif;
 mod picons;
 mod rate_limit;
