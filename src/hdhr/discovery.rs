@@ -26,6 +26,8 @@ use super::{Device, HdhrError};
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A control connection that sends nothing for this long is closed.
 const CONTROL_IDLE: Duration = Duration::from_secs(30);
+/// Control connections open at once; more are closed at once (a tool opens one at a time).
+const MAX_CONTROL_SESSIONS: usize = 8;
 
 /// The running responder; owned by the app, which awaits it on shutdown.
 #[derive(Debug)]
@@ -99,6 +101,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; MAX_FRAME];
+    let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_SESSIONS));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -108,8 +111,16 @@ async fn serve(
             },
             accepted = accept(control.as_ref()) => match accepted {
                 Ok((stream, peer)) if is_local_network(peer.ip()) => {
+                    let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
+                        tracing::debug!(%peer, "HDHomeRun control: too many connections; closing this one.");
+                        continue;
+                    };
                     let span = tracing::debug_span!("hdhr-control", %peer);
-                    tokio::spawn(control_session(stream, Arc::clone(&device), shutdown.clone()).instrument(span));
+                    let session = control_session(stream, Arc::clone(&device), shutdown.clone());
+                    tokio::spawn(async move {
+                        session.await;
+                        drop(permit);
+                    }.instrument(span));
                 }
                 Ok((_, peer)) => tracing::debug!(%peer, "HDHomeRun control from outside local networks refused."),
                 Err(error) => tracing::debug!(%error, "HDHomeRun control accept failed."),

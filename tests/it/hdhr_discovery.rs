@@ -173,3 +173,55 @@ async fn hdhomerun_config_discovers_the_tuner_and_reads_its_model() {
     assert_eq!(unknown.trim(), "ERROR: unknown getset variable", "{unknown}");
     running.stop().await;
 }
+
+/// `get /sys/model` over a fresh control connection; `None` when the connection is closed
+/// without an answer.
+async fn get_model(addr: std::net::SocketAddr) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = b"/sys/model\0";
+    let mut payload = vec![0x03, name.len() as u8];
+    payload.extend_from_slice(name);
+    stream.write_all(&seal(0x0004, &payload)).await.ok()?;
+    let mut reply = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut reply))
+        .await
+        .expect("an answer or a close within 5 s")
+        .ok()?;
+    (n > 0).then(|| reply[..n].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_connections_are_bounded() {
+    use tokio::io::AsyncReadExt as _;
+    let demo = demo().await;
+    let config = config_for(&demo, &[("hdhr.discovery_listen", "127.0.0.1:0")]);
+    let (running, _) = start_app(&config).await;
+    let control = running.hdhr_discovery_addr().expect("discovery runs");
+
+    // Eight idle connections hold every slot: the ninth is closed unanswered.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(control).await.unwrap());
+    }
+    let mut ninth = tokio::net::TcpStream::connect(control).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), ninth.read(&mut byte))
+        .await
+        .expect("closed within 5 s");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+
+    // One closes; its slot comes back once the server has seen it go.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        if let Some(reply) = get_model(control).await {
+            break reply;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no slot came back within 5 s");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(&reply[..2], [0x00, 0x05], "a get/set reply");
+    assert!(reply.windows(16).any(|w| w == b"hdhomeruntc_atsc"));
+    running.stop().await;
+}
