@@ -5,7 +5,7 @@
 #   docker-compose config -q   docker-compose.production.yml, alone and with the Cloudflare file
 #   kubectl kustomize + kubernetes-validate   the base and the GPU overlays, as Kubernetes 1.28
 #                and 1.37 read them (strict: unknown fields fail)
-#   hadolint     Dockerfile.vaapi and Dockerfile.nvidia (the images are not built here)
+#   hadolint     Dockerfile.vaapi and Dockerfile.nvidia (built by scripts/build-images.sh, not here)
 #   python       dashboards parse (json.tool); scripts/check-deploy.py checks what no linter covers
 #                (panel grid and datasource uids, hardening of every compose service, Kubernetes
 #                references, and `xg2g check-config` on the environment each deployment gives)

@@ -2,7 +2,8 @@
 # Installs the system packages xg2g needs (REFERENCE: GStreamer 1.22 on Debian 12 / Ubuntu 24.04)
 # when any is missing, then warms GStreamer's plugin registry once. Idempotent and quiet when all
 # is present. Uses sudo when not root. `--test` adds the validators the tests and CI run
-# (tv_validate_file, promtool, docker-compose, a Python venv for kubernetes-validate).
+# (tv_validate_file, promtool, docker-compose, hdhomerun_config, a Python venv for
+# kubernetes-validate).
 set -euo pipefail
 
 PACKAGES=(
@@ -13,7 +14,7 @@ PACKAGES=(
   libsoup-3.0-0 ffmpeg
 )
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(xmltv-util prometheus docker-compose python3-venv)
+  PACKAGES+=(xmltv-util prometheus docker-compose hdhomerun-config python3-venv)
   # The browser tests play HLS in Chromium. Debian packages it; Ubuntu's `chromium` is a snap
   # wrapper that does not install in a container, so there the browser tests skip.
   if grep -qs '^ID=debian' /etc/os-release; then

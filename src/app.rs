@@ -99,6 +99,7 @@ pub struct Running {
     catalog: CatalogHandle,
     shutdown_timeout: Duration,
     ssdp: Option<crate::hdhr::SsdpResponder>,
+    hdhr_discovery: Option<crate::hdhr::DiscoveryResponder>,
     state: Arc<AppState>,
     /// Reloads the templates on SIGHUP (unix).
     sighup: Option<tokio::task::JoinHandle<()>>,
@@ -168,6 +169,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let ssdp = hdhr
         .as_ref()
         .and_then(|device| crate::hdhr::start_ssdp(config, device, addr, shutdown.clone()));
+    let hdhr_discovery = hdhr
+        .as_ref()
+        .and_then(|device| crate::hdhr::start_discovery(config, device, addr, shutdown.clone()));
     let sighup = http::spawn_on_sighup(Arc::clone(&state), shutdown.clone());
     let gpu_stats = config
         .gpu
@@ -182,6 +186,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         catalog,
         shutdown_timeout: config.shutdown_timeout,
         ssdp,
+        hdhr_discovery,
         state,
         sighup,
         gpu_stats,
@@ -200,6 +205,12 @@ impl Running {
     /// The SSDP responder's UDP address, when it runs.
     pub fn ssdp_addr(&self) -> Option<SocketAddr> {
         self.ssdp.as_ref().map(|s| s.addr())
+    }
+
+    /// The HDHomeRun discovery responder's UDP address (its control channel listens on the same
+    /// TCP port), when it runs.
+    pub fn hdhr_discovery_addr(&self) -> Option<SocketAddr> {
+        self.hdhr_discovery.as_ref().map(|d| d.addr())
     }
 
     /// Reloads the pipeline templates from `streaming.pipelines_dir`, as SIGHUP and
@@ -222,6 +233,9 @@ impl Running {
         drained.await;
         if let Some(ssdp) = self.ssdp {
             ssdp.join().await;
+        }
+        if let Some(discovery) = self.hdhr_discovery {
+            discovery.join().await;
         }
         if let Some(gpu_stats) = self.gpu_stats {
             gpu_stats.join().await;

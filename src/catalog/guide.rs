@@ -47,6 +47,11 @@ impl Guide {
         self.len() == 0
     }
 
+    /// When the last programme of any channel ends; `None` for an empty guide.
+    pub fn last_stop(&self) -> Option<i64> {
+        self.programmes.values().flatten().map(|p| p.stop).max()
+    }
+
     /// Sets one channel's programmes (time-ordered, as [`programmes`] makes them).
     pub(crate) fn set(&mut self, service_ref: ServiceRef, list: Vec<Programme>) {
         if list.is_empty() {

@@ -3,17 +3,19 @@
 
 mod guide;
 mod m3u;
+mod now_next;
 mod page;
 mod refresh;
 mod xmltv;
 
 pub use guide::{Guide, GuideLoad, GuideWindow, Programme, load_guide};
 pub use m3u::render_m3u;
+pub use now_next::{ChannelNow, NowNext, Slot, now_next};
 pub(crate) use page::html as escape_html;
 pub use page::render_index;
 pub use refresh::{RefreshError, RefreshSummary};
 pub(crate) use xmltv::escape as escape_xml;
-pub use xmltv::{ChannelIds, render_xmltv};
+pub use xmltv::{ChannelIds, NUMBER_ID_DOMAIN, render_xmltv};
 
 use std::sync::Arc;
 use std::time::SystemTime;

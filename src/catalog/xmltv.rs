@@ -1,5 +1,7 @@
 //! XMLTV guide for Threadfin, Kodi, Jellyfin and Plex (REFERENCE.md §2): channels with the M3U
-//! `tvg-id` (or their number, for Plex's HDHomeRun guide), icons, and programmes in UTC.
+//! `tvg-id` (or an id made of their number, for Plex's HDHomeRun guide), their name and number as
+//! display names, icons, and programmes in UTC. Every id has the `name.domain` shape the XMLTV
+//! tools require, and every channel has programmes: one without a guide gets placeholders.
 
 use std::fmt::Write as _;
 
@@ -11,21 +13,34 @@ use crate::model::Channel;
 pub enum ChannelIds {
     /// The M3U `tvg-id`: what Threadfin, Kodi and Jellyfin match on.
     TvgId,
-    /// The channel number, which the HDHomeRun lineup calls `GuideNumber`: what Plex matches on.
+    /// `<number>.xg2g`, from the number the HDHomeRun lineup calls `GuideNumber`, for Plex's
+    /// tuner guide (the number itself is also a display name, which is what Plex matches on).
     Number,
 }
+
+/// The domain part of number ids: XMLTV ids are `name.domain` (RFC 2838), and `tv_validate_file`
+/// refuses a bare number.
+pub const NUMBER_ID_DOMAIN: &str = "xg2g";
 
 impl ChannelIds {
     fn of(self, channel: &Channel) -> String {
         match self {
             Self::TvgId => channel.tvg_id(),
-            Self::Number => channel.number.to_string(),
+            Self::Number => format!("{}.{NUMBER_ID_DOMAIN}", channel.number),
         }
     }
 }
 
-/// Renders the guide; `base` is this server's URL without a trailing slash (for icons).
-pub fn render_xmltv(channels: &[Channel], guide: &Guide, base: &str, ids: ChannelIds) -> String {
+/// How long each placeholder programme of a channel without a guide lasts.
+const PLACEHOLDER_SECS: i64 = 6 * 3_600;
+/// How far ahead placeholders reach when the guide has nothing that ends later.
+const PLACEHOLDER_MIN_SPAN: i64 = 86_400;
+
+/// Renders the guide; `base` is this server's URL without a trailing slash (for icons), `now`
+/// the current Unix time. A channel without programmes gets placeholders titled with its name,
+/// in 6-hour blocks from the block holding `now` to the end of the guide (at least a day):
+/// media servers hide channels without guide data, and XMLTV validators refuse them.
+pub fn render_xmltv(channels: &[Channel], guide: &Guide, base: &str, ids: ChannelIds, now: i64) -> String {
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE tv SYSTEM \"xmltv.dtd\">\n\
@@ -34,15 +49,37 @@ pub fn render_xmltv(channels: &[Channel], guide: &Guide, base: &str, ids: Channe
     for c in channels {
         let _ = write!(
             out,
-            "  <channel id=\"{id}\">\n    <display-name>{name}</display-name>\n    <icon src=\"{icon}\"/>\n  </channel>\n",
+            "  <channel id=\"{id}\">\n    <display-name>{name}</display-name>\n    <display-name>{number}</display-name>\n    \
+             <icon src=\"{icon}\"/>\n  </channel>\n",
             id = escape(&ids.of(c)),
             name = escape(&c.name),
+            number = c.number,
             icon = escape(&format!("{base}/picon/{}.png", c.service_ref)),
         );
     }
+    let placeholders_until = guide
+        .last_stop()
+        .unwrap_or(now)
+        .max(now.saturating_add(PLACEHOLDER_MIN_SPAN));
     for c in channels {
         let id = escape(&ids.of(c));
-        for p in guide.programmes(&c.service_ref) {
+        let own = guide.programmes(&c.service_ref);
+        if own.is_empty() {
+            let mut start = now - now.rem_euclid(PLACEHOLDER_SECS);
+            while start < placeholders_until {
+                let stop = start + PLACEHOLDER_SECS;
+                let _ = writeln!(
+                    out,
+                    "  <programme start=\"{}\" stop=\"{}\" channel=\"{id}\">\n    <title>{}</title>\n  </programme>",
+                    xmltv_time(start),
+                    xmltv_time(stop),
+                    escape(&c.name)
+                );
+                start = stop;
+            }
+            continue;
+        }
+        for p in own {
             let _ = writeln!(
                 out,
                 "  <programme start=\"{}\" stop=\"{}\" channel=\"{id}\">",
@@ -173,7 +210,13 @@ mod tests {
             GuideWindow::days_from(1_700_000_000, 1),
         );
         guide.set(channels[0].service_ref.clone(), list);
-        let xml = render_xmltv(&channels, &guide, "http://tv.local:8080", ChannelIds::TvgId);
+        let xml = render_xmltv(
+            &channels[..1],
+            &guide,
+            "http://tv.local:8080",
+            ChannelIds::TvgId,
+            1_700_000_000,
+        );
         assert_eq!(
             xml,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -181,11 +224,8 @@ mod tests {
              <tv generator-info-name=\"xg2g\">\n\
              \x20 <channel id=\"1.0.19.283D.3FB.1.C00000.0.0.0\">\n\
              \x20   <display-name>Das Erste HD</display-name>\n\
+             \x20   <display-name>1</display-name>\n\
              \x20   <icon src=\"http://tv.local:8080/picon/1:0:19:283D:3FB:1:C00000:0:0:0:.png\"/>\n\
-             \x20 </channel>\n\
-             \x20 <channel id=\"1.0.1.6F0B.44D.1.C00000.0.0.0\">\n\
-             \x20   <display-name>Bayerisches Fernsehen Süd &amp; Co</display-name>\n\
-             \x20   <icon src=\"http://tv.local:8080/picon/1:0:1:6F0B:44D:1:C00000:0:0:0:.png\"/>\n\
              \x20 </channel>\n\
              \x20 <programme start=\"20231114221320 +0000\" stop=\"20231114222820 +0000\" channel=\"1.0.19.283D.3FB.1.C00000.0.0.0\">\n\
              \x20   <title>Tatort: &lt;Münchner&gt; Blut</title>\n\
@@ -194,10 +234,64 @@ mod tests {
              \x20 </programme>\n\
              </tv>\n"
         );
-        let by_number = render_xmltv(&channels, &guide, "http://tv.local:8080", ChannelIds::Number);
-        assert!(by_number.contains("<channel id=\"1\">"), "{by_number}");
-        assert!(by_number.contains("<channel id=\"2\">"), "{by_number}");
-        assert!(by_number.contains("channel=\"1\">"), "{by_number}");
+        let by_number = render_xmltv(
+            &channels,
+            &guide,
+            "http://tv.local:8080",
+            ChannelIds::Number,
+            1_700_000_000,
+        );
+        assert!(by_number.contains("<channel id=\"1.xg2g\">"), "{by_number}");
+        assert!(by_number.contains("<channel id=\"2.xg2g\">"), "{by_number}");
+        assert!(by_number.contains("channel=\"1.xg2g\">"), "{by_number}");
+        assert!(by_number.contains(
+            "<display-name>Bayerisches Fernsehen Süd &amp; Co</display-name>\n    <display-name>2</display-name>"
+        ));
         assert!(!by_number.contains("1_0_19"), "{by_number}");
+    }
+
+    #[test]
+    fn a_channel_without_a_guide_gets_placeholders_to_the_end_of_the_guide() {
+        let channels = [
+            channel(1, "Das Erste HD", "1:0:19:283D:3FB:1:C00000:0:0:0:"),
+            channel(2, "Ö1 & Co", "1:0:2:2F1C:441:1:C00000:0:0:0:"),
+        ];
+        let now = 1_700_000_000; // 2023-11-14 22:13:20 UTC
+        let event = |start: i64| EpgEvent {
+            id: 1,
+            service_ref: "1:0:19:283D:3FB:1:C00000:0:0:0:".to_owned(),
+            start,
+            duration: 3_600,
+            title: "Tagesschau".to_owned(),
+            short_description: String::new(),
+            long_description: String::new(),
+        };
+        let mut guide = Guide::default();
+        let list = programmes(
+            &channels[0].service_ref,
+            vec![event(now), event(now + 2 * 86_400)],
+            GuideWindow::days_from(now, 3),
+        );
+        guide.set(channels[0].service_ref.clone(), list);
+        let xml = render_xmltv(&channels, &guide, "http://h", ChannelIds::TvgId, now);
+        let placeholders: Vec<&str> = xml
+            .lines()
+            .filter(|l| l.contains("channel=\"1.0.2.2F1C.441.1.C00000.0.0.0\""))
+            .collect();
+        // From the block holding now (18:00) to past the guide's last stop (2023-11-16 23:13):
+        // 2023-11-14 18:00 … 2023-11-17 00:00, nine blocks of six hours.
+        assert_eq!(placeholders.len(), 9, "{xml}");
+        assert_eq!(
+            placeholders[0],
+            "  <programme start=\"20231114180000 +0000\" stop=\"20231115000000 +0000\" channel=\"1.0.2.2F1C.441.1.C00000.0.0.0\">"
+        );
+        assert!(placeholders[8].contains("stop=\"20231117000000 +0000\""));
+        assert_eq!(xml.matches("<title>Ö1 &amp; Co</title>").count(), 9);
+        // The channel with a guide keeps exactly its own programmes.
+        assert_eq!(xml.matches("<title>Tagesschau</title>").count(), 2);
+
+        // With no guide at all, placeholders still cover a day.
+        let empty = render_xmltv(&channels, &Guide::default(), "http://h", ChannelIds::TvgId, now);
+        assert_eq!(empty.matches("<programme ").count(), 2 * 5, "{empty}");
     }
 }

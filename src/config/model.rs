@@ -112,6 +112,8 @@ pub struct HdhrConfig {
     pub enabled: bool,
     pub ssdp: bool,
     pub ssdp_listen: SocketAddr,
+    pub discovery: bool,
+    pub discovery_listen: SocketAddr,
     /// `None` = derive one.
     pub device_id: Option<String>,
     pub friendly_name: String,
@@ -282,6 +284,8 @@ impl Config {
                 enabled: v.boolean("hdhr.enabled"),
                 ssdp: v.boolean("hdhr.ssdp"),
                 ssdp_listen: v.addr("hdhr.ssdp_listen"),
+                discovery: v.boolean("hdhr.discovery"),
+                discovery_listen: v.addr("hdhr.discovery_listen"),
                 device_id: v.optional_text("hdhr.device_id"),
                 friendly_name: v.text("hdhr.friendly_name"),
                 tuner_count: v.count("hdhr.tuner_count"),

@@ -335,6 +335,22 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: None,
     },
     KeySpec {
+        key: "hdhr.discovery",
+        env: Some("XG2G_HDHR_DISCOVERY"),
+        default: DefaultValue::Bool(true),
+        kind: Kind::Bool,
+        doc: "Answer SiliconDust's HDHomeRun discovery (libhdhomerun, hdhomerun_config) and its control channel.",
+        check: None,
+    },
+    KeySpec {
+        key: "hdhr.discovery_listen",
+        env: Some("XG2G_HDHR_DISCOVERY_LISTEN"),
+        default: DefaultValue::Str(":65001"),
+        kind: Kind::Listen,
+        doc: "UDP (discovery) and TCP (control) address of HDHomeRun discovery.",
+        check: None,
+    },
+    KeySpec {
         key: "hdhr.device_id",
         env: Some("XG2G_HDHR_DEVICE_ID"),
         default: DefaultValue::Str(""),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::State;
-use super::channels::{BOUQUETS, Entry, events};
+use super::channels::{BOUQUETS, Entry, bouquet, events};
 use crate::model::ServiceRef;
 
 type Shared = web::Data<Arc<State>>;
@@ -132,7 +132,7 @@ async fn services(state: Shared, req: HttpRequest, q: web::Query<ServicesQuery>)
     if let Some(r) = gate(&state, &req).await {
         return r;
     }
-    let Some(bouquet) = BOUQUETS.iter().find(|b| Some(b.reference) == q.s_ref.as_deref()) else {
+    let Some(bouquet) = q.s_ref.as_deref().and_then(bouquet) else {
         return json_utf8(&state, json!({ "services": [], "pos": 0 }));
     };
     let services: Vec<_> = bouquet
@@ -195,7 +195,7 @@ async fn epg_bouquet(state: Shared, req: HttpRequest, q: web::Query<EpgQuery>) -
     if let Some(r) = gate(&state, &req).await {
         return r;
     }
-    let Some(bouquet) = BOUQUETS.iter().find(|b| Some(b.reference) == q.b_ref.as_deref()) else {
+    let Some(bouquet) = q.b_ref.as_deref().and_then(bouquet) else {
         return json_utf8(&state, json!({ "result": true, "events": [] }));
     };
     let mut all = Vec::new();

@@ -1,4 +1,5 @@
-//! The demo receiver's line-up: bouquets, channels, PIDs and a made-up programme guide.
+//! The demo receiver's line-up: bouquets (one nested in another, as Enigma2 allows), channels,
+//! PIDs and a made-up programme guide with gaps, and none at all for one radio channel.
 
 use super::media::MediaKind;
 
@@ -31,8 +32,14 @@ pub(crate) struct DemoChannel {
     pub video_pid: u16,
     pub mp2_pid: u16,
     pub ac3_pid: u16,
+    /// Whether the receiver has guide events for it (small radio stations often have none).
+    pub guide: bool,
 }
 
+/// A bouquet listed inside "Favourites (TV)", not in `/api/bouquets`.
+const HD_KANAELE: &str = "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"subbouquet.hd.tv\" ORDER BY bouquet";
+
+/// The bouquets `/api/bouquets` lists.
 pub(crate) const BOUQUETS: &[DemoBouquet] = &[
     DemoBouquet {
         reference: "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.favourites.tv\" ORDER BY bouquet",
@@ -51,6 +58,7 @@ pub(crate) const BOUQUETS: &[DemoBouquet] = &[
                 video_pid: 0x65,
                 mp2_pid: 0x66,
                 ac3_pid: 0x6A,
+                guide: true,
             }),
             Entry::Channel(DemoChannel {
                 name: "Bayerisches Fernsehen Süd",
@@ -61,17 +69,12 @@ pub(crate) const BOUQUETS: &[DemoBouquet] = &[
                 video_pid: 0x1FF,
                 mp2_pid: 0x200,
                 ac3_pid: 0x203,
+                guide: true,
             }),
-            Entry::Channel(DemoChannel {
-                name: "ORF1 HD",
-                reference: "1:0:19:132F:3EF:1:C00000:0:0:0:",
-                media: MediaKind::Hd,
-                whitelisted: true,
-                pmt_pid: 0x44C,
-                video_pid: 0x4B0,
-                mp2_pid: 0x4B1,
-                ac3_pid: 0x4B3,
-            }),
+            Entry::Directory {
+                reference: HD_KANAELE,
+                name: "HD Kanäle",
+            },
             Entry::Directory {
                 reference: "1:7:1:0:0:0:0:0:0:0:FROM BOUQUET \"userbouquet.archiv.tv\" ORDER BY bouquet",
                 name: "Archiv",
@@ -91,6 +94,7 @@ pub(crate) const BOUQUETS: &[DemoBouquet] = &[
                 video_pid: 0x101,
                 mp2_pid: 0x102,
                 ac3_pid: 0x106,
+                guide: true,
             }),
             Entry::Marker {
                 reference: "1:64:2:0:0:0:0:0:0:0::Hörfunk",
@@ -105,16 +109,55 @@ pub(crate) const BOUQUETS: &[DemoBouquet] = &[
                 video_pid: 0,
                 mp2_pid: 0x5DD,
                 ac3_pid: 0,
+                guide: false,
             }),
         ],
     },
 ];
 
+/// Bouquets only reachable through a directory entry of another.
+pub(crate) const NESTED: &[DemoBouquet] = &[DemoBouquet {
+    reference: HD_KANAELE,
+    name: "HD Kanäle",
+    entries: &[Entry::Channel(DemoChannel {
+        name: "ORF1 HD",
+        reference: "1:0:19:132F:3EF:1:C00000:0:0:0:",
+        media: MediaKind::Hd,
+        whitelisted: true,
+        pmt_pid: 0x44C,
+        video_pid: 0x4B0,
+        mp2_pid: 0x4B1,
+        ac3_pid: 0x4B3,
+        guide: true,
+    })],
+}];
+
+/// A listed or nested bouquet by reference.
+pub(crate) fn bouquet(reference: &str) -> Option<&'static DemoBouquet> {
+    BOUQUETS.iter().chain(NESTED).find(|b| b.reference == reference)
+}
+
+/// Every channel once, in the order a receiver's bouquet view shows them: a nested bouquet's
+/// channels where its directory entry is.
 pub(crate) fn channels() -> impl Iterator<Item = &'static DemoChannel> {
-    BOUQUETS.iter().flat_map(|b| b.entries.iter()).filter_map(|e| match e {
-        Entry::Channel(c) => Some(c),
-        _ => None,
-    })
+    fn walk(entries: &'static [Entry], out: &mut Vec<&'static DemoChannel>) {
+        for entry in entries {
+            match entry {
+                Entry::Channel(c) if !out.iter().any(|o| o.reference == c.reference) => out.push(c),
+                Entry::Directory { reference, .. } => {
+                    if let Some(nested) = NESTED.iter().find(|b| b.reference == *reference) {
+                        walk(nested.entries, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for bouquet in BOUQUETS {
+        walk(bouquet.entries, &mut out);
+    }
+    out.into_iter()
 }
 
 /// A guide event, in the shape of `/api/epgservice`.
@@ -138,8 +181,13 @@ const SHOWS: &[(&str, &str)] = &[
     ("Quarks", "Wissenschaft verständlich"),
 ];
 
-/// Events of one channel from one hour before `now` for `days` days, in 30- and 60-minute slots.
+/// Events of one channel from one hour before `now` for `days` days, in 30- and 60-minute slots,
+/// with a half-hour hole now and then, at different times per channel (a receiver's guide has
+/// holes); none for a channel without a guide.
 pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days: u32) -> Vec<Event> {
+    if !channel.guide {
+        return Vec::new();
+    }
     let start = now - now.rem_euclid(3_600) - 3_600;
     let end = now + i64::from(days) * 86_400;
     let mut out = Vec::new();
@@ -148,6 +196,12 @@ pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days
     while t < end {
         let (title, desc) = SHOWS[(slot + channel_index) % SHOWS.len()];
         let duration = if slot.is_multiple_of(3) { 3_600 } else { 1_800 };
+        if (slot + channel_index) % 7 == 5 {
+            // A hole in the guide: nothing announced for this half hour.
+            t += 1_800;
+            slot += 1;
+            continue;
+        }
         out.push(Event {
             id: ((t / 60) % 65_536) as u32,
             title: title.to_owned(),
@@ -161,4 +215,48 @@ pub(crate) fn events(channel: &DemoChannel, channel_index: usize, now: i64, days
         slot += duration as usize / 1_800;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_channels_stand_where_their_bouquet_entry_is() {
+        let names: Vec<&str> = channels().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "Das Erste HD",
+                "Bayerisches Fernsehen Süd",
+                "ORF1 HD",
+                "Münchner Lokalfernsehen",
+                "Ö1"
+            ]
+        );
+        assert_eq!(bouquet(HD_KANAELE).map(|b| b.name), Some("HD Kanäle"));
+        assert!(
+            BOUQUETS.iter().all(|b| b.reference != HD_KANAELE),
+            "not listed at the top"
+        );
+    }
+
+    #[test]
+    fn the_guide_has_holes_and_the_radio_none() {
+        let now = 1_767_291_600;
+        let radio = channels().find(|c| c.media == MediaKind::Radio).unwrap();
+        assert!(events(radio, 4, now, 1).is_empty());
+        let tv = channels().next().unwrap();
+        let list = events(tv, 0, now, 1);
+        assert!(list.len() > 20, "{}", list.len());
+        let holes = list
+            .windows(2)
+            .filter(|w| w[0].begin_timestamp + w[0].duration_sec < w[1].begin_timestamp)
+            .count();
+        assert!(holes >= 3, "{holes} holes in a day");
+        assert!(
+            list.windows(2)
+                .all(|w| w[0].begin_timestamp + w[0].duration_sec <= w[1].begin_timestamp)
+        );
+    }
 }

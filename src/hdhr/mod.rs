@@ -1,10 +1,14 @@
-//! The emulated HDHomeRun tuner: its identity, the documents Plex reads, and the SSDP responder.
+//! The emulated HDHomeRun tuner: its identity, the documents Plex reads, and the two ways it is
+//! found: SSDP and SiliconDust's own discovery on UDP 65001.
 //!
-//! [`Device`] is built once from the config; the renderers (`render`) and SSDP messages
-//! (`ssdp_message`) are pure and unit-tested without a runtime; `ssdp` is the one task with a
-//! socket.
+//! [`Device`] is built once from the config; the renderers (`render`), SSDP messages
+//! (`ssdp_message`) and HDHomeRun packets (`packet`) are pure and unit-tested without a runtime;
+//! `ssdp` and `discovery` are the tasks with sockets.
 
+mod advertised;
 mod device_id;
+mod discovery;
+mod packet;
 pub(crate) mod render;
 mod ssdp;
 mod ssdp_message;
@@ -15,14 +19,22 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use advertised::Advertised;
 pub use device_id::{DeviceId, DeviceIdError};
-pub(crate) use ssdp::{Advertised, SsdpResponder};
+pub(crate) use discovery::DiscoveryResponder;
+pub(crate) use ssdp::SsdpResponder;
 
 /// Errors of the tuner emulation.
 #[derive(Debug, thiserror::Error)]
 pub enum HdhrError {
     #[error("cannot bind the SSDP responder to {addr}: {source}")]
     SsdpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot bind HDHomeRun discovery to {addr}: {source}")]
+    DiscoveryBind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -72,35 +84,64 @@ impl Device {
     }
 }
 
-/// Starts the SSDP responder when the config asks for it. Off when HTTP listens on loopback
-/// only and SSDP on every interface: the network would be told an address it cannot reach.
-/// A failed bind is logged, not fatal: the tuner still works when added by address.
+/// Starts the SSDP responder when the config asks for it (`advertise` says when it stays off). A failed bind is logged, not fatal: the tuner still works when added by address.
 pub(crate) fn start_ssdp(
     config: &Config,
     device: &Arc<Device>,
     http_addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> Option<SsdpResponder> {
-    let listen = config.hdhr.ssdp_listen;
-    if !config.hdhr.ssdp {
-        return None;
-    }
-    if http_addr.ip().is_loopback() && listen.ip().is_unspecified() && config.public_url.is_none() {
-        tracing::info!(%http_addr, "SSDP off: HTTP listens on loopback only.");
-        return None;
-    }
-    let advertised = Advertised {
-        public_url: config
-            .public_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-        http_addr,
-    };
-    match ssdp::spawn(listen, Arc::clone(device), advertised, shutdown) {
+    let advertised = advertise(config, config.hdhr.ssdp, config.hdhr.ssdp_listen, http_addr, "SSDP")?;
+    match ssdp::spawn(config.hdhr.ssdp_listen, Arc::clone(device), advertised, shutdown) {
         Ok(responder) => Some(responder),
         Err(error) => {
             tracing::warn!(%error, "SSDP off; add the tuner to media servers by its address.");
             None
         }
     }
+}
+
+/// Starts HDHomeRun discovery (UDP 65001, and the control channel on TCP) under the same rules
+/// as SSDP.
+pub(crate) fn start_discovery(
+    config: &Config,
+    device: &Arc<Device>,
+    http_addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Option<DiscoveryResponder> {
+    let listen = config.hdhr.discovery_listen;
+    let advertised = advertise(config, config.hdhr.discovery, listen, http_addr, "HDHomeRun discovery")?;
+    match discovery::spawn(listen, Arc::clone(device), advertised, shutdown) {
+        Ok(responder) => Some(responder),
+        Err(error) => {
+            tracing::warn!(%error, "HDHomeRun discovery off; add the tuner to media servers by its address.");
+            None
+        }
+    }
+}
+
+/// What a discovery responder tells searchers, or `None` when it should not run: switched off,
+/// or HTTP listens on loopback only while the responder would listen on every interface (the
+/// network would be told an address it cannot reach) and no `public_url` says otherwise.
+fn advertise(
+    config: &Config,
+    enabled: bool,
+    listen: SocketAddr,
+    http_addr: SocketAddr,
+    what: &'static str,
+) -> Option<Advertised> {
+    if !enabled {
+        return None;
+    }
+    if http_addr.ip().is_loopback() && listen.ip().is_unspecified() && config.public_url.is_none() {
+        tracing::info!(%http_addr, "{what} off: HTTP listens on loopback only.");
+        return None;
+    }
+    Some(Advertised {
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        http_addr,
+    })
 }

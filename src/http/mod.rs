@@ -155,7 +155,7 @@ impl Drop for RequestTimer {
 }
 
 async fn index(state: State) -> HttpResponse {
-    pages::index(&state.catalog.snapshot())
+    pages::index(&state.catalog.snapshot(), guide::unix_now())
 }
 
 async fn healthz() -> HttpResponse {

@@ -59,12 +59,18 @@ static WATCH_JS: Asset = Asset::new(
     include_bytes!("../../web/watch.js"),
     "application/javascript",
 );
+/// Now and next on the index, kept current (`GET /api/v1/guide/now`).
+static GUIDE_JS: Asset = Asset::new(
+    "guide.js",
+    include_bytes!("../../web/guide.js"),
+    "application/javascript",
+);
 static STYLE: Asset = Asset::new(
     "xg2g.css",
     include_bytes!("../../web/xg2g.css"),
     "text/css; charset=utf-8",
 );
-static ASSETS: [&Asset; 3] = [&HLS_JS, &WATCH_JS, &STYLE];
+static ASSETS: [&Asset; 4] = [&HLS_JS, &WATCH_JS, &GUIDE_JS, &STYLE];
 
 /// 64-bit FNV-1a: stable across builds and platforms, unlike std's hasher.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -85,9 +91,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// `GET /`: the channel list.
-pub(crate) fn index(snapshot: &Snapshot) -> HttpResponse {
-    page(render_index(snapshot, &STYLE.href("")))
+/// `GET /`: the channel list with what runs now, as of `now` (Unix seconds).
+pub(crate) fn index(snapshot: &Snapshot, now: i64) -> HttpResponse {
+    page(render_index(snapshot, &STYLE.href(""), &GUIDE_JS.href(""), now))
 }
 
 async fn watch(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, HttpError> {

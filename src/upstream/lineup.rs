@@ -11,16 +11,20 @@ use crate::model::{Bouquet, Channel, RawRef, ServiceRef};
 /// channel. [`RawRef`] reads the field as hexadecimal, which misses e.g. `1:832:` and `1:134:`.
 const NOT_A_CHANNEL_FLAGS: u32 = 1 | 64 | 128 | 256 | 512;
 
+/// How deep bouquets nested in bouquets are followed.
+const MAX_NESTING: usize = 3;
+
 /// Loads the channels of the `wanted` bouquets (all of the receiver's when empty), in that order,
-/// numbered from 1 across bouquets. Bouquets are fetched one after the other: the receiver is a
-/// small box.
+/// numbered from 1 across bouquets. A bouquet nested in a chosen one is its own group, its
+/// channels numbered where its entry stands. Bouquets are fetched one after the other: the
+/// receiver is a small box.
 pub async fn load_channels(client: &OpenWebIf, wanted: &[String]) -> Result<Vec<Channel>, UpstreamError> {
     let available = client.bouquets().await?;
     let chosen = select_bouquets(&available, wanted)?;
+    let mut seen: HashSet<String> = chosen.iter().map(|b| b.reference.clone()).collect();
     let mut listed = Vec::with_capacity(chosen.len());
     for bouquet in chosen {
-        let entries = client.services(&bouquet).await?;
-        listed.push((bouquet, entries));
+        list_bouquet(client, bouquet, &mut seen, &mut listed).await?;
     }
     let channels = number_channels(&listed);
     tracing::info!(
@@ -29,6 +33,54 @@ pub async fn load_channels(client: &OpenWebIf, wanted: &[String]) -> Result<Vec<
         "Loaded the channel line-up."
     );
     Ok(channels)
+}
+
+/// Appends `bouquet`'s entries to `out` as runs, each under the bouquet it belongs to: a nested
+/// bouquet's entries go in where its directory entry stands, the rest of the outer bouquet after
+/// them. `seen` keeps a bouquet from being listed twice (and loops from looping). A nested
+/// bouquet that cannot be read is skipped with a warning; the outer one failing fails the load.
+async fn list_bouquet(
+    client: &OpenWebIf,
+    bouquet: Bouquet,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<(Bouquet, Vec<ServiceEntry>)>,
+) -> Result<(), UpstreamError> {
+    let entries = client.services(&bouquet).await?;
+    let mut stack = vec![(bouquet, entries.into_iter(), 0_usize)];
+    while let Some((current, mut rest, depth)) = stack.pop() {
+        let mut run = Vec::new();
+        let mut nested = None;
+        for entry in rest.by_ref() {
+            if RawRef(&entry.reference).is_directory() {
+                if depth < MAX_NESTING && seen.insert(entry.reference.clone()) {
+                    nested = Some(Bouquet {
+                        reference: entry.reference,
+                        name: entry.name,
+                    });
+                    break;
+                }
+                continue;
+            }
+            run.push(entry);
+        }
+        if !run.is_empty() {
+            out.push((current.clone(), run));
+        }
+        let Some(nested) = nested else {
+            continue;
+        };
+        match client.services(&nested).await {
+            Ok(entries) => {
+                stack.push((current, rest, depth));
+                stack.push((nested, entries.into_iter(), depth + 1));
+            }
+            Err(error) => {
+                tracing::warn!(bouquet = %nested.name, %error, "Skipping a nested bouquet that cannot be read.");
+                stack.push((current, rest, depth));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The bouquets to publish, in the configured order: each wanted name matches exactly, else

@@ -145,7 +145,8 @@ async fn lineup_numbers_match_the_catalog_and_urls_point_at_the_ts_route() {
     let numbers: BTreeSet<&str> = entries.iter().map(|e| e["GuideNumber"].as_str().unwrap()).collect();
     assert_eq!(numbers.len(), entries.len(), "guide numbers are unique");
 
-    // Plex matches the guide by number: /xmltv.xml?ids=number names the same channels.
+    // Plex's guide: /xmltv.xml?ids=number names the same channels, with ids made of the guide
+    // number and the number itself as the second display name.
     let xmltv = get_text(format!("{base}/xmltv.xml?ids=number")).await;
     // XMLTV files carry a DOCTYPE for xmltv.dtd.
     let options = roxmltree::ParsingOptions {
@@ -153,24 +154,30 @@ async fn lineup_numbers_match_the_catalog_and_urls_point_at_the_ts_route() {
         ..Default::default()
     };
     let doc = roxmltree::Document::parse_with_options(&xmltv, options).unwrap_or_else(|e| panic!("XMLTV parses: {e}"));
-    let guide_channels: Vec<(String, String)> = doc
+    let guide_channels: Vec<(String, String, String)> = doc
         .root_element()
         .children()
         .filter(|n| n.has_tag_name("channel"))
         .map(|n| {
-            let name = n
+            let names: Vec<&str> = n
                 .children()
-                .find(|c| c.has_tag_name("display-name"))
-                .and_then(|c| c.text())
-                .unwrap_or_default();
-            (n.attribute("id").unwrap_or_default().to_owned(), name.to_owned())
+                .filter(|c| c.has_tag_name("display-name"))
+                .filter_map(|c| c.text())
+                .collect();
+            assert_eq!(names.len(), 2, "name and number");
+            (
+                n.attribute("id").unwrap_or_default().to_owned(),
+                names[1].to_owned(),
+                names[0].to_owned(),
+            )
         })
         .collect();
-    let lineup_channels: Vec<(String, String)> = entries
+    let lineup_channels: Vec<(String, String, String)> = entries
         .iter()
         .map(|e| {
             let field = |k: &str| e[k].as_str().unwrap().to_owned();
-            (field("GuideNumber"), field("GuideName"))
+            let number = field("GuideNumber");
+            (format!("{number}.xg2g"), number, field("GuideName"))
         })
         .collect();
     assert_eq!(guide_channels, lineup_channels);
@@ -228,6 +235,30 @@ async fn lineup_status_device_xml_and_lineup_post() {
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid-parameter");
+    running.stop().await;
+}
+
+/// What Plex's and Channels' channel scans send: a scan with a source, the found line-up while
+/// it "runs", and the status after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_server_scan_finds_the_lineup() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+    let http = client();
+    let scan = http
+        .post(format!("{base}/lineup.post?scan=start&source=Cable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.status(), 200);
+    let (status, _, found) = get_json(&format!("{base}/lineup.json?show=found")).await;
+    assert_eq!(status, 200);
+    let (_, _, all) = get_json(&format!("{base}/lineup.json")).await;
+    assert_eq!(found, all, "every channel counts as found");
+    assert_eq!(found.as_array().unwrap().len(), 5);
+    let (_, _, state) = get_json(&format!("{base}/lineup_status.json")).await;
+    assert_eq!(state["ScanInProgress"], 0, "the scan is over at once");
     running.stop().await;
 }
 

@@ -52,13 +52,17 @@ async fn loads_the_demo_line_up_in_bouquet_order() -> anyhow::Result<()> {
         [
             (1, "Das Erste HD", "Favourites (TV)"),
             (2, "Bayerisches Fernsehen Süd", "Favourites (TV)"),
-            (3, "ORF1 HD", "Favourites (TV)"),
+            (3, "ORF1 HD", "HD Kanäle"),
             (4, "Münchner Lokalfernsehen", "Regional & Radio"),
             (5, "Ö1", "Regional & Radio"),
         ]
     );
     let refs: Vec<String> = channels.iter().map(|c| c.service_ref.to_string()).collect();
-    assert_eq!(refs, demo.channel_refs(), "markers and nested bouquets are skipped");
+    assert_eq!(
+        refs,
+        demo.channel_refs(),
+        "markers are skipped, a nested bouquet's channels stand where its entry does"
+    );
     assert!(channels[4].is_radio());
 
     let regional = load_channels(&client, &names(&["Regional & Radio"])).await?;
@@ -102,7 +106,7 @@ async fn services_keep_markers_and_decode_latin1_names() -> anyhow::Result<()> {
             "Öffentlich-Rechtliche",
             "Das Erste HD",
             "Bayerisches Fernsehen Süd",
-            "ORF1 HD",
+            "HD Kanäle",
             "Archiv"
         ]
     );
@@ -252,15 +256,15 @@ async fn basic_auth_is_sent_up_front_and_never_printed() -> anyhow::Result<()> {
     assert_eq!(channels.len(), 5);
     assert_eq!(
         api_requests(&demo),
-        3,
-        "bouquets and two service lists, each authorised on the first try"
+        5,
+        "bouquets and four service lists (two nested), each authorised on the first try"
     );
 
     let wrong = with(Some("wrong"));
     let err = load_channels(&wrong, &[]).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Status { status: 401, .. }), "{err:?}");
     assert_eq!(err.code(), "upstream-auth-failed");
-    assert_eq!(api_requests(&demo), 4, "a refusal is not retried");
+    assert_eq!(api_requests(&demo), 5 + 1, "a refusal is not retried");
 
     let right = with(Some(PASSWORD));
     let anonymous = with(None);

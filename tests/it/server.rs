@@ -90,10 +90,19 @@ async fn playlist_page_and_errors() {
     );
     assert_eq!(lines[4], format!("http://{host}/stream/1:0:1:6F0B:44D:1:C00000:0:0:0:"));
     assert!(m3u.contains("group-title=\"Regional & Radio\",Ö1\n"));
+    // The bouquet nested in "Favourites (TV)" is a group of its own.
+    assert!(m3u.contains("tvg-chno=\"3\" "));
+    assert!(m3u.contains("group-title=\"HD Kanäle\",ORF1 HD\n"), "{m3u}");
 
     let page = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<h2>Favourites (TV)</h2>"));
     assert!(page.contains("<h2>Regional &amp; Radio</h2>"));
+    let sections: Vec<&str> = page
+        .split("<h2>")
+        .skip(1)
+        .map(|s| &s[..s.find("</h2>").unwrap()])
+        .collect();
+    assert_eq!(sections, ["Favourites (TV)", "HD Kanäle", "Regional &amp; Radio"]);
     assert!(page.contains("<span class=\"num\">5</span> <a href=\"watch/1:0:2:2F1C:441:1:C00000:0:0:0:\">Ö1</a>"));
 
     let missing = http.get(format!("{base}/no/such/page")).send().await.unwrap();
