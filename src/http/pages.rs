@@ -184,7 +184,8 @@ fn render_watch(channel: &Channel) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{number} {name} · xg2g</title>\
          <link rel=\"stylesheet\" href=\"{style}\">\
-         <script src=\"{script}\" defer></script></head>\
+         <script src=\"{script}\" defer></script>\
+         <script src=\"{guide}\" defer></script></head>\
          <body><p><a href=\"../\">All channels</a></p>\
          <h1><span class=\"num\">{number}</span> {name}</h1>\
          {media}\
@@ -197,6 +198,7 @@ fn render_watch(channel: &Channel) -> String {
         number = channel.number,
         style = escape(&STYLE.href("../")),
         script = escape(&WATCH_JS.href("../")),
+        guide = escape(&GUIDE_JS.href("../")),
     );
     out
 }
@@ -248,7 +250,11 @@ mod tests {
             "1:0:1:1:1:1:C00000:0:0:0:",
         ));
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;"));
-        assert_eq!(page.matches("<script").count(), 1, "only the served watch.js: {page}");
+        assert_eq!(
+            page.matches("<script").count(),
+            2,
+            "only the served watch.js and guide.js: {page}"
+        );
         assert!(!page.contains("<style") && !page.contains("javascript:"));
         let handler = page.split(" on").skip(1).find(|rest| {
             let attribute: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();

@@ -161,7 +161,12 @@ async fn watch_pages_for_tv_radio_and_errors() {
         "<a href=\"../stream/{HD}\" type=\"video/mp2t\">MPEG-TS stream</a>"
     )));
     assert!(!page.contains("<audio"));
-    assert_eq!(page.matches("<script").count(), 1, "one served script, nothing inline");
+    assert_eq!(
+        page.matches("<script").count(),
+        2,
+        "the served player and guide scripts, nothing inline"
+    );
+    assert!(page.contains("<script src=\"../assets/guide.js?v="), "{page}");
 
     let radio = http.get(format!("{base}/watch/{RADIO}")).send().await.unwrap();
     assert_eq!(radio.status(), 200);
