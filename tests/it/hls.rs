@@ -148,6 +148,11 @@ async fn check_channel(base: String, channel: &'static str, want: &'static [&'st
                 assert_eq!(s["sample_rate"], "48000");
                 assert_eq!(s["channels"], 2);
             }
+            if s["codec_name"] == "h264" {
+                // Apple 1.14/1.17: progressive; the 576i25 channel comes out at its field rate.
+                assert_eq!(s["field_order"], "progressive", "{channel} {uri}: {s}");
+                assert_eq!(s["r_frame_rate"], "50/1", "{channel} {uri}: {s}");
+            }
         }
         if want.contains(&"h264") {
             // Each segment starts with an IDR: its first decoded video frame is a key frame.
@@ -495,5 +500,41 @@ async fn a_session_that_ends_ends_its_playlist() {
     let body = ended.expect("the playlist ends after the receiver refuses the channel");
     assert!(body.trim_end().ends_with("#EXT-X-ENDLIST"), "{body}");
     assert!(!body.contains("CAN-BLOCK-RELOAD"));
+    running.stop().await;
+}
+
+/// Segments arrive steadily: asked for with `_HLS_msn`, each next segment comes within three
+/// target durations, on the transcoded MPEG-2 channel and the copied H.264 one at once (with
+/// hlssink2, `auto` on the MPEG-2 channel sometimes published in bursts every 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_arrive_steadily() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+    let follow = |channel: &'static str| {
+        let url = format!("{base}/hls/{channel}/auto/media.m3u8");
+        async move {
+            let (status, body) = text(&url).await;
+            assert_eq!(status, 200, "{body}");
+            let media = check_media(&body);
+            let first = media.sequence + media.segments.len() as u64;
+            let mut longest = Duration::ZERO;
+            for next in first..first + 20 {
+                let asked = std::time::Instant::now();
+                let (status, body) = text(&format!("{url}?_HLS_msn={next}")).await;
+                assert_eq!(status, 200, "{body}");
+                let waited = asked.elapsed();
+                longest = longest.max(waited);
+                let media = check_media(&body);
+                assert!(
+                    media.segments.iter().any(|(_, uri, _)| *uri == format!("{next}.ts")),
+                    "{channel}: segment {next} did not come within three target durations \
+                     ({waited:?}): {body}"
+                );
+            }
+            eprintln!("{channel}: the longest wait for a next segment was {longest:?}");
+        }
+    };
+    tokio::join!(follow(SD), follow(HD));
     running.stop().await;
 }
