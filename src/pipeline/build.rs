@@ -422,61 +422,22 @@ pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap
     Some(streams.into_iter().filter_map(|s| Some((s.pid, s.language?))).collect())
 }
 
-/// One elementary stream as the PMT lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PmtStream {
-    pub pid: u16,
-    pub stream_type: u8,
-    /// ISO 639 code, lower case.
-    pub language: Option<String>,
-}
+pub use crate::mpegts::PmtStream;
 
 /// Scans TS packets for the PAT (to learn the PMT PID) and then the PMT's stream list.
 pub fn scan_pmt(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<Vec<PmtStream>> {
-    let start = data.iter().position(|&b| b == 0x47)?;
-    for p in data[start..].chunks_exact(188) {
-        if p[0] != 0x47 || p[1] & 0x40 == 0 {
+    let start = data.iter().position(|&b| b == crate::mpegts::SYNC)?;
+    for p in data[start..].chunks_exact(crate::mpegts::PACKET) {
+        if p[0] != crate::mpegts::SYNC || !crate::mpegts::unit_start(p) {
             continue;
         }
-        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
-        let mut at = 4;
-        if p[3] & 0x20 != 0 {
-            at += 1 + p[4] as usize;
-        }
-        if at >= 188 {
-            continue;
-        }
-        at += 1 + p[at] as usize; // pointer field
-        let Some(section) = p.get(at..) else { continue };
-        if pid == 0 && section.first() == Some(&0x00) && section.len() >= 12 {
-            *pmt_pid = Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]));
-        } else if Some(pid) == *pmt_pid && section.first() == Some(&0x02) && section.len() >= 12 {
-            let length = ((usize::from(section[1] & 0x0F) << 8) | usize::from(section[2])) + 3;
-            let end = length.min(section.len()).saturating_sub(4);
-            let info_len = (usize::from(section[10] & 0x0F) << 8) | usize::from(section[11]);
-            let mut i = 12 + info_len;
-            let mut out = Vec::new();
-            while i + 5 <= end {
-                let stream_type = section[i];
-                let es_pid = (u16::from(section[i + 1] & 0x1F) << 8) | u16::from(section[i + 2]);
-                let es_len = (usize::from(section[i + 3] & 0x0F) << 8) | usize::from(section[i + 4]);
-                let mut language = None;
-                let mut d = i + 5;
-                while d + 2 <= (i + 5 + es_len).min(end) {
-                    let (tag, len) = (section[d], usize::from(section[d + 1]));
-                    if tag == 0x0A && len >= 3 && d + 5 <= end {
-                        language = Some(String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase());
-                    }
-                    d += 2 + len;
-                }
-                out.push(PmtStream {
-                    pid: es_pid,
-                    stream_type,
-                    language,
-                });
-                i += 5 + es_len;
-            }
-            return Some(out);
+        let pid = crate::mpegts::pid(p);
+        if pid == 0 {
+            *pmt_pid = crate::mpegts::pat_pmt_pid(p).or(*pmt_pid);
+        } else if Some(pid) == *pmt_pid
+            && let Some(streams) = crate::mpegts::section(p).and_then(crate::mpegts::pmt_streams)
+        {
+            return Some(streams);
         }
     }
     None

@@ -10,24 +10,17 @@
 //! run by hand (see its comment).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{chromium, client, config_for, demo, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
 const RADIO: &str = "1:0:2:2F1C:441:1:C00000:0:0:0:";
-
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
 
 /// One `xg2g-report` console line of web/watch.js.
 #[derive(Debug, Default, Clone)]

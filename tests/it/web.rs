@@ -2,7 +2,7 @@
 //! and (where Debian's `chromium` is installed) a headless browser playing channels end to end.
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use url::Url;
 
 use xg2g::demo::StreamFault;
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{chromium, client, config_for, demo, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -218,14 +218,6 @@ async fn index_links_every_channel_to_its_watch_page_and_stream() {
         .unwrap();
     assert_eq!(http.get(style.as_str()).send().await.unwrap().status(), 200);
     running.stop().await;
-}
-
-/// Debian's Chromium, when installed (`apt-get install chromium`); CI does not install it.
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
 }
 
 /// One `xg2g-report` line from the watch page's console (see web/watch.js).
