@@ -9,6 +9,36 @@ pub const SYNC: u8 = 0x47;
 /// PTS and DTS are 33-bit counters of a 90 kHz clock.
 pub const PTS_MASK: u64 = (1 << 33) - 1;
 
+/// Whole packets from a byte stream whose buffers may cut packets in two (appsink buffers,
+/// HTTP chunks). Copies nothing but the few bytes of a cut packet.
+#[derive(Debug, Default)]
+pub struct Packetizer {
+    partial: Vec<u8>,
+}
+
+impl Packetizer {
+    /// The packet completed by the start of `data` (when the previous call left a cut one), and
+    /// the whole packets of `data` after it; a new cut tail is kept for the next call.
+    pub fn split<'a>(&mut self, data: &'a [u8]) -> (Option<[u8; PACKET]>, &'a [u8]) {
+        let mut data = data;
+        let mut head = None;
+        if !self.partial.is_empty() {
+            let need = PACKET - self.partial.len();
+            if data.len() < need {
+                self.partial.extend_from_slice(data);
+                return (None, &[]);
+            }
+            self.partial.extend_from_slice(&data[..need]);
+            head = <[u8; PACKET]>::try_from(&self.partial[..]).ok();
+            self.partial.clear();
+            data = &data[need..];
+        }
+        let whole = data.len() / PACKET * PACKET;
+        self.partial.extend_from_slice(&data[whole..]);
+        (head, &data[..whole])
+    }
+}
+
 /// The packet's PID.
 pub fn pid(packet: &[u8]) -> u16 {
     (u16::from(packet[1] & 0x1F) << 8) | u16::from(packet[2])
@@ -322,6 +352,31 @@ pub(crate) mod tests {
         assert!(streams[0].is_video() && !streams[0].is_audio());
         assert!(streams[1].is_audio() && !streams[1].is_video());
         assert_eq!(pmt_streams(section(&pat(0x1000, 0)).unwrap()), None);
+    }
+
+    #[test]
+    fn packets_cut_across_buffers_are_joined() {
+        let stream: Vec<u8> = (0..4u8)
+            .flat_map(|n| packet(0x100 + u16::from(n), false, false, n))
+            .collect();
+        for cut in [1, 100, 187, 188, 189, 400, 751] {
+            let mut packetizer = Packetizer::default();
+            let mut seen = Vec::new();
+            for piece in [&stream[..cut], &stream[cut..]] {
+                let (head, rest) = packetizer.split(piece);
+                seen.extend(head.iter().map(|p| pid(p)));
+                seen.extend(rest.chunks_exact(PACKET).map(pid));
+            }
+            assert_eq!(seen, [0x100, 0x101, 0x102, 0x103], "cut at {cut}");
+        }
+        let mut packetizer = Packetizer::default();
+        assert_eq!(packetizer.split(&stream[..50]), (None, &[][..]));
+        assert_eq!(
+            packetizer.split(&stream[50..100]),
+            (None, &[][..]),
+            "still not a whole packet"
+        );
+        assert_eq!(packetizer.split(&stream[100..188]).0.map(|p| pid(&p)), Some(0x100));
     }
 
     #[test]

@@ -21,11 +21,6 @@ impl SegmentPlan {
         Self { first, target }
     }
 
-    /// The length of every segment after the first few.
-    pub fn target(&self) -> Duration {
-        self.target
-    }
-
     /// The planned length of segment `index` (0 is the session's first).
     pub fn duration_of(&self, index: u64) -> Duration {
         usize::try_from(index)

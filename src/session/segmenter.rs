@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::mpegts::{self, PACKET};
+use crate::mpegts::{self, PACKET, Packetizer};
 use crate::pipeline::SegmentPlan;
 
 /// A key frame this close before the planned length still ends the segment (frame timing).
@@ -48,8 +48,8 @@ pub(crate) struct Segmenter {
     pat_counter: u8,
     pmt_counter: u8,
     open: Option<Open>,
-    /// Bytes of a packet cut across input buffers.
-    partial: Vec<u8>,
+    /// Joins packets cut across input buffers.
+    packets: Packetizer,
 }
 
 impl Segmenter {
@@ -66,33 +66,28 @@ impl Segmenter {
             pat_counter: 0,
             pmt_counter: 0,
             open: None,
-            partial: Vec::new(),
+            packets: Packetizer::default(),
         }
     }
 
     /// Adds muxer output; returns the segments it completed.
     pub(crate) fn push(&mut self, data: &[u8]) -> Vec<Piece> {
         let mut out = Vec::new();
-        let mut input = std::mem::take(&mut self.partial);
-        input.extend_from_slice(data);
-        let whole = input.len() / PACKET * PACKET;
-        for packet in input[..whole].chunks_exact(PACKET) {
+        let (head, rest) = self.packets.split(data);
+        for packet in head.iter().map(|p| &p[..]).chain(rest.chunks_exact(PACKET)) {
             if packet[0] != mpegts::SYNC {
                 continue;
             }
-            let Ok(mut packet) = <[u8; PACKET]>::try_from(packet) else {
-                continue;
-            };
-            self.learn_psi(&packet);
-            let pid = mpegts::pid(&packet);
+            self.learn_psi(packet);
+            let pid = mpegts::pid(packet);
             if Some(pid) == self.key_pid
-                && let Some(pts) = mpegts::pes_pts(&packet)
+                && let Some(pts) = mpegts::pes_pts(packet)
             {
                 // Video: a random-access point that carries the parameter sets (an IDR with its
                 // SPS), not any I frame the parser flags.
                 let key = self
                     .video_type
-                    .is_none_or(|video| mpegts::random_access(&packet) && mpegts::starts_decodable(video, &packet));
+                    .is_none_or(|video| mpegts::random_access(packet) && mpegts::starts_decodable(video, packet));
                 match &self.open {
                     None if key => self.start(pts),
                     None => {}
@@ -106,33 +101,39 @@ impl Segmenter {
                     }
                 }
             }
-            if self.open.is_none() {
-                continue;
-            }
-            if pid == 0 {
-                mpegts::set_continuity(&mut packet, next(&mut self.pat_counter));
+            // The tables' counters are xg2g's own (it adds a PAT and PMT to every segment); every
+            // other packet goes in as the muxer wrote it.
+            let counter = if pid == 0 {
+                Some(&mut self.pat_counter)
             } else if Some(pid) == self.pmt_pid {
-                mpegts::set_continuity(&mut packet, next(&mut self.pmt_counter));
-            }
-            if let Some(open) = &mut self.open {
-                open.bytes.extend_from_slice(&packet);
+                Some(&mut self.pmt_counter)
+            } else {
+                None
+            };
+            let Some(open) = &mut self.open else { continue };
+            match counter {
+                Some(counter) => {
+                    let at = open.bytes.len();
+                    open.bytes.extend_from_slice(packet);
+                    mpegts::set_continuity(&mut open.bytes[at..], next(counter));
+                }
+                None => open.bytes.extend_from_slice(packet),
             }
         }
-        self.partial = input[whole..].to_vec();
         out
     }
 
-    fn learn_psi(&mut self, packet: &[u8; PACKET]) {
+    fn learn_psi(&mut self, packet: &[u8]) {
         let pid = mpegts::pid(packet);
         if pid == 0 && mpegts::unit_start(packet) {
             if let Some(pmt_pid) = mpegts::pat_pmt_pid(packet) {
                 self.pmt_pid = Some(pmt_pid);
-                self.pat = Some(*packet);
+                self.pat = packet.try_into().ok();
             }
         } else if Some(pid) == self.pmt_pid
             && let Some(streams) = mpegts::section(packet).and_then(mpegts::pmt_streams)
         {
-            self.pmt = Some(*packet);
+            self.pmt = packet.try_into().ok();
             let video = streams.iter().find(|s| s.is_video());
             self.video_type = video.map(|s| s.stream_type);
             self.key_pid = video.or_else(|| streams.iter().find(|s| s.is_audio())).map(|s| s.pid);

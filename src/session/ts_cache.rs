@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-const PACKET: usize = 188;
+use crate::mpegts::{self, PACKET, Packetizer};
 
 /// Splits the muxer's output into chunks that start at key frames and remembers the GOP.
 #[derive(Debug, Default)]
@@ -16,8 +16,8 @@ pub(crate) struct TsCache {
     gop_bytes: usize,
     seen_random_access: bool,
     pending: BytesMut,
-    /// Bytes of a packet cut across input buffers.
-    partial: Vec<u8>,
+    /// Joins packets cut across input buffers.
+    packets: Packetizer,
 }
 
 /// Beyond this a GOP is not cached further (a source without key-frame flags).
@@ -30,30 +30,21 @@ impl TsCache {
     /// Adds muxer output; returns the chunks ready to broadcast.
     pub(crate) fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
         let mut out = Vec::new();
-        // The muxer aligns its output to packets; keep a cut packet for the next call anyway.
-        let joined;
-        let input = if self.partial.is_empty() {
-            data
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            joined = buf;
-            &joined[..]
-        };
-        let whole = input.len() / PACKET * PACKET;
-        for packet in input[..whole].chunks_exact(PACKET) {
-            if packet[0] != 0x47 {
+        // The muxer aligns its output to packets; a cut packet is joined anyway.
+        let (head, rest) = self.packets.split(data);
+        for packet in head.iter().map(|p| &p[..]).chain(rest.chunks_exact(PACKET)) {
+            if packet[0] != mpegts::SYNC {
                 continue;
             }
-            let pid = (u16::from(packet[1] & 0x1F) << 8) | u16::from(packet[2]);
-            let unit_start = packet[1] & 0x40 != 0;
+            let pid = mpegts::pid(packet);
+            let unit_start = mpegts::unit_start(packet);
             if pid == 0 && unit_start {
-                self.pmt_pid = pat_pmt_pid(packet).or(self.pmt_pid);
+                self.pmt_pid = mpegts::pat_pmt_pid(packet).or(self.pmt_pid);
                 self.pat = Some(Bytes::copy_from_slice(packet));
             } else if Some(pid) == self.pmt_pid && unit_start {
                 self.pmt = Some(Bytes::copy_from_slice(packet));
             }
-            if random_access(packet) {
+            if mpegts::random_access(packet) {
                 if let Some(chunk) = self.flush() {
                     out.push(chunk);
                 }
@@ -68,7 +59,6 @@ impl TsCache {
                 out.push(chunk);
             }
         }
-        self.partial.extend_from_slice(&input[whole..]);
         out
     }
 
@@ -95,23 +85,6 @@ impl TsCache {
     }
 }
 
-fn pat_pmt_pid(packet: &[u8]) -> Option<u16> {
-    let at = 4 + if packet[3] & 0x20 != 0 {
-        1 + packet[4] as usize
-    } else {
-        0
-    };
-    let section = packet.get(at + 1 + *packet.get(at)? as usize..)?;
-    if section.first() != Some(&0) || section.len() < 12 {
-        return None;
-    }
-    Some((u16::from(section[10] & 0x1F) << 8) | u16::from(section[11]))
-}
-
-fn random_access(packet: &[u8]) -> bool {
-    packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x40 != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,24 +105,7 @@ mod tests {
     }
 
     fn pat(pmt_pid: u16) -> Vec<u8> {
-        let mut p = packet(0, true, false, 0xFF);
-        let section = [
-            0x00,
-            0xB0,
-            0x0D,
-            0,
-            1,
-            0xC1,
-            0,
-            0,
-            0,
-            1,
-            0xE0 | (pmt_pid >> 8) as u8,
-            pmt_pid as u8,
-        ];
-        p[4] = 0;
-        p[5..5 + section.len()].copy_from_slice(&section);
-        p
+        crate::mpegts::tests::pat(pmt_pid, 0).to_vec()
     }
 
     #[test]
