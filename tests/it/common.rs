@@ -105,11 +105,3 @@ pub fn ffprobe(path: &std::path::Path, args: &[&str], loglevel: &str) -> (serde_
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     (json, String::from_utf8_lossy(&output.stderr).into_owned())
 }
-
-/// Debian's Chromium, when installed (`scripts/deps.sh --test` installs it on Debian).
-pub fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}

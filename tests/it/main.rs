@@ -3,6 +3,7 @@
 // and the xg2g binary itself; the house ban on spawning processes is for the product.
 #![allow(clippy::disallowed_methods)]
 
+mod browser;
 mod cli;
 mod common;
 mod demo_streams;

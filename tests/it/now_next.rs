@@ -73,19 +73,11 @@ async fn guide_now_lists_every_channel_with_its_running_programme() {
     running.stop().await;
 }
 
-/// Debian's Chromium, when installed (`apt-get install chromium`).
-fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The page as headless Chromium leaves it once its script has run: the server's UTC times are
 /// replaced by local ones and the progress bars are labelled, which only the script does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_fills_in_the_guide_in_a_browser() {
-    let Some(browser) = chromium() else {
+    let Some(browser) = crate::browser::chromium() else {
         eprintln!("skipped: chromium is not installed (apt-get install chromium)");
         return;
     };
@@ -110,22 +102,9 @@ async fn the_script_fills_in_the_guide_in_a_browser() {
     let profile = tempfile::tempdir().unwrap();
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+        crate::browser::command(&browser, profile.path())
+            .args(["--virtual-time-budget=5000", "--dump-dom"])
             .arg(format!("{base}/"))
-            .kill_on_drop(true)
             .output(),
     )
     .await

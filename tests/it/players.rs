@@ -11,59 +11,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-use crate::common::{chromium, client, config_for, demo, ready, start_app};
+use crate::browser::{Chromium, Report, chromium, parse_report};
+use crate::common::{client, config_for, demo, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
 const RADIO: &str = "1:0:2:2F1C:441:1:C00000:0:0:0:";
-
-/// One `xg2g-report` console line of web/watch.js.
-#[derive(Debug, Default, Clone)]
-struct Report {
-    tag: String,
-    engine: String,
-    time: f64,
-    frames: u64,
-    audio: u64,
-    /// Milliseconds from the page's script start to the first decoded frame; -1 before.
-    first: i64,
-    stalls: u64,
-    /// Milliseconds spent waiting after the first frame, short waits included.
-    stalled: u64,
-    error: Option<String>,
-}
-
-fn parse(line: &str) -> Option<Report> {
-    let text = &line[line.find("xg2g-report ")? + "xg2g-report ".len()..];
-    let text = text.split("\", source:").next()?;
-    let (fields, error) = match text.split_once(" error=") {
-        Some((fields, error)) => (fields, Some(error.to_owned())),
-        None => (text, None),
-    };
-    let mut report = Report {
-        error,
-        ..Report::default()
-    };
-    for field in fields.split(' ') {
-        match field.split_once('=')? {
-            ("tag", v) => report.tag = v.to_owned(),
-            ("engine", v) => report.engine = v.to_owned(),
-            ("time", v) => report.time = v.parse().ok()?,
-            ("frames", v) => report.frames = v.parse().ok()?,
-            ("audio", v) => report.audio = v.parse().ok()?,
-            ("first", v) => report.first = v.parse().ok()?,
-            ("stalls", v) => report.stalls = v.parse().ok()?,
-            ("stalled", v) => report.stalled = v.parse().ok()?,
-            _ => {}
-        }
-    }
-    Some(report)
-}
 
 /// A watch page to open: which channel, profile and player.
 struct Player {
@@ -112,33 +67,16 @@ async fn play(browser: &Path, players: &[Player], seconds: f64) -> HashMap<Strin
         })
         .collect();
     std::fs::write(&page, format!("<!doctype html><html><body>\n{frames}</body></html>\n")).unwrap();
-    let mut child = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+    let mut chromium_run = Chromium::start(
+        browser,
+        &dir.path().join("profile"),
+        &format!("file://{}", page.display()),
+        &[
             "--disable-background-timer-throttling",
             "--disable-renderer-backgrounding",
-            "--autoplay-policy=no-user-gesture-required",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
-    let group = child.id().expect("chromium runs").to_string();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        ],
+    );
+    let lines = &mut chromium_run.lines;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds + 60.0);
     let mut started: HashMap<String, Report> = HashMap::new();
     let mut done: HashMap<String, Played> = HashMap::new();
@@ -152,7 +90,7 @@ async fn play(browser: &Path, players: &[Player], seconds: f64) -> HashMap<Strin
             Ok(_) => break Err("chromium exited".to_owned()),
             Err(_) => break Err(format!("not every player played {seconds} s in time")),
         };
-        let Some(report) = parse(&line) else { continue };
+        let Some(report) = parse_report(&line) else { continue };
         if let Some(error) = &report.error {
             break Err(format!("{}: the page shows an error: {error}", report.tag));
         }
@@ -166,16 +104,7 @@ async fn play(browser: &Path, players: &[Player], seconds: f64) -> HashMap<Strin
             done.insert(report.tag.clone(), Played { first, last: report });
         }
     };
-    let _ = std::process::Command::new("kill").args(["-TERM", &group]).status();
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{group}")])
-            .status();
-        let _ = child.wait().await;
-    }
+    chromium_run.quit().await;
     if let Err(why) = outcome {
         panic!("{why}; latest reports: {latest:#?}");
     }
@@ -302,20 +231,4 @@ async fn eight_players_for_a_minute_without_a_stall() {
     let stalls = check(&players, &results, 60.0, "cold");
     eprintln!("eight players: {stalls} rebuffering events in 60 s");
     running.stop().await;
-}
-
-#[test]
-fn reports_parse() {
-    let line = "[1:1:1127/105812.866247:INFO:CONSOLE:1] \"xg2g-report tag=hd-auto-native engine=native state=playing \
-                time=23.4 frames=1167 audio=51234 first=1210 stalls=0 stalled=120\", source: http://127.0.0.1:1/assets/watch.js (1)";
-    let report = parse(line).unwrap();
-    assert_eq!(
-        (report.tag.as_str(), report.engine.as_str()),
-        ("hd-auto-native", "native")
-    );
-    assert_eq!((report.time, report.frames, report.audio), (23.4, 1167, 51234));
-    assert_eq!(
-        (report.first, report.stalls, report.stalled, report.error),
-        (1210, 0, 120, None)
-    );
 }

@@ -3,15 +3,14 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use url::Url;
 
 use xg2g::demo::StreamFault;
 
-use crate::common::{chromium, client, config_for, demo, ready, start_app};
+use crate::browser::{Chromium, Report, chromium, parse_report};
+use crate::common::{client, config_for, demo, ready, start_app};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
@@ -220,39 +219,6 @@ async fn index_links_every_channel_to_its_watch_page_and_stream() {
     running.stop().await;
 }
 
-/// One `xg2g-report` line from the watch page's console (see web/watch.js).
-#[derive(Debug, Default)]
-struct Report {
-    engine: String,
-    state: String,
-    time: f64,
-    frames: u64,
-    error: Option<String>,
-}
-
-fn parse_report(line: &str) -> Option<Report> {
-    let text = &line[line.find("xg2g-report ")? + "xg2g-report ".len()..];
-    let text = text.split("\", source:").next()?;
-    let (fields, error) = match text.split_once(" error=") {
-        Some((fields, error)) => (fields, Some(error.to_owned())),
-        None => (text, None),
-    };
-    let mut report = Report {
-        error,
-        ..Report::default()
-    };
-    for field in fields.split(' ') {
-        match field.split_once('=')? {
-            ("engine", v) => report.engine = v.to_owned(),
-            ("state", v) => report.state = v.to_owned(),
-            ("time", v) => report.time = v.parse().ok()?,
-            ("frames", v) => report.frames = v.parse().ok()?,
-            _ => {}
-        }
-    }
-    Some(report)
-}
-
 /// What a watch page in headless Chromium came to.
 #[derive(Debug)]
 enum Seen {
@@ -267,31 +233,8 @@ enum Seen {
 /// shows an error. Panics when neither happens within 90 s.
 async fn watch_in_browser(browser: &Path, page: &str, seconds: f64, frames: u64) -> Seen {
     let profile = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--autoplay-policy=no-user-gesture-required",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("{page}?report"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
-    let group = child.id().expect("chromium runs").to_string();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut chromium_run = Chromium::start(browser, profile.path(), &format!("{page}?report"), &[]);
+    let lines = &mut chromium_run.lines;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut first: Option<Report> = None;
     let mut last = None;
@@ -318,18 +261,7 @@ async fn watch_in_browser(browser: &Path, page: &str, seconds: f64, frames: u64)
             _ => last = Some(report),
         }
     };
-    // Asked to quit, Chromium ends and reaps its helpers; whatever is left of its process group
-    // after 10 s is killed.
-    let _ = std::process::Command::new("kill").args(["-TERM", &group]).status();
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{group}")])
-            .status();
-        let _ = child.wait().await;
-    }
+    chromium_run.quit().await;
     outcome.unwrap_or_else(|why| panic!("{page}: {why}; first playing report {first:?}, last {last:?}"))
 }
 
@@ -395,19 +327,4 @@ async fn chromium_plays_hd_sd_and_radio_and_shows_errors() {
         played => panic!("an untunable channel played: {played:?}"),
     }
     running.stop().await;
-}
-
-#[test]
-fn reports_parse_from_console_lines() {
-    let line = "[1:1:1127/105812.866247:INFO:CONSOLE:1] \"xg2g-report engine=hls.js state=playing time=23.4 \
-                frames=1167\", source: http://127.0.0.1:1/assets/watch.js?v=1 (1)";
-    let report = parse_report(line).unwrap();
-    assert_eq!((report.engine.as_str(), report.state.as_str()), ("hls.js", "playing"));
-    assert_eq!((report.time, report.frames, report.error), (23.4, 1167, None));
-    let failed = parse_report(
-        "\"xg2g-report engine=hls.js state=error time=0.0 frames=0 error=The stream could not be started (x).\", source: s",
-    )
-    .unwrap();
-    assert_eq!(failed.error.as_deref(), Some("The stream could not be started (x)."));
-    assert!(parse_report("[INFO:CONSOLE] \"tick\"").is_none());
 }
