@@ -105,3 +105,15 @@ pub fn ffprobe(path: &std::path::Path, args: &[&str], loglevel: &str) -> (serde_
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     (json, String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// Waits (30 s at most) until the catalog has its guide, and returns it.
+pub async fn guide_loaded(running: &xg2g::app::Running) -> std::sync::Arc<xg2g::catalog::Catalog> {
+    let mut catalog = running.catalog();
+    let snapshot = tokio::time::timeout(
+        Duration::from_secs(30),
+        catalog.wait_until(|s| s.catalog.as_ref().is_some_and(|c| !c.guide.is_empty())),
+    )
+    .await
+    .expect("the guide loads within 30 s");
+    snapshot.catalog.expect("checked by the predicate")
+}

@@ -14,7 +14,7 @@ use xg2g::config::{Config, ReceiverConfig};
 use xg2g::demo::{DemoOptions, DemoReceiver};
 use xg2g::upstream::{OpenWebIf, load_channels};
 
-use crate::common::{client, config_for, demo, demo_with, get_text, ready, start_app};
+use crate::common::{client, config_for, demo, demo_with, get_text, guide_loaded, ready, start_app};
 
 /// The demo guide's fixed "now": 2026-01-01 18:20:00 UTC.
 const ANCHOR: i64 = 1_767_291_600;
@@ -84,18 +84,6 @@ fn receiver(demo: &DemoReceiver) -> ReceiverConfig {
         retries: 0,
         ..Config::default().receiver
     }
-}
-
-/// Waits, bounded, until the guide has programmes.
-async fn guide_loaded(running: &Running) -> Arc<Catalog> {
-    let mut catalog = running.catalog();
-    let snapshot = tokio::time::timeout(
-        Duration::from_secs(30),
-        catalog.wait_until(|s| s.catalog.as_ref().is_some_and(|c| !c.guide.is_empty())),
-    )
-    .await
-    .expect("the guide loads within 30 s");
-    snapshot.catalog.expect("checked by the predicate")
 }
 
 /// Polls `check` until it holds, for at most 10 s.

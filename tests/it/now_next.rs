@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{client, config_for, demo, guide_loaded, ready, start_app};
 
 const RADIO: &str = "1:0:2:2F1C:441:1:C00000:0:0:0:";
 
@@ -21,10 +21,7 @@ async fn guide_now_lists_every_channel_with_its_running_programme() {
     demo.set_faults(|f| f.api_delay = Duration::ZERO);
     ready(&running).await;
     // The guide loads after the channel list.
-    let mut catalog = running.catalog();
-    catalog
-        .wait_until(|s| s.catalog.as_ref().is_some_and(|c| !c.guide.is_empty()))
-        .await;
+    guide_loaded(&running).await;
 
     let response = http.get(format!("{base}/api/v1/guide/now")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -83,10 +80,7 @@ async fn the_script_fills_in_the_guide_in_a_browser() {
     };
     let demo = demo().await;
     let (running, base) = start_app(&config_for(&demo, &[])).await;
-    let mut catalog = running.catalog();
-    catalog
-        .wait_until(|s| s.catalog.as_ref().is_some_and(|c| !c.guide.is_empty()))
-        .await;
+    guide_loaded(&running).await;
     let server_page = client()
         .get(format!("{base}/"))
         .send()
