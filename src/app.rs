@@ -54,13 +54,6 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
         reconnect_attempts: s.reconnect_attempts,
         start_timeout: s.start_timeout,
         hls_target_duration: config.hls.target_duration,
-        // Segments end every half target duration: a player that reloads its playlist once a
-        // target duration (Chromium's own player, Safari) finds about two new segments each time
-        // and never drains the little buffer a fast start gives it.
-        hls_plan: crate::pipeline::SegmentPlan::new(
-            crate::session::FAST_START.to_vec(),
-            Duration::from_secs(u64::from(config.hls.target_duration)) / 2,
-        ),
         hls_window: config.hls.window as usize,
         hls_idle_timeout: config.hls.idle_timeout,
     };

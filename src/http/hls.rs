@@ -1,6 +1,6 @@
 //! HLS routes: `/hls/{ref}/{profile}/index.m3u8` (master), `media.m3u8`, and `{n}.ts` segments
 //! from memory. Playlist requests start a session when none runs; segment requests never do.
-//! A first playlist is answered once it holds three segments (strict players need them);
+//! A first playlist is answered once it holds [`PLAYABLE_SEGMENTS`] (strict players need them);
 //! `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload). Profile `auto` picks `aac`
 //! for H.264 channels and `h264` for MPEG-2 ones, learned from the channel's PMT at its first
 //! tune and remembered. Every answer carries the configured CORS origin; preflights are
@@ -232,12 +232,12 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
         super::stream::start_session(state, req, service_ref, profile, template, Output::Hls).await?;
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
-    // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments:
-    // the first answer waits for three (short ones; see `session::FAST_START`).
-    wait_until(&view, state.streaming.hls.start_timeout, |s| {
-        s.len() >= PLAYABLE_SEGMENTS
-    })
-    .await;
+    // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
+    // and rebuffers on three: a new session's first answers wait for four short ones.
+    let playable = |s: &HlsState| s.len() >= PLAYABLE_SEGMENTS;
+    if !playable(&view.state.borrow()) {
+        wait_until(&view, state.streaming.hls.start_timeout, playable).await;
+    }
     Ok(view)
 }
 

@@ -16,16 +16,16 @@ use bytes::Bytes;
 /// (with half-second segments, six seconds more).
 const SPARE: usize = 12;
 
-/// The lengths of a session's first segments. A strict player (Chromium's own, Safari) starts a
-/// live stream only once the playlist holds three segments, and then plays from the oldest:
-/// short first segments make that wait short. Cuts fall on key frames: where xg2g encodes, it
-/// makes them here; copied video is cut at the source's first key frame past each length.
-pub const FAST_START: [Duration; 4] = [Duration::from_millis(500); 4];
+/// The lengths of a session's first [`PLAYABLE_SEGMENTS`] segments: short, so that a first
+/// playlist waits little for them (with the default 1 s target, later segments are as short;
+/// with a longer target they are not). Cuts fall on key frames: where xg2g encodes, it makes
+/// them here; copied video is cut at the source's first key frame past each length.
+pub(crate) const FAST_START: [Duration; PLAYABLE_SEGMENTS] = [Duration::from_millis(500); PLAYABLE_SEGMENTS];
 
 /// Segments a first playlist waits for before it is answered. Three is what Chromium's own
 /// player needs to start at all; the fourth is the buffer that keeps it from rebuffering when it
 /// reloads the playlist only once a target duration (measured: with three 0.5 s segments it
-/// rebuffered twice in 30 s on a transcoded channel, with four never; README "HLS").
+/// waited twice in 20 s on a transcoded channel, with four never; README "HLS").
 pub const PLAYABLE_SEGMENTS: usize = 4;
 
 /// One media segment, in memory.

@@ -367,6 +367,7 @@ impl Session {
             Ok(url) => url,
             Err(reason) => return Outcome::Failed(reason),
         };
+        let plan = self.settings.hls_plan();
         let spec = BuildSpec {
             template: &self.start.template,
             source_url: &source_url,
@@ -376,7 +377,7 @@ impl Session {
             keyint: 50,
             stall_timeout_s: self.settings.stall_timeout.as_secs().clamp(1, 3600) as u32,
             output: self.key.output,
-            segment_plan: (self.key.output == crate::pipeline::Output::Hls).then_some(&self.settings.hls_plan),
+            segment_plan: self.hls.is_some().then_some(&plan),
         };
         let graph = match pipeline::build(&spec) {
             Ok(graph) => graph,
@@ -415,7 +416,7 @@ impl Session {
         let mut segmenter = self
             .hls
             .is_some()
-            .then(|| Segmenter::new(self.settings.hls_plan.clone(), fan.next_sequence));
+            .then(|| Segmenter::new(plan.clone(), fan.next_sequence));
         let Some(bus) = graph.guard.pipeline().bus() else {
             return Outcome::Failed("pipeline without bus".into());
         };

@@ -9,7 +9,7 @@ mod live;
 mod segmenter;
 mod ts_cache;
 
-pub use hls::{FAST_START, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
+pub use hls::{HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,8 +65,6 @@ pub struct Settings {
     pub start_timeout: Duration,
     /// `EXT-X-TARGETDURATION`, whole seconds.
     pub hls_target_duration: u32,
-    /// Where HLS segments end: a few short ones first, then a steady length.
-    pub hls_plan: SegmentPlan,
     pub hls_window: usize,
     /// An HLS session without playlist or segment requests for this long ends.
     pub hls_idle_timeout: Duration,
@@ -75,6 +73,14 @@ pub struct Settings {
 impl Settings {
     pub(crate) fn hls_target(&self) -> Duration {
         Duration::from_secs(u64::from(self.hls_target_duration.max(1)))
+    }
+
+    /// Where HLS segments end: the short first ones of [`hls::FAST_START`], then every half
+    /// target duration, so that a player that reloads its playlist once a target duration
+    /// (Chromium's own player, Safari) finds about two new segments each time and never drains
+    /// the small buffer a fast start gives it.
+    pub(crate) fn hls_plan(&self) -> SegmentPlan {
+        SegmentPlan::new(hls::FAST_START.to_vec(), self.hls_target() / 2)
     }
 }
 
