@@ -91,8 +91,8 @@ pub struct Running {
     shutdown: CancellationToken,
     catalog: CatalogHandle,
     shutdown_timeout: Duration,
-    ssdp: Option<crate::hdhr::SsdpResponder>,
-    hdhr_discovery: Option<crate::hdhr::DiscoveryResponder>,
+    ssdp: Option<crate::hdhr::Responder>,
+    hdhr_discovery: Option<crate::hdhr::Responder>,
     state: Arc<AppState>,
     /// Reloads the templates on SIGHUP (unix).
     sighup: Option<tokio::task::JoinHandle<()>>,

@@ -11,7 +11,6 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -21,34 +20,13 @@ use super::packet::{
     getset_reply,
 };
 use super::render::{FIRMWARE_NAME, FIRMWARE_VERSION, MODEL_NUMBER};
+use super::responder::{Responder, bind_udp};
 use super::{Device, HdhrError};
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A control connection that sends nothing for this long is closed.
 const CONTROL_IDLE: Duration = Duration::from_secs(30);
 /// Control connections open at once; more are closed at once (a tool opens one at a time).
 const MAX_CONTROL_SESSIONS: usize = 8;
-
-/// The running responder; owned by the app, which awaits it on shutdown.
-#[derive(Debug)]
-pub(crate) struct DiscoveryResponder {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl DiscoveryResponder {
-    /// The bound UDP address (the control channel listens on the same TCP port).
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Waits, bounded, for the task to end after the shutdown token was cancelled.
-    pub(crate) async fn join(self) {
-        if tokio::time::timeout(STOP_TIMEOUT, self.task).await.is_err() {
-            tracing::warn!(task = "hdhr-discovery", "HDHomeRun discovery did not stop in time.");
-        }
-    }
-}
 
 /// Binds `listen` on UDP and the same address on TCP, and starts the responder. A TCP port that
 /// cannot be bound leaves discovery without the control channel (logged).
@@ -57,7 +35,7 @@ pub(crate) fn spawn(
     device: Arc<Device>,
     advertised: Advertised,
     shutdown: CancellationToken,
-) -> Result<DiscoveryResponder, HdhrError> {
+) -> Result<Responder, HdhrError> {
     let bind_error = |source| HdhrError::DiscoveryBind { addr: listen, source };
     let socket = bind_udp(listen).map_err(bind_error)?;
     let addr = socket.local_addr().map_err(bind_error)?;
@@ -71,17 +49,7 @@ pub(crate) fn spawn(
     let span = tracing::info_span!("hdhr-discovery", %addr);
     let task = tokio::spawn(serve(socket, control, device, advertised, shutdown).instrument(span));
     tracing::info!(%addr, "HDHomeRun discovery listening.");
-    Ok(DiscoveryResponder { addr, task })
-}
-
-/// `SO_REUSEADDR` so a restart does not wait for the old socket; broadcast searches arrive on a
-/// socket bound to every interface without joining anything.
-fn bind_udp(listen: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&listen.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(Responder::new("hdhr-discovery", addr, task))
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {

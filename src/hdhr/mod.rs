@@ -10,6 +10,7 @@ mod device_id;
 mod discovery;
 mod packet;
 pub(crate) mod render;
+mod responder;
 mod ssdp;
 mod ssdp_message;
 
@@ -21,8 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use advertised::Advertised;
 pub use device_id::{DeviceId, DeviceIdError};
-pub(crate) use discovery::DiscoveryResponder;
-pub(crate) use ssdp::SsdpResponder;
+pub(crate) use responder::Responder;
 
 /// Errors of the tuner emulation.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ pub(crate) fn start_ssdp(
     device: &Arc<Device>,
     http_addr: SocketAddr,
     shutdown: CancellationToken,
-) -> Option<SsdpResponder> {
+) -> Option<Responder> {
     let advertised = advertise(config, config.hdhr.ssdp, config.hdhr.ssdp_listen, http_addr, "SSDP")?;
     match ssdp::spawn(config.hdhr.ssdp_listen, Arc::clone(device), advertised, shutdown) {
         Ok(responder) => Some(responder),
@@ -108,7 +108,7 @@ pub(crate) fn start_discovery(
     device: &Arc<Device>,
     http_addr: SocketAddr,
     shutdown: CancellationToken,
-) -> Option<DiscoveryResponder> {
+) -> Option<Responder> {
     let listen = config.hdhr.discovery_listen;
     let advertised = advertise(config, config.hdhr.discovery, listen, http_addr, "HDHomeRun discovery")?;
     match discovery::spawn(listen, Arc::clone(device), advertised, shutdown) {

@@ -2,45 +2,20 @@
 //! `200 OK` pointing at `/device.xml`, and stops on the app's shutdown token. It never sends
 //! NOTIFY broadcasts and never answers hosts outside local networks.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::advertised::{Advertised, is_local_network};
+use super::responder::{Responder, bind_udp};
 use super::ssdp_message::{MAX_DATAGRAM, answers, parse_search, render_answer};
 use super::{Device, HdhrError};
 
 /// The SSDP multicast group (UPnP Device Architecture 1.0).
 const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The running responder; owned by the app, which awaits it on shutdown.
-#[derive(Debug)]
-pub(crate) struct SsdpResponder {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl SsdpResponder {
-    /// The bound UDP address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Waits, bounded, for the task to end after the shutdown token was cancelled.
-    pub(crate) async fn join(self) {
-        if tokio::time::timeout(STOP_TIMEOUT, self.task).await.is_err() {
-            tracing::warn!(task = "ssdp", "SSDP responder did not stop in time.");
-        }
-    }
-}
 
 /// Binds `listen` and starts the responder. Joins the SSDP multicast group when bound to every
 /// IPv4 interface; a failed join is logged and leaves a responder that answers unicast only.
@@ -49,8 +24,10 @@ pub(crate) fn spawn(
     device: Arc<Device>,
     advertised: Advertised,
     shutdown: CancellationToken,
-) -> Result<SsdpResponder, HdhrError> {
-    let socket = bind(listen).map_err(|source| HdhrError::SsdpBind { addr: listen, source })?;
+) -> Result<Responder, HdhrError> {
+    // SO_REUSEADDR: xg2g shares port 1900 with other SSDP listeners on the host (each gets the
+    // multicast searches).
+    let socket = bind_udp(listen).map_err(|source| HdhrError::SsdpBind { addr: listen, source })?;
     let addr = socket
         .local_addr()
         .map_err(|source| HdhrError::SsdpBind { addr: listen, source })?;
@@ -67,17 +44,7 @@ pub(crate) fn spawn(
     let span = tracing::info_span!("ssdp", %addr);
     let task = tokio::spawn(serve(socket, device, advertised, shutdown).instrument(span));
     tracing::info!(%addr, "SSDP responder listening.");
-    Ok(SsdpResponder { addr, task })
-}
-
-/// A non-blocking UDP socket with `SO_REUSEADDR`, so xg2g shares port 1900 with other SSDP
-/// listeners on the host (each gets the multicast searches).
-fn bind(listen: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&listen.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(Responder::new("ssdp", addr, task))
 }
 
 async fn serve(socket: UdpSocket, device: Arc<Device>, advertised: Advertised, shutdown: CancellationToken) {
