@@ -10,6 +10,10 @@ use crate::mpegts::{self, PACKET, Packetizer};
 pub(crate) struct TsCache {
     pat: Option<Bytes>,
     pmt: Option<Bytes>,
+    /// The PAT and PMT as they stood when the cached GOP began: a joiner gets these, so that
+    /// the tables' continuity counters run on into the GOP's own and the live stream's.
+    gop_pat: Option<Bytes>,
+    gop_pmt: Option<Bytes>,
     pmt_pid: Option<u16>,
     /// Chunks since the latest random-access point, the first starting with it.
     gop: Vec<Bytes>,
@@ -51,6 +55,8 @@ impl TsCache {
                 self.gop.clear();
                 self.gop_bytes = 0;
                 self.seen_random_access = true;
+                self.gop_pat.clone_from(&self.pat);
+                self.gop_pmt.clone_from(&self.pmt);
             }
             self.pending.extend_from_slice(packet);
             if self.pending.len() >= FLUSH_BYTES
@@ -77,10 +83,12 @@ impl TsCache {
 
     /// What a new client gets before the live chunks: PAT, PMT, and the current GOP.
     pub(crate) fn preamble(&self) -> Vec<Bytes> {
-        let mut out: Vec<Bytes> = self.pat.iter().chain(self.pmt.iter()).cloned().collect();
-        if self.seen_random_access {
-            out.extend(self.gop.iter().cloned());
+        if !self.seen_random_access {
+            // The latest tables; the live stream's next ones follow on.
+            return self.pat.iter().chain(self.pmt.iter()).cloned().collect();
         }
+        let mut out: Vec<Bytes> = self.gop_pat.iter().chain(self.gop_pmt.iter()).cloned().collect();
+        out.extend(self.gop.iter().cloned());
         out
     }
 }
@@ -131,6 +139,51 @@ mod tests {
         assert_eq!(&bytes[..PACKET], &pat(0x100)[..]);
         assert_eq!(bytes[PACKET + 4], 1, "PMT");
         assert_eq!(bytes[2 * PACKET + 6], 4, "starts at the latest key frame");
+    }
+
+    /// VLC logs `TS discontinuity (received 3, expected 7) for PID 0` when a joiner's tables
+    /// jump: the preamble's PAT and PMT must be the ones just before the GOP, whose successors
+    /// are the GOP's own tables and then the live stream's.
+    #[test]
+    fn a_joiner_sees_the_tables_counters_run_on() {
+        use crate::mpegts::tests::{packet as ts_packet, pat, pmt};
+        let mut cache = TsCache::default();
+        let mut stream = Vec::new();
+        let mut counter = 0u8;
+        let mut tables = |stream: &mut Vec<u8>| {
+            stream.extend(pat(0x100, counter));
+            stream.extend(pmt(0x100, &[(0x1B, 0x101)], counter));
+            counter = (counter + 1) & 0x0F;
+        };
+        for frame in 0..12u8 {
+            tables(&mut stream);
+            stream.extend(ts_packet(0x101, true, frame % 5 == 0, frame & 0x0F));
+        }
+        let mut live = cache.push(&stream);
+        live.extend(cache.flush());
+        let mut joined: Vec<u8> = cache.preamble().iter().flat_map(|b| b.iter().copied()).collect();
+        // What the session sends next.
+        let mut next = Vec::new();
+        tables(&mut next);
+        joined.extend(
+            cache
+                .push(&next)
+                .into_iter()
+                .chain(cache.flush())
+                .flat_map(|b| b.to_vec()),
+        );
+        let mut last = std::collections::HashMap::new();
+        for p in joined
+            .chunks_exact(PACKET)
+            .filter(|p| mpegts::pid(p) == 0 || mpegts::pid(p) == 0x100)
+        {
+            let pid = mpegts::pid(p);
+            if let Some(previous) = last.insert(pid, mpegts::continuity(p)) {
+                assert_eq!(mpegts::continuity(p), (previous + 1) & 0x0F, "PID {pid:#x}");
+            }
+        }
+        assert_eq!(last.len(), 2, "both tables seen");
+        assert!(!live.is_empty());
     }
 
     #[test]
