@@ -4,7 +4,8 @@
 //! What a client measures lives in small pure types beside it, tested without a runtime:
 //! [`PcrScanner`] finds the PCR in received TS without copying it, [`PcrClock`] turns PCRs into
 //! media time, [`SpeedMeter`] compares media time with wall time inside the window, [`Waits`]
-//! counts stalls, and [`SegmentTracker`] decides which HLS segments are new.
+//! counts a TS client's stalls, [`PlayerBuffer`] an HLS player's, and [`SegmentTracker`]
+//! decides which HLS segments are new.
 
 use std::time::Duration;
 
@@ -60,7 +61,8 @@ pub(crate) struct ClientOutcome {
     pub bytes: u64,
     /// HLS: segments received whole.
     pub segments: u32,
-    /// Times, after the first media, that the client waited longer than a segment for new data.
+    /// TS: times, after the first media, that the client waited longer than a segment for new
+    /// data. HLS: times a player's buffer ran dry ([`PlayerBuffer`]).
     pub stalls: u32,
     /// The longest wait for new data seen after the first media (a stall or not).
     pub longest_wait: Duration,
@@ -185,7 +187,9 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
     };
     let mut poll = segment / 2;
     let mut tracker = SegmentTracker::default();
+    // Waits between new segments, for the longest; stalls are the player's.
     let mut waits = Waits::default();
+    let mut player = PlayerBuffer::default();
     let mut speed = SpeedMeter::new(clock.window_start);
     // Media time of the segments that appeared after the first playlist (the backlog is not).
     let mut appeared = Duration::ZERO;
@@ -236,10 +240,15 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
                     speed.sample(at, appeared);
                 }
                 for segment in &update.segments {
+                    let before = out.segments;
                     if !fetch_segment(http, &playlist_url, segment, clock, out).await {
                         break 'polls;
                     }
+                    if out.segments > before {
+                        player.fetched(clock.now().1, segment.duration);
+                    }
                 }
+                player.play(clock.now().1);
                 if playlist.end_list && update.segments.is_empty() {
                     out.error(format!("playlist ended after {} bytes", out.bytes));
                     break;
@@ -249,9 +258,10 @@ async fn run_hls(http: &reqwest::Client, url: &str, clock: &Clock, segment: Dura
         tokio::time::sleep_until((polled + poll).min(clock.end)).await;
     }
     waits.finish(clock.now().1);
-    out.stalls = waits.stalls;
+    player.finish(clock.now().1);
+    out.stalls = player.stalls;
     out.longest_wait = waits.longest;
-    out.stalled_at = waits.stalled_at;
+    out.stalled_at = player.stalled_at;
     out.speed = speed.speed();
 }
 
@@ -560,6 +570,54 @@ impl Waits {
     }
 }
 
+/// An HLS player's buffer, what its user feels: playback starts once the segments of the first
+/// playlist are in hand (hls.js and Safari start a live stream that far behind its edge; this
+/// player fetches the last three), the play head then runs in real time, and a stall is the
+/// head reaching the end of the media in hand. Playback resumes when the next segment is in.
+#[derive(Debug, Default)]
+pub(crate) struct PlayerBuffer {
+    /// Media in hand, from the first segment on.
+    buffered: Duration,
+    /// Once playing: a wall offset and the head's media position then.
+    head: Option<(Duration, Duration)>,
+    pub stalls: u32,
+    /// When the first few stalls began, from the client's start.
+    pub stalled_at: Vec<Duration>,
+}
+
+impl PlayerBuffer {
+    /// A segment of `media` seconds was in hand at wall offset `at`.
+    pub(crate) fn fetched(&mut self, at: Duration, media: Duration) {
+        self.catch_up(at);
+        self.buffered += media;
+    }
+
+    /// Starts playback at `at` if it has not started and there is media; later calls do nothing.
+    pub(crate) fn play(&mut self, at: Duration) {
+        if self.head.is_none() && self.buffered > Duration::ZERO {
+            self.head = Some((at, Duration::ZERO));
+        }
+    }
+
+    /// The run ended at `at`: a buffer that ran dry before counts too.
+    pub(crate) fn finish(&mut self, at: Duration) {
+        self.catch_up(at);
+    }
+
+    /// Counts a stall if the head ran past the media in hand before `at`, and resumes it at `at`.
+    fn catch_up(&mut self, at: Duration) {
+        let Some((since, from)) = self.head else { return };
+        let head = from + at.saturating_sub(since);
+        if head > self.buffered {
+            self.stalls += 1;
+            if self.stalled_at.len() < 5 {
+                self.stalled_at.push(since + self.buffered.saturating_sub(from));
+            }
+            self.head = Some((at, self.buffered));
+        }
+    }
+}
+
 /// A segment to fetch.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Segment {
@@ -809,6 +867,40 @@ mod tests {
         // Longer than both allowances: a stall.
         cut_at_key_frames.data_after(ms(8000), ms(1280) + poll, ms(1280) + poll);
         assert_eq!(cut_at_key_frames.stalls, 1);
+    }
+
+    #[test]
+    fn a_player_stalls_when_its_buffer_runs_dry() {
+        let ms = Duration::from_millis;
+        let mut player = PlayerBuffer::default();
+        // Nothing plays before the first playlist's segments are in hand.
+        player.finish(ms(5000));
+        assert_eq!(player.stalls, 0);
+        // Three 0.5 s segments in hand at 2.0 s: playback starts, 1.5 s of media ahead.
+        for at in [1800, 1900, 2000] {
+            player.fetched(ms(at), ms(500));
+        }
+        player.play(ms(2000));
+        // A 1.4 s gap is within the buffer; the head is then at 1.4 s of 2.0 s in hand.
+        player.fetched(ms(3400), ms(500));
+        player.play(ms(3400));
+        assert_eq!(player.stalls, 0, "play starts once");
+        // Steady segments keep the head 0.6 s behind.
+        player.fetched(ms(3900), ms(500));
+        player.fetched(ms(4400), ms(500));
+        assert_eq!(player.stalls, 0);
+        // 3.0 s in hand from 2.0 s: the head reaches it at 5.0 s; the next segment at 5.5 s.
+        player.fetched(ms(5500), ms(500));
+        assert_eq!(player.stalls, 1);
+        assert_eq!(player.stalled_at, [ms(5000)]);
+        // Playback resumed at 5.5 s with 0.5 s in hand: a segment at exactly 6.0 s is in time.
+        player.fetched(ms(6000), ms(500));
+        assert_eq!(player.stalls, 1, "in time to the millisecond is no stall");
+        player.finish(ms(6400));
+        assert_eq!(player.stalls, 1);
+        player.finish(ms(7000));
+        assert_eq!(player.stalls, 2, "a buffer dry at the end counts");
+        assert_eq!(player.stalled_at, [ms(5000), ms(6500)]);
     }
 
     fn media(sequence: u64, count: u64) -> MediaPlaylist {

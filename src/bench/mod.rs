@@ -137,6 +137,8 @@ struct Soak {
     ttfb_ms: Option<Quantiles>,
     first_playlist_ms: Option<Quantiles>,
     first_segment_ms: Option<Quantiles>,
+    /// Every client's figures, in plan order.
+    per_client: Vec<report::ClientFigures>,
 }
 
 /// Runs the bench: prints the table (or the soak's verdict) and writes JSON.
@@ -565,6 +567,11 @@ impl Bench<'_> {
             ttfb_ms: Quantiles::of(&ttfb),
             first_playlist_ms: Quantiles::of(&playlists),
             first_segment_ms: Quantiles::of(&segments),
+            per_client: plan
+                .iter()
+                .zip(&outcomes)
+                .map(|(planned, o)| client_figures(&planned.label(), o))
+                .collect(),
         };
         let mib = |kib: u64| kib as f64 / 1024.0;
         let first_steady = soak.rss_samples.iter().find(|(t, _)| *t >= warmup_s).map(|s| s.1);
@@ -581,6 +588,9 @@ impl Bench<'_> {
             soak.rss_slope_last_half_kib_per_min
                 .map_or_else(|| "–".into(), |s| format!("{s:.1}")),
         );
+        for line in soak.per_client.iter().filter_map(report::ClientFigures::stall_line) {
+            println!("  stall: {line}");
+        }
         for sample in &soak.error_samples {
             println!("  error: {sample}");
         }
@@ -642,25 +652,31 @@ fn summarise(
         per_client: labels
             .iter()
             .zip(outcomes)
-            .map(|(label, o)| report::ClientFigures {
-                client: label.clone(),
-                ttfb_ms: o.ttfb.map(|d| d.as_secs_f64() * 1000.0),
-                first_playlist_ms: o.first_playlist.map(|d| d.as_secs_f64() * 1000.0),
-                first_segment_ms: o.first_segment.map(|d| d.as_secs_f64() * 1000.0),
-                bytes: o.bytes,
-                stalls: o.stalls,
-                stalled_at_s: o.stalled_at.iter().map(Duration::as_secs_f64).collect(),
-                longest_wait_s: o.longest_wait.as_secs_f64(),
-                speed: o.speed,
-                errors: o.errors.len(),
-                longest_segment_s: o.longest_segment.as_secs_f64(),
-                slowest_playlist_s: o.slowest_playlist.as_secs_f64(),
-                slowest_segment_s: o.slowest_segment.as_secs_f64(),
-            })
+            .map(|(label, o)| client_figures(label, o))
             .collect(),
         errors: outcomes.iter().map(|o| o.errors.len()).sum(),
         error_samples: error_samples(outcomes),
         min_speed: outcomes.iter().filter_map(|o| o.speed).min_by(f64::total_cmp),
+    }
+}
+
+/// One client's outcome as the report shows it.
+fn client_figures(label: &str, o: &ClientOutcome) -> report::ClientFigures {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    report::ClientFigures {
+        client: label.to_owned(),
+        ttfb_ms: o.ttfb.map(ms),
+        first_playlist_ms: o.first_playlist.map(ms),
+        first_segment_ms: o.first_segment.map(ms),
+        bytes: o.bytes,
+        stalls: o.stalls,
+        stalled_at_s: o.stalled_at.iter().map(Duration::as_secs_f64).collect(),
+        longest_wait_s: o.longest_wait.as_secs_f64(),
+        speed: o.speed,
+        errors: o.errors.len(),
+        longest_segment_s: o.longest_segment.as_secs_f64(),
+        slowest_playlist_s: o.slowest_playlist.as_secs_f64(),
+        slowest_segment_s: o.slowest_segment.as_secs_f64(),
     }
 }
 

@@ -36,12 +36,14 @@ const QUEUED_CHUNKS: usize = 16;
 const PLAYLIST: &str = "media.m3u8";
 
 /// Deinterlaces what is interlaced (25i to 50p, one frame per field), passes progressive 50p
-/// through and scales to 720p. xg2g's h264.toml uses GStreamer's `deinterlace method=linear
+/// through and scales like xg2g's h264.toml: down to fit 1280x720, never up (576i 16:9 becomes
+/// 1024x576), square pixels. xg2g's h264.toml uses GStreamer's `deinterlace method=linear
 /// fields=all` (mode auto): the same frame rates, a cheaper filter than yadif; close enough for a
 /// CPU comparison. Plain `yadif=1` (deint=all) would double the progressive HD channel to 100 fps
 /// and twice the x264 work; `fps=50` keeps the declared rate at 50 (yadif declares 100 even for
 /// the frames it passes through, which made x264's rate control aim at half the bitrate).
-const H264_FILTER: &str = "yadif=mode=send_field:deint=interlaced,fps=50,scale=1280:720,format=yuv420p";
+const H264_FILTER: &str = "yadif=mode=send_field:deint=interlaced,fps=50,\
+     scale=w='trunc(min(720,ih)*dar/2)*2':h='min(720,ih)',setsar=1,format=yuv420p";
 
 /// Serves on `listener` until `shutdown` is cancelled; every ffmpeg child is killed and reaped before it returns.
 pub async fn serve(

@@ -135,7 +135,7 @@ async fn with_one_slot_a_second_h264_session_waits_for_the_first_to_end() {
         Some(2.0)
     );
     let (codec, width) = probe_video(response, Duration::from_secs(3)).await;
-    assert_eq!((codec.as_str(), width), ("h264", 1280));
+    assert_eq!((codec.as_str(), width), ("h264", 1024), "SD 16:9 at its own height");
     for reason in ["full", "timeout", "cancelled"] {
         let series = format!("xg2g_gpu_queue_rejections_total{{reason=\"{reason}\"}}");
         assert_eq!(metric(&base, &series).await, Some(0.0), "{series}");

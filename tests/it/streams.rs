@@ -73,8 +73,9 @@ async fn every_profile_on_hd_sd_and_radio() {
         // The SD channel's AC-3 5.1 (preferred over MP2) is downmixed to stereo.
         ("aac", SD, vec![video("mpeg2video", "Main", 720), aac()]),
         ("aac", RADIO, vec![aac()]),
-        // Deinterlaced and scaled to 720p by the encoder the machine has (x264 here).
-        ("h264", SD, vec![video("h264", "High", 1280), aac()]),
+        // Deinterlaced by the encoder the machine has (x264 here), never upscaled: 576i 16:9
+        // becomes 1024x576 with square pixels.
+        ("h264", SD, vec![video("h264", "High", 1024), aac()]),
         ("h264", RADIO, vec![aac()]),
     ];
     for (profile, channel, want) in cases {
@@ -104,10 +105,9 @@ async fn every_profile_on_hd_sd_and_radio() {
         let codecs: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(codecs, want, "copy keeps every stream of {channel}");
     }
-    // The HD channel transcoded too: 720p50 H.264 in, H.264 out.
+    // The HD channel transcoded too: 720p50 H.264 in, H.264 at the same size out.
     let (found, _) = probe(&stream(&base, HD, "h264").await);
-    let codecs: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
-    assert_eq!(codecs, ["h264", "aac"]);
+    assert_eq!(found, [video("h264", "High", 1280), aac()]);
     running.stop().await;
 }
 
