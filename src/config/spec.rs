@@ -123,7 +123,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         env: Some("XG2G_API_TOKEN"),
         default: DefaultValue::Str(""),
         kind: Kind::Secret,
-        doc: "Bearer token the API requires; empty = no token required.",
+        doc: "Token the admin routes (refresh, reload) require in X-API-Token or Authorization: Bearer; empty = those routes answer 401.",
         check: None,
     },
     KeySpec {

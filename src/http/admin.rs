@@ -28,11 +28,17 @@ pub(crate) fn authorize(expected: Option<&Secret>, req: &HttpRequest) -> Result<
     }
 }
 
-/// The token a request carries: `X-API-Token` first, else `Authorization: Bearer …`.
+/// The token a request carries: a non-empty `X-API-Token` first, else `Authorization: Bearer …`
+/// (a proxy or client that sends an empty `X-API-Token` must not hide a good bearer token).
 fn presented_token(req: &HttpRequest) -> Option<&str> {
     let headers = req.headers();
-    if let Some(token) = headers.get("x-api-token").and_then(|v| v.to_str().ok()) {
-        return Some(token.trim()).filter(|t| !t.is_empty());
+    if let Some(token) = headers
+        .get("x-api-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token);
     }
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;
@@ -70,6 +76,11 @@ mod tests {
         assert_eq!(check(token, &[("X-API-Token", "s3cr3t-t0ken")]), Ok(()));
         assert_eq!(check(token, &[("Authorization", "Bearer s3cr3t-t0ken")]), Ok(()));
         assert_eq!(check(token, &[("Authorization", "bearer  s3cr3t-t0ken ")]), Ok(()));
+        assert_eq!(
+            check(token, &[("X-API-Token", " "), ("Authorization", "Bearer s3cr3t-t0ken")]),
+            Ok(()),
+            "an empty X-API-Token does not hide the bearer token"
+        );
     }
 
     #[test]

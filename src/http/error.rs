@@ -54,6 +54,36 @@ impl From<crate::model::ParseServiceRefError> for HttpError {
 }
 
 impl HttpError {
+    /// The message a client sees. Errors that carry the receiver's or GStreamer's own words
+    /// (receiver URLs and ports, element paths, source file names) say what happened without
+    /// them; the whole error goes to the log instead. Admin routes keep theirs: only a holder
+    /// of the token sees those.
+    pub(crate) fn public_message(&self) -> String {
+        use crate::session::SessionError;
+        use crate::upstream::DetectError;
+        match self {
+            HttpError::Session(SessionError::Upstream(_)) => "the receiver did not deliver the stream".into(),
+            HttpError::Session(SessionError::Pipeline { profile, .. }) => {
+                format!("the pipeline for profile `{profile}` failed")
+            }
+            HttpError::Session(SessionError::EncoderFull(_)) => "the encoder has no free session".into(),
+            HttpError::Detect(DetectError::NoPortAnswered { .. }) => {
+                "no stream port of the receiver can stream the channel".into()
+            }
+            HttpError::Detect(DetectError::InvalidOverride { .. }) => {
+                "a receiver.port_overrides entry is invalid (see the server log)".into()
+            }
+            HttpError::Picon(crate::picon::PiconError::Unavailable { service_ref, .. }) => {
+                format!("picon for {service_ref} unavailable")
+            }
+            HttpError::Preview(crate::preview::PreviewError::Upstream(_)) => {
+                "the receiver did not deliver the stream".into()
+            }
+            HttpError::Preview(crate::preview::PreviewError::Failed(_)) => "no thumbnail".into(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn code(&self) -> &'static str {
         match self {
             HttpError::CatalogNotReady => "catalog-not-ready",
@@ -158,11 +188,60 @@ impl ResponseError for HttpError {
         if let HttpError::Refresh(crate::catalog::RefreshError::InProgress { retry_after }) = self {
             response.insert_header(("Retry-After", retry_after.as_secs().max(1).to_string()));
         }
-        let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let message = self.public_message();
+        if message != self.to_string() {
+            tracing::warn!(code = self.code(), error = %self, "answered a request with an error");
+        }
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
         if let HttpError::Reload(super::ReloadError::Invalid(errors)) = self {
             // Every problem, each with its file, line and element, for tools to show.
             body["error"]["problems"] = super::reload::problems_json(errors);
         }
         response.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionError;
+
+    async fn body(error: HttpError) -> serde_json::Value {
+        let bytes = actix_web::body::to_bytes(error.error_response().into_body())
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn clients_never_see_receiver_urls_or_gstreamer_internals() {
+        let internal = "http://10.0.0.5:8001/1:0:19:283D:3FB:1:C00000:0:0:0: \
+                        ../ext/soup/gstsouphttpsrc.c(1459): /GstPipeline:pipeline3/GstSoupHTTPSrc:src";
+        for error in [
+            HttpError::Session(SessionError::Upstream(internal.into())),
+            HttpError::Session(SessionError::Pipeline {
+                profile: "aac".into(),
+                message: internal.into(),
+            }),
+            HttpError::Session(SessionError::EncoderFull(internal.into())),
+            HttpError::Preview(crate::preview::PreviewError::Upstream(internal.into())),
+            HttpError::Preview(crate::preview::PreviewError::Failed(internal.into())),
+        ] {
+            let code = error.code();
+            let body = body(error).await;
+            assert_eq!(body["error"]["code"], code);
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(!message.is_empty());
+            for secret in ["10.0.0.5", "8001", "gst", "Gst", ".c("] {
+                assert!(!message.contains(secret), "{code}: {message}");
+            }
+        }
+        // Errors without internals keep their words.
+        let plain = body(HttpError::InvalidParameter {
+            name: "profile",
+            detail: "given twice".into(),
+        })
+        .await;
+        assert_eq!(plain["error"]["message"], "invalid parameter profile: given twice");
     }
 }

@@ -67,6 +67,16 @@ type State = web::Data<AppState>;
 /// over loopback, plenty for any LAN round trip.
 const SEND_BUFFER: usize = 256 * 1024;
 
+/// A query string the route's parameters cannot take (a parameter twice, a number that is not
+/// one) is a JSON `invalid-parameter`, like every other refusal.
+fn query_error(error: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    HttpError::InvalidParameter {
+        name: "query",
+        detail: error.to_string(),
+    }
+    .into()
+}
+
 /// Builds the server on an already bound listener; the caller runs and stops it.
 pub(crate) fn server(
     listener: std::net::TcpListener,
@@ -77,6 +87,7 @@ pub(crate) fn server(
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(state.clone())
+            .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(actix_web::middleware::from_fn(record_metrics))
             .route("/", web::get().to(index))
             .route("/healthz", web::get().to(healthz))

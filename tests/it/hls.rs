@@ -112,7 +112,11 @@ async fn check_channel(base: String, channel: &'static str, want: &'static [&'st
     }
     if want.contains(&"h264") {
         // HD is copied at 1280x720; SD 576i 16:9 is transcoded without upscaling, square pixels.
-        let resolution = if channel == SD { "RESOLUTION=1024x576" } else { "RESOLUTION=1280x720" };
+        let resolution = if channel == SD {
+            "RESOLUTION=1024x576"
+        } else {
+            "RESOLUTION=1280x720"
+        };
         assert!(
             inf.contains("avc1.") && inf.contains(resolution) && inf.contains("FRAME-RATE="),
             "{resolution}: {inf}"

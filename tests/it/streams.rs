@@ -219,6 +219,14 @@ async fn errors_head_and_receiver_faults() {
         .unwrap();
     assert_eq!(profile.status(), 404);
     assert_eq!(code(profile.json().await.unwrap()), "profile-not-found");
+    let twice = http
+        .get(format!("{base}/stream/{HD}?profile=aac&profile=copy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+    let body: serde_json::Value = twice.json().await.expect("a JSON error, not plain text");
+    assert_eq!(code(body.clone()), "invalid-parameter", "{body}");
 
     let before = connections(&demo);
     let head = http.head(format!("{base}/stream/{HD}")).send().await.unwrap();
@@ -235,7 +243,13 @@ async fn errors_head_and_receiver_faults() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 502);
-    assert_eq!(code(missing.json().await.unwrap()), "upstream-unavailable");
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(code(body.clone()), "upstream-unavailable");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains(&demo.stream_addr().port().to_string()) && !message.contains("HTTP 404"),
+        "the receiver's address stays in the log: {message}"
+    );
 
     // A receiver that stalls after 300 kB: xg2g reconnects and the client keeps receiving.
     demo.set_faults(|f| {
