@@ -1,4 +1,6 @@
-//! `GET /picon/{ref}.png`: a channel's logo, from the picon cache.
+//! `GET /picon/{ref}.png`: a channel's logo, from the picon cache; only for channels in the
+//! channel list, so that nobody can make xg2g ask the receiver (with its credentials) for
+//! arbitrary files.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -13,6 +15,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn picon(state: State, file: web::Path<String>) -> Result<HttpResponse, HttpError> {
     let service_ref = parse_file(&file)?;
+    let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
+    catalog.channel(&service_ref).ok_or(HttpError::ChannelNotFound)?;
     let png = state.picons.get(service_ref).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/png")

@@ -1,5 +1,5 @@
 //! Picons: fetched from the demo receiver (or a configured base), cached, 404 as JSON when
-//! missing, 400 for a malformed reference; the PNG checked by ffprobe.
+//! missing or not a listed channel, 400 for a malformed reference; the PNG checked by ffprobe.
 
 use std::sync::atomic::Ordering;
 
@@ -48,6 +48,7 @@ fn probe_png(bytes: &[u8]) -> (String, u64, u64) {
 async fn a_picon_is_served_as_png_and_cached() {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(&demo, &[("picons.cache_ttl", "1h")])).await;
+    ready(&running).await;
     assert_eq!(picon_requests(&demo), 0);
 
     let first = get(&format!("{base}/picon/{ERSTE}.png")).await;
@@ -79,6 +80,7 @@ async fn a_picon_is_served_as_png_and_cached() {
 async fn a_missing_picon_is_a_json_404_and_the_miss_is_cached() {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
     let missing = get(&format!("{base}/picon/{BR_SUED}.png")).await;
     assert_eq!(missing.status(), 404);
     assert!(header(&missing, "content-type").starts_with("application/json"));
@@ -97,6 +99,7 @@ async fn a_missing_picon_is_a_json_404_and_the_miss_is_cached() {
 async fn malformed_references_are_400() {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
     for file in [
         "1:0:19:283D:3FB.png",
         "1:0:19:ZZZZ:3FB:1:C00000:0:0:0:.png",
@@ -114,9 +117,24 @@ async fn malformed_references_are_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_channels_have_picons() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
+    // Well formed, but no channel of the list: the receiver is never asked.
+    let unlisted = get(&format!("{base}/picon/1:0:19:1:1:1:C00000:0:0:0:.png")).await;
+    assert_eq!(unlisted.status(), 404);
+    let body: Value = unlisted.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "channel-not-found");
+    assert_eq!(picon_requests(&demo), 0, "nothing unlisted reached the receiver");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_one_fetch() {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(&demo, &[])).await;
+    ready(&running).await;
     let url = format!("{base}/picon/{ORF1}.png");
     let answers = futures_util::future::join_all((0..8).map(|_| get(&url))).await;
     for answer in answers {
@@ -158,6 +176,7 @@ async fn a_configured_base_is_used() {
     let demo = demo().await;
     let picon_base = format!("{}/picon/", demo.api_url());
     let (running, base) = start_app(&config_for(&demo, &[("picons.base_url", &picon_base)])).await;
+    ready(&running).await;
     let ok = get(&format!("{base}/picon/{ERSTE}.png")).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(header(&ok, "content-type"), "image/png");
@@ -182,6 +201,7 @@ async fn a_failing_base_gives_502_and_is_asked_again() {
         }
     });
     let (running, base) = start_app(&config_for(&demo, &[("picons.base_url", &picon_base)])).await;
+    ready(&running).await;
     let url = format!("{base}/picon/{ERSTE}.png");
 
     let failed = get(&url).await;
