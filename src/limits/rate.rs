@@ -25,7 +25,9 @@
 //! same as a new one); when the map is full, the least recently seen address is dropped. A flood
 //! of distinct addresses thus costs at most `max_tracked_ips` buckets; the price is that such a
 //! flood can reset a quiet address's bucket early, which the global bucket still bounds.
-//! Addresses are tracked whole (IPv6 too: one household's devices share a /64).
+//! An IPv6 client is tracked by its /64 ([`bucket_key`]): one host holds a whole /64 and can
+//! rotate through it, so a per-address bucket would be no limit at all (the devices of one
+//! household share a /64, and so share a bucket, as they share an IPv4 address behind NAT).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -176,6 +178,18 @@ struct Tracked {
     seq: u64,
 }
 
+/// The per-address bucket a client draws from: an IPv4 address (IPv4-mapped IPv6 too) as it
+/// is, an IPv6 address by its /64 prefix.
+pub(crate) fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// Buckets per client address, at most `max` of them, least recently seen evicted first.
 #[derive(Debug)]
 struct IpBuckets {
@@ -317,6 +331,7 @@ impl Admission {
         if let Some(i) = mode_bucket {
             note(Scope::Mode, self.modes[i].1.check(now));
         }
+        let ip = bucket_key(ip);
         note(Scope::Ip, self.per_ip.check(ip, now));
         if let Some((scope, retry_after)) = refused {
             return Err(RateLimited {

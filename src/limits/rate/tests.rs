@@ -152,10 +152,22 @@ async fn addresses_are_independent() {
         "another address has its own bucket"
     );
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-    let v6_neighbour = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+    let v6_other_net = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1));
     assert_eq!(admitted(&mut a, 5, v6, "standard"), 2);
-    assert_eq!(admitted(&mut a, 5, v6_neighbour, "standard"), 2);
+    assert_eq!(admitted(&mut a, 5, v6_other_net, "standard"), 2, "another /64");
     assert_eq!(a.admit(ip(1), "standard").unwrap_err().scope, Scope::Ip);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ipv6_client_cannot_rotate_through_its_64() {
+    let mut a = Admission::new(&config());
+    let host = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 7, i, 0, 0, 1));
+    let passed = (0..10).filter(|&i| a.admit(host(i), "standard").is_ok()).count();
+    assert_eq!(passed, 2, "ten addresses of one /64 share its burst");
+    // An IPv4-mapped address is the IPv4 client it maps.
+    let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped());
+    assert_eq!(admitted(&mut a, 5, mapped, "standard"), 2);
+    assert_eq!(a.admit(ip(9), "standard").unwrap_err().scope, Scope::Ip);
 }
 
 #[tokio::test(start_paused = true)]
