@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, Profiles};
-use crate::session::{Registry, SessionClock, SessionKey, SourceLocator, StartSpec, Subscription};
+use crate::session::{Registry, SessionClock, SessionKey, SourceLocator, SourceOutcome, StartSpec, Subscription};
 use crate::telemetry::step;
 use crate::upstream::{ConnectFailure, StreamResolver};
 use futures_util::future::BoxFuture;
@@ -66,10 +66,18 @@ impl SourceLocator for Located {
         })
     }
 
-    fn connected(&self, ok: bool) {
-        if let Some(port) = *self.port.lock().expect("port lock poisoned") {
-            let outcome = if ok { Ok(()) } else { Err(ConnectFailure::Reset) };
-            self.resolver.report_connect(port, outcome);
+    /// Only what says something about the port reaches its breaker: one broken channel must
+    /// not take every channel on the port down with it.
+    fn connected(&self, outcome: SourceOutcome) {
+        let Some(port) = *self.port.lock().expect("port lock poisoned") else {
+            return;
+        };
+        match outcome {
+            SourceOutcome::Delivered => self.resolver.report_connect(port, Ok(())),
+            SourceOutcome::PortFailed => self.resolver.report_connect(port, Err(ConnectFailure::Reset)),
+            SourceOutcome::ChannelFailed => {
+                tracing::debug!(port, service_ref = %self.service_ref, "The channel failed, not its port.");
+            }
         }
     }
 }

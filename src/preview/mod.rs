@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::config::Config;
 use crate::limits::queue::{EncoderQueue, QueueError, Request};
 use crate::model::ServiceRef;
-use crate::session::SourceLocator;
+use crate::session::{SourceLocator, SourceOutcome};
 use cache::PreviewCache;
 use grab::{GrabError, GrabSpec};
 
@@ -98,7 +98,10 @@ impl Fetch for Grabber {
                 timeout: this.timeout,
             };
             let grabbed = grab::first_frame(&spec).await;
-            locator.connected(!matches!(grabbed, Err(GrabError::Refused(_) | GrabError::Failed(_))));
+            locator.connected(match &grabbed {
+                Ok(_) | Err(GrabError::NoVideo) => SourceOutcome::Delivered,
+                Err(GrabError::Refused(_) | GrabError::Failed(_)) => SourceOutcome::ChannelFailed,
+            });
             grabbed.map_err(|e| match e {
                 GrabError::NoVideo => PreviewError::NoVideo,
                 GrabError::Refused(text) => PreviewError::Upstream(text),

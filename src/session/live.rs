@@ -18,7 +18,10 @@ use tracing::Instrument as _;
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
 use super::segmenter::Segmenter;
 use super::ts_cache::TsCache;
-use super::{Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, StartSpec, Subscription};
+use super::{
+    Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, SourceOutcome, StartSpec,
+    Subscription,
+};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, BuildSpec};
 
@@ -52,6 +55,9 @@ enum Outcome {
     Idle,
     /// The receiver refused the stream (404, 401): retrying will not help.
     Refused(String),
+    /// The source could not read from the receiver's port (no connection, a reset, an HTTP
+    /// error other than a refusal): the port is failing.
+    SourceFailed(String),
     /// The channel's video cannot go out in this profile and output (MPEG-2 copied into HLS).
     Unplayable,
     Failed(String),
@@ -66,6 +72,8 @@ struct Fanout {
     cache: TsCache,
     waiting: Vec<Join>,
     delivered: bool,
+    /// Why the session failed its clients, once it has.
+    failure: Option<SessionError>,
     /// Buffers (TS) or segments (HLS) received over the session's life.
     received: u64,
     hls_state: HlsState,
@@ -118,6 +126,7 @@ impl Session {
             cache: TsCache::default(),
             waiting: Vec::new(),
             delivered: false,
+            failure: None,
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
             next_sequence: 0,
@@ -142,7 +151,11 @@ impl Session {
             let encoder_full =
                 !fan.delivered && matches!(&outcome, Outcome::Failed(r) if crate::limits::queue::is_encoder_full(r));
             if (!matches!(outcome, Outcome::Shutdown | Outcome::Idle) || delivered) && !encoder_full {
-                self.start.locator.connected(delivered);
+                self.start.locator.connected(match &outcome {
+                    _ if delivered => SourceOutcome::Delivered,
+                    Outcome::SourceFailed(_) => SourceOutcome::PortFailed,
+                    _ => SourceOutcome::ChannelFailed,
+                });
             }
             if let (true, Outcome::Failed(reason)) = (encoder_full, &outcome) {
                 tracing::warn!(reason = %reason, "The encoder has no free session; refusing as full.");
@@ -168,9 +181,9 @@ impl Session {
                     gave_up = true;
                     break;
                 }
-                Outcome::Failed(_) | Outcome::Stalled | Outcome::Ended => {
+                Outcome::Failed(_) | Outcome::SourceFailed(_) | Outcome::Stalled | Outcome::Ended => {
                     let reason = match &outcome {
-                        Outcome::Failed(r) => r.clone(),
+                        Outcome::Failed(r) | Outcome::SourceFailed(r) => r.clone(),
                         Outcome::Stalled => format!("no data for {:?}", self.settings.stall_timeout),
                         _ => "the receiver ended the stream".to_owned(),
                     };
@@ -211,6 +224,13 @@ impl Session {
         }
         if gave_up && fan.delivered {
             self.end_playlists(&mut fan, &mut joins, &shutdown).await;
+        }
+        // Joins that arrived while the session was ending get its last word (a join after the
+        // close starts a new session): dropped unanswered, they would read as a shutdown.
+        joins.close();
+        let last = fan.failure.take().unwrap_or(SessionError::ShuttingDown);
+        while let Ok(join) = joins.try_recv() {
+            let _ = join.reply.send(Err(last.clone()));
         }
         self.metrics.session.session_active(self.mode, -1);
         tracing::info!(lived_s = requested.elapsed().as_secs(), "Session ended.");
@@ -262,6 +282,7 @@ impl Session {
         for join in fan.waiting.drain(..) {
             let _ = join.reply.send(Err(error.clone()));
         }
+        fan.failure = Some(error);
     }
 
     fn subscribe(&self, fan: &Fanout) -> Subscription {
@@ -469,7 +490,13 @@ impl Session {
                             let text = error_text(&message, e);
                             let refused = e.error().matches(gst::ResourceError::NotFound)
                                 || e.error().matches(gst::ResourceError::NotAuthorized);
-                            return if refused && !fan.delivered { Outcome::Refused(text) } else { Outcome::Failed(text) };
+                            // Any other resource error is the source failing to read the port.
+                            let source = e.error().is::<gst::ResourceError>();
+                            return match (refused, source) {
+                                (true, _) if !fan.delivered => Outcome::Refused(text),
+                                (false, true) => Outcome::SourceFailed(text),
+                                _ => Outcome::Failed(text),
+                            };
                         }
                         gst::MessageView::Eos(_) => return Outcome::Ended,
                         gst::MessageView::Element(_) => {

@@ -45,13 +45,26 @@ pub struct StartSpec {
     pub encoder_slot: Option<crate::limits::queue::EncoderPermit>,
 }
 
+/// How one connection to a located URL went, as far as the receiver's port is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceOutcome {
+    /// The stream's data arrived.
+    Delivered,
+    /// The port itself failed before any data: no connection, a reset, a server error. Counts
+    /// against the port, which every channel on it shares.
+    PortFailed,
+    /// The port answered, but not with this channel's stream (a refusal, no data, data that is
+    /// no transport stream, a stall): this channel's problem, not its port's.
+    ChannelFailed,
+}
+
 /// Finds the receiver URL of a session's channel and hears how connecting to it went (so that
 /// port detection and its circuit breakers see sessions' connects too).
 pub trait SourceLocator: Send + Sync + 'static {
     /// The stream URL, without credentials; an error is a reason to retry later.
     fn locate(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>>;
-    /// Whether the last located URL delivered data.
-    fn connected(&self, ok: bool);
+    /// How a connection to the last located URL went.
+    fn connected(&self, outcome: SourceOutcome);
 }
 
 /// Session behaviour from the config.

@@ -388,3 +388,53 @@ async fn a_port_dying_mid_play_fails_over_and_back() {
         at += found + needle.len();
     }
 }
+
+/// A channel whose stream is broken (the port answers, with garbage) fails its own sessions and
+/// nobody else's: its failures do not count against the port every channel shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broken_channel_leaves_its_port_to_the_others() {
+    let demo = demo().await;
+    let (stream, _) = ports(&demo);
+    let (running, base) = app(
+        &demo,
+        &[
+            ("circuit_breaker.threshold", "2"),
+            ("circuit_breaker.timeout", "30s"),
+            ("streaming.start_timeout", "1s"),
+            ("streaming.reconnect_attempts", "1"),
+        ],
+    )
+    .await;
+    demo.set_faults(|f| {
+        f.streams.insert(SD.into(), xg2g::demo::StreamFault::Garbage);
+    });
+    let http = client();
+    for attempt in 1..=3 {
+        let response = http
+            .get(format!("{base}/stream/{SD}?profile=aac"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 502, "attempt {attempt}: {body}");
+    }
+    let text = metrics_text(&base).await;
+    let closed = format!("xg2g_circuit_breaker_state{{name=\"stream_{stream}\"}} 0");
+    assert!(text.contains(&closed), "{closed} in\n{text}");
+    // Every other channel still plays from the stream port.
+    let (status, _, body) = source(&base, HD).await;
+    assert_eq!(
+        (status, body["port"].as_u64()),
+        (200, Some(u64::from(stream))),
+        "{body}"
+    );
+    let playing = http
+        .get(format!("{base}/stream/{HD}?profile=copy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(playing.status(), 200);
+    drop(playing);
+    running.stop().await;
+}
