@@ -206,6 +206,18 @@ pub(crate) async fn admit_new_session(
     Ok(())
 }
 
+/// Charges the rate limits for a receiver probe that comes before a new session (`auto`
+/// learning a channel's codec): the global and the client's bucket; the session it leads to is
+/// not charged again.
+pub(crate) async fn admit_probe(state: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
+    if !state.admission.is_enabled() {
+        return Ok(());
+    }
+    let client = state.trusted_proxies.client_of(req);
+    state.admission.admit(client, "probe").await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! A first playlist is answered once it holds [`PLAYABLE_SEGMENTS`] (strict players need them);
 //! `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload). Profile `auto` picks `aac`
 //! for H.264 channels and `h264` for MPEG-2 ones, learned from the channel's PMT at its first
-//! tune and remembered. Every answer carries the configured CORS origin; preflights are
+//! tune (after the rate limits, one probe however many ask at once) and remembered. Every answer carries the configured CORS origin; preflights are
 //! answered here.
 
 use std::time::Duration;
@@ -14,12 +14,13 @@ use actix_web::http::{Method, header};
 use actix_web::middleware::{Compress, Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 
 use super::AppState;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, scan_pmt};
-use crate::session::{HlsState, HlsView, PLAYABLE_SEGMENTS, SessionKey, VideoCodec};
+use crate::session::{HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec};
 use crate::telemetry::step;
 use tracing::Instrument as _;
 
@@ -170,7 +171,7 @@ async fn segment(
         .ok_or(HttpError::SegmentNotFound)?;
     let profile = match profile.as_str() {
         "auto" => {
-            let codec = state.streaming.registry.codec(service_ref.clone(), None).await;
+            let codec = state.streaming.registry.codec(service_ref.clone()).await;
             auto_profile(codec.ok_or(HttpError::SegmentNotFound)?).to_owned()
         }
         _ => profile,
@@ -216,20 +217,33 @@ fn auto_profile(codec: VideoCodec) -> &'static str {
 async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
     let service_ref = parse_ref(reference)?;
     super::trace::channel_lookup(state, &service_ref)?;
+    let mut admitted = false;
     let profile = match profile {
-        "auto" => auto_profile(
-            learn_codec(state, &service_ref)
-                .instrument(step!("codec.probe"))
-                .await?,
-        )
-        .to_owned(),
+        "auto" => {
+            let registry = &state.streaming.registry;
+            let codec = match registry.codec(service_ref.clone()).await {
+                Some(codec) => codec,
+                None => {
+                    // Probing opens a receiver connection: it is a session start as far as the
+                    // rate limits go, charged once, before the probe.
+                    super::client_ip::admit_probe(state, req).await?;
+                    admitted = true;
+                    registry
+                        .learn_codec(service_ref.clone(), probe_codec(state, &service_ref))
+                        .instrument(step!("codec.probe"))
+                        .await
+                        .map_err(learn_error)?
+                }
+            };
+            auto_profile(codec).to_owned()
+        }
         other => other.to_owned(),
     };
     let template = super::stream::template_for(&state.streaming, &profile, Output::Hls)?;
     // Every playlist request is a sign that the client watches (Active priority): the guard
     // is dropped with this request.
     let (subscription, _watching) =
-        super::stream::start_session(state, req, service_ref, profile, template, Output::Hls).await?;
+        super::stream::start_session(state, req, service_ref, profile, template, Output::Hls, admitted).await?;
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
     // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
@@ -241,49 +255,61 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
     Ok(view)
 }
 
-/// The channel's video codec: remembered, or read from its PMT now.
-async fn learn_codec(state: &AppState, service_ref: &ServiceRef) -> Result<VideoCodec, HttpError> {
-    let registry = &state.streaming.registry;
-    if let Some(codec) = registry.codec(service_ref.clone(), None).await {
-        return Ok(codec);
+fn learn_error(error: LearnError) -> HttpError {
+    match error {
+        LearnError::Detect(e) => HttpError::Detect(e),
+        LearnError::Upstream(message) => HttpError::Session(SessionError::Upstream(message)),
+        LearnError::ShuttingDown => HttpError::Session(SessionError::ShuttingDown),
     }
-    let source = state.resolver.resolve(service_ref).await?;
-    let mut request = state.streaming.probe_client.get(source.url.as_str());
-    if let Some(auth) = &state.streaming.source.authorization {
-        request = request.header(header::AUTHORIZATION.as_str(), auth.as_str());
-    }
-    let unavailable = |message: String| HttpError::Session(crate::session::SessionError::Upstream(message));
-    let response = request
-        .send()
-        .await
-        .map_err(|e| unavailable(format!("probing the channel: {e}")))?;
-    if !response.status().is_success() {
-        return Err(unavailable(format!(
-            "the receiver answered {} to the probe",
-            response.status()
-        )));
-    }
-    let mut body = response.bytes_stream();
-    let mut seen = Vec::new();
-    let mut pmt_pid = None;
-    let deadline = tokio::time::Instant::now() + PROBE_TIME;
-    while seen.len() < PROBE_BYTES {
-        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(chunk))) => chunk,
-            _ => break,
+}
+
+/// Reads the channel's video codec from its PMT: one receiver connection, bounded by
+/// [`PROBE_TIME`] from the first byte of the request on (a receiver that accepts and never
+/// answers, as one with every tuner busy may, is given up on then, not after minutes).
+fn probe_codec(state: &AppState, service_ref: &ServiceRef) -> BoxFuture<'static, Result<VideoCodec, LearnError>> {
+    let resolver = state.resolver.clone();
+    let client = state.streaming.probe_client.clone();
+    let authorization = state.streaming.source.authorization.clone();
+    let service_ref = service_ref.clone();
+    Box::pin(async move {
+        let source = resolver.resolve(&service_ref).await?;
+        let mut request = client.get(source.url.as_str());
+        if let Some(auth) = &authorization {
+            request = request.header(header::AUTHORIZATION.as_str(), auth.as_str());
+        }
+        let deadline = tokio::time::Instant::now() + PROBE_TIME;
+        let response = match tokio::time::timeout_at(deadline, request.send()).await {
+            Err(_) => return Err(LearnError::Upstream(format!("no answer within {PROBE_TIME:?}"))),
+            Ok(Err(e)) => return Err(LearnError::Upstream(e.without_url().to_string())),
+            Ok(Ok(response)) => response,
         };
-        seen.extend_from_slice(&chunk);
-        if let Some(streams) = scan_pmt(&seen, &mut pmt_pid) {
-            let types: Vec<u8> = streams.iter().map(|s| s.stream_type).collect();
-            let codec = VideoCodec::from_stream_types(&types);
-            tracing::info!(channel = %service_ref, ?codec, "Learned the channel's video codec.");
-            return Ok(registry.codec(service_ref.clone(), Some(codec)).await.unwrap_or(codec));
+        if !response.status().is_success() {
+            return Err(LearnError::Upstream(format!(
+                "the receiver answered {}",
+                response.status()
+            )));
         }
-        // Keep only the tail: a table may straddle chunks, never more than one packet.
-        if seen.len() > 188 * 64 {
-            let keep = seen.len() % 188 + 188;
-            seen.drain(..seen.len() - keep);
+        let mut body = response.bytes_stream();
+        let mut seen = Vec::new();
+        let mut pmt_pid = None;
+        while seen.len() < PROBE_BYTES {
+            let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                _ => break,
+            };
+            seen.extend_from_slice(&chunk);
+            if let Some(streams) = scan_pmt(&seen, &mut pmt_pid) {
+                let types: Vec<u8> = streams.iter().map(|s| s.stream_type).collect();
+                let codec = VideoCodec::from_stream_types(&types);
+                tracing::info!(channel = %service_ref, ?codec, "Learned the channel's video codec.");
+                return Ok(codec);
+            }
+            // Keep only the tail: a table may straddle chunks, never more than one packet.
+            if seen.len() > 188 * 64 {
+                let keep = seen.len() % 188 + 188;
+                seen.drain(..seen.len() - keep);
+            }
         }
-    }
-    Err(unavailable("no PMT in the channel's stream".into()))
+        Err(LearnError::Upstream("no PMT in the channel's stream".into()))
+    })
 }

@@ -114,7 +114,8 @@ async fn stream(
         // Answered here: a HEAD must never tune the receiver (Threadfin, Jellyfin probe with it).
         return Ok(HttpResponse::Ok().content_type("video/mp2t").finish());
     }
-    let (subscription, watching) = start_session(&state, &req, service_ref, profile, template, Output::Ts).await?;
+    let (subscription, watching) =
+        start_session(&state, &req, service_ref, profile, template, Output::Ts, false).await?;
     let body = body(
         subscription,
         req.conn_data::<ConnSocket>().cloned(),
@@ -160,6 +161,8 @@ pub(crate) async fn start_session(
     profile: String,
     (template, encoder): (Arc<crate::pipeline::Template>, Option<crate::pipeline::EncoderChoice>),
     output: Output,
+    // The rate limits were charged for this request already (an `auto` probe).
+    admitted: bool,
 ) -> Result<(Subscription, crate::limits::queue::Watching), HttpError> {
     state
         .resolver
@@ -180,9 +183,11 @@ pub(crate) async fn start_session(
     };
     // Admission: the rate limits, then an encoder slot (its wait a child span).
     let admission = step!("admission");
-    super::client_ip::admit_new_session(state, req, &key, start.template.mode)
-        .instrument(admission.clone())
-        .await?;
+    if !admitted {
+        super::client_ip::admit_new_session(state, req, &key, start.template.mode)
+            .instrument(admission.clone())
+            .await?;
+    }
     start.encoder_slot = encoder_slot(state, req, &key, &start.template)
         .instrument(step!(parent: &admission, "encoder.queue"))
         .instrument(admission.clone())

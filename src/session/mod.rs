@@ -45,6 +45,18 @@ pub struct StartSpec {
     pub encoder_slot: Option<crate::limits::queue::EncoderPermit>,
 }
 
+/// Why a channel's video codec could not be learned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LearnError {
+    #[error(transparent)]
+    Detect(#[from] crate::upstream::DetectError),
+    /// The receiver did not deliver a PMT: the words are for the log, not for clients.
+    #[error("probing the channel: {0}")]
+    Upstream(String),
+    #[error("xg2g is shutting down")]
+    ShuttingDown,
+}
+
 /// How one connection to a located URL went, as far as the receiver's port is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceOutcome {
@@ -291,8 +303,18 @@ enum Command {
     },
     Codec {
         service_ref: ServiceRef,
-        learned: Option<VideoCodec>,
         reply: oneshot::Sender<Option<VideoCodec>>,
+    },
+    /// Learn a channel's codec with `probe`, unless it is known or a probe is in flight.
+    Learn {
+        service_ref: ServiceRef,
+        probe: futures_util::future::BoxFuture<'static, Result<VideoCodec, LearnError>>,
+        reply: oneshot::Sender<Result<VideoCodec, LearnError>>,
+    },
+    /// A probe of [`Command::Learn`] finished.
+    Learned {
+        service_ref: ServiceRef,
+        result: Result<VideoCodec, LearnError>,
     },
     Ended {
         key: SessionKey,
@@ -345,18 +367,31 @@ impl Registry {
         rx.await.ok().flatten()
     }
 
-    /// The video codec remembered for a channel; `learned` records one first.
-    pub async fn codec(&self, service_ref: ServiceRef, learned: Option<VideoCodec>) -> Option<VideoCodec> {
+    /// The video codec remembered for a channel, if one was learned.
+    pub async fn codec(&self, service_ref: ServiceRef) -> Option<VideoCodec> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Codec { service_ref, reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// The channel's video codec: remembered, or learned by running `probe`. Concurrent calls
+    /// for one channel share one probe (one receiver connection however many players ask);
+    /// a failed probe is not remembered, so the next call tries again.
+    pub async fn learn_codec(
+        &self,
+        service_ref: ServiceRef,
+        probe: futures_util::future::BoxFuture<'static, Result<VideoCodec, LearnError>>,
+    ) -> Result<VideoCodec, LearnError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Codec {
+            .send(Command::Learn {
                 service_ref,
-                learned,
+                probe,
                 reply,
             })
             .await
-            .ok()?;
-        rx.await.ok().flatten()
+            .map_err(|_| LearnError::ShuttingDown)?;
+        rx.await.map_err(|_| LearnError::ShuttingDown)?
     }
 
     /// Whether a session runs for `key` that a join would attach to (one that is ending does
@@ -396,6 +431,9 @@ async fn run_registry(
     let mut sessions: HashMap<SessionKey, Entry> = HashMap::new();
     // What each channel's video turned out to be at its first tune (for the `auto` profile).
     let mut codecs: HashMap<ServiceRef, VideoCodec> = HashMap::new();
+    // Channels whose codec a probe is learning now, with who waits for it.
+    type LearnReply = oneshot::Sender<Result<VideoCodec, LearnError>>;
+    let mut learning: HashMap<ServiceRef, Vec<LearnReply>> = HashMap::new();
     let mut next_id = 0u64;
     loop {
         let command = tokio::select! {
@@ -459,15 +497,35 @@ async fn run_registry(
             Command::Lookup { key, reply } => {
                 let _ = reply.send(sessions.get(&key).and_then(|e| e.hls.clone()));
             }
-            Command::Codec {
+            Command::Codec { service_ref, reply } => {
+                let _ = reply.send(codecs.get(&service_ref).copied());
+            }
+            Command::Learn {
                 service_ref,
-                learned,
+                probe,
                 reply,
             } => {
-                if let Some(codec) = learned {
-                    codecs.insert(service_ref.clone(), codec);
+                if let Some(codec) = codecs.get(&service_ref) {
+                    let _ = reply.send(Ok(*codec));
+                    continue;
                 }
-                let _ = reply.send(codecs.get(&service_ref).copied());
+                let waiting = learning.entry(service_ref.clone()).or_default();
+                waiting.push(reply);
+                if waiting.len() == 1 {
+                    let done = tx.clone();
+                    tokio::spawn(async move {
+                        let result = probe.await;
+                        let _ = done.send(Command::Learned { service_ref, result }).await;
+                    });
+                }
+            }
+            Command::Learned { service_ref, result } => {
+                if let Ok(codec) = &result {
+                    codecs.insert(service_ref.clone(), *codec);
+                }
+                for reply in learning.remove(&service_ref).unwrap_or_default() {
+                    let _ = reply.send(result.clone());
+                }
             }
             Command::Count { reply } => {
                 let _ = reply.send(sessions.len());

@@ -115,7 +115,7 @@ impl fmt::Display for ConnectFailure {
 }
 
 /// Why no stream port can be given.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DetectError {
     /// Every port the channel may use has an open circuit breaker.
     #[error("the receiver's stream ports are failing (circuit open); retry in {} s", whole_seconds(*.retry_after))]

@@ -438,3 +438,25 @@ async fn one_broken_channel_leaves_its_port_to_the_others() {
     drop(playing);
     running.stop().await;
 }
+
+/// A receiver that accepts and never answers (every tuner busy, a hung box) gets an HLS `auto`
+/// request a 502 once the codec probe gives up, not a request held for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_receiver_ends_the_auto_probe_in_seconds() {
+    let demo = demo().await;
+    let (running, base) = app(&demo, &[("receiver.smart_stream_detection", "false")]).await;
+    demo.set_faults(|f| f.stream_port = Some(PortFault::Silent));
+    let asked = Instant::now();
+    let response = client()
+        .get(format!("{base}/hls/{HD}/auto/index.m3u8"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer within 30 s");
+    let took = asked.elapsed();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream-unavailable");
+    println!("silent receiver: 502 after {took:?}");
+    running.stop().await;
+}

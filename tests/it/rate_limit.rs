@@ -187,3 +187,55 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
     drop(admitted);
     running.stop().await;
 }
+
+/// `auto` must read a new channel's PMT from the receiver: that probe is charged like the
+/// session it leads to (a refused request never reaches the receiver), once (the session it
+/// leads to is not charged again), and shared by every request for the channel at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_probes_are_charged_once_and_shared() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(
+        &demo,
+        &[("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "1")],
+    ))
+    .await;
+    ready(&running).await;
+    let streams = || {
+        demo.stats()
+            .stream_connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let master = |channel: &str| format!("{base}/hls/{channel}/auto/index.m3u8");
+
+    // Eight players ask for a new channel at once: one is admitted (a burst of one), and its
+    // port detection, codec probe and session are the receiver connections; the seven others
+    // never reach it.
+    let before = streams();
+    let responses = join_all((0..8).map(|_| get(master(HD), Vec::new()))).await;
+    let (admitted, refused) = split(responses);
+    assert_eq!((admitted.len(), refused.len()), (1, 7));
+    for response in refused {
+        assert_rate_limited(response).await;
+    }
+    let used = streams() - before;
+    assert!(
+        used <= 3,
+        "a port detection, one probe and one session, not {used} receiver connections"
+    );
+    running.stop().await;
+
+    // Without limits, eight requests at once for a new channel share one probe.
+    let (running, base) = start_app(&config_for(&demo, &[("rate_limit.enabled", "false")])).await;
+    ready(&running).await;
+    let before = streams();
+    let responses = join_all((0..8).map(|_| get(format!("{base}/hls/{SD}/auto/index.m3u8"), Vec::new()))).await;
+    for response in responses {
+        assert_eq!(response.status(), 200);
+    }
+    let used = streams() - before;
+    assert!(
+        used <= 3,
+        "a port detection, one probe and one session, not {used} receiver connections"
+    );
+    running.stop().await;
+}
