@@ -473,9 +473,9 @@ pub(crate) static SPEC: &[KeySpec] = &[
     KeySpec {
         key: "streaming.stall_timeout",
         env: Some("XG2G_STALL_TIMEOUT"),
-        default: DefaultValue::Str("10s"),
+        default: DefaultValue::Str("2s"),
         kind: Kind::Duration,
-        doc: "No data from the receiver for this long counts as a stall and reconnects.",
+        doc: "No data from the receiver for this long counts as a stall and reconnects (a DVB stream carries a PCR every 40 ms).",
         check: Some(greater_than_zero),
     },
     KeySpec {

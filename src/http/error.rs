@@ -4,6 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// `Retry-After` of a `no-tuner` refusal.
+const NO_TUNER_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything a route can answer with instead of success. Codes are stable; clients match them.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
@@ -123,7 +126,9 @@ impl ResponseError for HttpError {
                     StatusCode::BAD_GATEWAY
                 }
                 crate::session::SessionError::Pipeline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-                crate::session::SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                crate::session::SessionError::ShuttingDown | crate::session::SessionError::NoTuner(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 crate::session::SessionError::EncoderFull(_) => StatusCode::SERVICE_UNAVAILABLE,
                 crate::session::SessionError::Unplayable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             },
@@ -174,6 +179,9 @@ impl ResponseError for HttpError {
             HttpError::Session(crate::session::SessionError::EncoderFull(_)) => {
                 Some(crate::limits::queue::ENCODER_FULL_RETRY)
             }
+            // A tuner frees when someone stops watching or a recording ends: minutes, not
+            // milliseconds; a player that retries sooner only keeps the box busy.
+            HttpError::Session(crate::session::SessionError::NoTuner(_)) => Some(NO_TUNER_RETRY),
             _ => None,
         };
         if let Some(wait) = queue_retry {

@@ -65,6 +65,7 @@ pub struct SessionGraph {
 pub struct SourceActivity {
     epoch: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
+    any: std::sync::atomic::AtomicBool,
 }
 
 impl SourceActivity {
@@ -72,6 +73,7 @@ impl SourceActivity {
         Self {
             epoch: std::time::Instant::now(),
             last_ms: std::sync::atomic::AtomicU64::new(0),
+            any: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -80,6 +82,12 @@ impl SourceActivity {
             self.epoch.elapsed().as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the receiver has sent any data on this connection.
+    pub fn any(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Time since the receiver last delivered data (or since the graph was built).

@@ -396,7 +396,12 @@ impl Session {
             encoder: self.start.encoder.as_ref(),
             audio_languages: &self.settings.audio_languages,
             keyint: 50,
-            stall_timeout_s: self.settings.stall_timeout.as_secs().clamp(1, 3600) as u32,
+            // souphttpsrc's own read timeout is a backstop, beyond the session's own checks
+            // (a stall after `stall_timeout`, a start after `start_timeout`), which come first:
+            // a receiver still tuning must not be cut off by the source.
+            stall_timeout_s: (self.settings.stall_timeout.max(self.settings.start_timeout) + Duration::from_secs(1))
+                .as_secs()
+                .clamp(1, 3600) as u32,
             output: self.key.output,
             segment_plan: self.hls.is_some().then_some(&plan),
         };
@@ -521,11 +526,23 @@ impl Session {
                     if let Some(chunk) = fan.cache.flush() {
                         self.broadcast(fan, chunk, requested);
                     }
-                    if !fan.delivered && connected.elapsed() > self.settings.start_timeout {
-                        self.fail_waiting(fan, SessionError::StartTimeout(self.settings.start_timeout));
+                    let source = &graph.source_activity;
+                    let waited = connected.elapsed() > self.settings.start_timeout;
+                    if !fan.delivered && waited {
+                        // Not a byte: the receiver accepted and has nothing to send, which is
+                        // how an Enigma2 box answers when every tuner is busy.
+                        let error = if source.any() {
+                            SessionError::StartTimeout(self.settings.start_timeout)
+                        } else {
+                            SessionError::NoTuner(self.settings.start_timeout)
+                        };
+                        self.fail_waiting(fan, error);
                         return Outcome::Refused("no first bytes in time".into());
                     }
-                    if graph.source_activity.silent_for() > self.settings.stall_timeout {
+                    // A connection that has sent data stalls after `stall_timeout` of silence;
+                    // one that has sent nothing yet (a reconnect) gets the start's time to tune.
+                    let stalled = if source.any() { source.silent_for() > self.settings.stall_timeout } else { waited };
+                    if stalled {
                         return Outcome::Stalled;
                     }
                     let idle = if let Some((_, view)) = &self.hls {

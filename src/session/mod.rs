@@ -147,6 +147,9 @@ pub enum SessionError {
     Pipeline { profile: String, message: String },
     #[error("no first bytes within {0:?}")]
     StartTimeout(Duration),
+    /// The receiver accepted the stream and sent nothing: its tuners are all in use.
+    #[error("the receiver sent nothing within {0:?}: its tuners are probably all in use")]
+    NoTuner(Duration),
     #[error("xg2g is shutting down")]
     ShuttingDown,
     /// The encoder refused to open one more session (NVENC's per-system cap): full, not broken.
@@ -164,6 +167,7 @@ impl SessionError {
     pub fn code(&self) -> &'static str {
         match self {
             SessionError::Upstream(_) | SessionError::StartTimeout(_) => "upstream-unavailable",
+            SessionError::NoTuner(_) => "no-tuner",
             SessionError::Pipeline { .. } => "pipeline-failed",
             SessionError::ShuttingDown => "shutting-down",
             SessionError::EncoderFull(_) => "encoder-queue-full",

@@ -191,7 +191,11 @@ async fn errors_head_and_receiver_faults() {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(
         &demo,
-        &[("streaming.stall_timeout", "1s"), ("streaming.reconnect_attempts", "5")],
+        &[
+            ("streaming.stall_timeout", "1s"),
+            ("streaming.reconnect_attempts", "5"),
+            ("streaming.start_timeout", "2s"),
+        ],
     ))
     .await;
     ready(&running).await;
@@ -250,6 +254,33 @@ async fn errors_head_and_receiver_faults() {
         !message.contains(&demo.stream_addr().port().to_string()) && !message.contains("HTTP 404"),
         "the receiver's address stays in the log: {message}"
     );
+
+    // Every tuner busy: the receiver answers 200 and sends nothing. 503 no-tuner once the start
+    // timeout is up, with a Retry-After; bytes that are no stream are a 502 instead.
+    demo.set_faults(|f| {
+        f.streams.insert(SD.into(), StreamFault::StallAfter(0));
+    });
+    let busy = http
+        .get(format!("{base}/stream/{SD}?profile=aac"))
+        .send()
+        .await
+        .unwrap();
+    let status = busy.status();
+    let headers = busy.headers().clone();
+    let body: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "30");
+    assert_eq!(code(body), "no-tuner");
+    demo.set_faults(|f| {
+        f.streams.insert(SD.into(), StreamFault::Garbage);
+    });
+    let garbage = http
+        .get(format!("{base}/stream/{SD}?profile=aac"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 502);
+    assert_eq!(code(garbage.json().await.unwrap()), "upstream-unavailable");
 
     // A receiver that stalls after 300 kB: xg2g reconnects and the client keeps receiving.
     demo.set_faults(|f| {
