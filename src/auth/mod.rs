@@ -31,20 +31,32 @@ pub struct Scope(String);
 impl Scope {
     /// The scope a request for `path` (as sent, percent-encoded or not) falls under.
     pub fn of_path(path: &str) -> Self {
-        let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        let mut parts = path.splitn(5, '/');
-        // "", "hls", ref, profile, rest
-        if let (Some(""), Some("hls"), Some(reference), Some(profile), Some(_)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        {
+        let canonical = canonical_path(path);
+        let segments: Vec<&str> = canonical.split('/').collect();
+        if let ["", "hls", reference, profile, _file] = segments.as_slice() {
             return Self(format!("/hls/{reference}/{profile}/"));
         }
-        Self(path.into_owned())
+        Self(canonical)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `path` with each segment percent-decoded, and only `%` and `/` inside a segment encoded
+/// again: `%3A` and `:` read the same, but an encoded slash stays inside its segment, so no
+/// spelling of a path can move it into another scope. The gate classifies routes by this form.
+pub fn canonical_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .replace('%', "%25")
+                .replace('/', "%2F")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Why a request's signature is refused. The texts never contain a signature or a secret.
@@ -172,6 +184,12 @@ mod tests {
         );
         assert_eq!(Scope::of_path("/hls/x").as_str(), "/hls/x");
         assert_eq!(Scope::of_path("/stream/1%3A0%3A1").as_str(), "/stream/1:0:1");
+        // An encoded slash stays in its segment: not the `aac` folder.
+        assert_eq!(
+            Scope::of_path("/hls/r/aac%2F..%2Fcopy/index.m3u8").as_str(),
+            "/hls/r/aac%2F..%2Fcopy/"
+        );
+        assert_eq!(canonical_path("/%73tream/a%253A"), "/stream/a%253A");
     }
 
     #[test]

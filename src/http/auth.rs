@@ -83,8 +83,9 @@ pub(crate) async fn gate<B: MessageBody>(
     let Some(state) = state.filter(|s| s.stream_gate.is_some()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    // Preflights carry no credentials by design; the HLS CORS middleware answers them.
-    if req.method() == Method::OPTIONS || !is_protected(req.path()) {
+    // Preflights carry no credentials by design; the HLS CORS middleware answers them. The
+    // route is told by the decoded path, as the router sees it (`/%73tream/…` is `/stream/…`).
+    if req.method() == Method::OPTIONS || !is_protected(&crate::auth::canonical_path(req.path())) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     match check(&state, req.request()) {
@@ -174,7 +175,7 @@ async fn mint(state: State, req: HttpRequest, body: web::Json<MintRequest>) -> R
     super::admin::authorize(state.api_token.as_ref(), &req)?;
     let gate = state.stream_gate.as_ref().ok_or(HttpError::SigningOff)?;
     let MintRequest { path, ttl } = body.into_inner();
-    if !path.starts_with('/') || path.contains(['?', '#']) || !is_protected(&path) {
+    if !path.starts_with('/') || path.contains(['?', '#']) || !is_protected(&crate::auth::canonical_path(&path)) {
         return Err(HttpError::InvalidParameter {
             name: "path",
             detail: "expected a stream route such as /playlist.m3u, /stream/{ref} or /hls/{ref}/auto/index.m3u8"

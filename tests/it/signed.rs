@@ -73,6 +73,9 @@ async fn every_stream_route_refuses_unsigned_requests_and_the_rest_stays_open() 
         "/discover.json".to_owned(),
         "/lineup.json".to_owned(),
         "/lineup_status.json".to_owned(),
+        // Spelled differently, routed the same.
+        format!("/%73tream/{HD}"),
+        "/playlist%2Em3u".to_owned(),
     ] {
         assert_eq!(status(&base, &path).await, (401, "signature-required".into()), "{path}");
     }
