@@ -279,3 +279,31 @@ async fn wrong_signatures_are_throttled_per_client_address() {
     assert_eq!(status(&base, &good).await, (429, "signature-throttled".into()));
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_need_no_signature_and_mint_none() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(&demo, &[("api_token", ADMIN)])).await;
+    ready(&running).await;
+    assert_eq!(status(&base, "/playlist.m3u").await.0, 200);
+    let m3u = client()
+        .get(format!("{base}/playlist.m3u"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!m3u.contains("sig="), "{m3u}");
+    let refused = client()
+        .post(format!("{base}/api/v1/sign"))
+        .header("X-API-Token", ADMIN)
+        .json(&json!({"path": "/playlist.m3u"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "signing-off");
+    running.stop().await;
+}
