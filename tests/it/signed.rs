@@ -161,10 +161,17 @@ async fn playlists_list_links_signed_until_their_own_expiry() {
     for link in &streams {
         assert!(link.contains(&format!("?exp={expires}&kid=k2&sig=")), "{link}");
     }
+    let guide = m3u
+        .split("x-tvg-url=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
     assert!(
-        m3u.contains(&format!("x-tvg-url=\"http://{PUBLIC_HOST}/xmltv.xml?exp={expires}&")),
+        guide.starts_with(&format!("http://{PUBLIC_HOST}/xmltv.xml?exp={expires}&")),
         "{m3u}"
     );
+    let xmltv = client().get(local(&base, guide)).send().await.unwrap();
+    assert_eq!(xmltv.status().as_u16(), 200, "the guide link works as listed");
     // Each listed stream plays (HEAD: the signature is checked, nothing is tuned)...
     let hd = streams.iter().find(|l| l.contains(HD)).unwrap();
     let head = client().head(local(&base, hd)).send().await.unwrap();
@@ -305,5 +312,21 @@ async fn open_streams_need_no_signature_and_mint_none() {
     assert_eq!(refused.status().as_u16(), 409);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "signing-off");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_a_signed_watch_page() {
+    let Some(browser) = crate::browser::chromium() else {
+        eprintln!("SKIPPED hls_js_plays_a_signed_watch_page: no `chromium` on PATH (apt-get install chromium)");
+        return;
+    };
+    let demo = demo().await;
+    let (running, base) = start_app(&signed_config(&demo)).await;
+    ready(&running).await;
+    let page = signed_with(CURRENT, &format!("/watch/{HD}"), now() + 300);
+    let seen = crate::web::watch_in_browser(&browser, &format!("{base}{page}"), 2.0, 50).await;
+    let (_, last) = crate::web::played(seen, "signed HD");
+    assert_eq!(last.engine, "hls.js");
     running.stop().await;
 }
