@@ -206,7 +206,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         default: DefaultValue::List(&[]),
         kind: Kind::List,
         doc: "Host headers (\"tv.example.org\" or \"tv.lan:8080\") trusted for links in playlists while streams are signed; another Host gets the first of them. Signed needs this or public_url.",
-        check: None,
+        check: Some(host_names),
     },
     KeySpec {
         key: "receiver.base_url",
@@ -763,6 +763,30 @@ fn signing_keys(value: &Value) -> Result<(), String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Each entry is a host name or address with an optional port, as a `Host` header carries it;
+/// the first goes into links as written.
+fn host_names(value: &Value) -> Result<(), String> {
+    let Value::List(items) = value else { return Ok(()) };
+    let bad: Vec<String> = items
+        .iter()
+        .filter(|h| {
+            h.is_empty()
+                || h.len() > 255
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .map(|h| format!("{h:?}"))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "expected hosts like \"tv.example.org\" or \"tv.lan:8080\" (no scheme or path), got {}",
+        bad.join(", ")
+    ))
 }
 
 fn at_least_six(value: &Value) -> Result<(), String> {

@@ -390,6 +390,17 @@ fn signed_streams_need_a_key_and_a_trusted_base() {
     assert_eq!(loaded.config.auth.keys, [Secret::new(KEY)]);
     assert_eq!(loaded.config.auth.allowed_hosts, ["tv.lan:8080"]);
     assert_eq!(Config::default().auth.streams, StreamAuth::Open);
+    let text = problems(
+        None,
+        &[("XG2G_ALLOWED_HOSTS", "tv.lan:8080,http://x/")],
+        &[],
+        Requirements::None,
+    );
+    assert_eq!(
+        text,
+        "environment variable XG2G_ALLOWED_HOSTS: key `auth.allowed_hosts`: expected hosts like \"tv.example.org\" \
+         or \"tv.lan:8080\" (no scheme or path), got \"http://x/\""
+    );
 }
 
 #[test]
