@@ -275,7 +275,8 @@ impl IpBuckets {
 }
 
 /// Wrong signatures per client address (`auth.streams = "signed"`): a bucket of `burst`
-/// failures refilled at `rate` per second, in the same bounded per-address map as admission.
+/// failures refilled at `rate` per second, in the same bounded per-address map as admission,
+/// and keyed the same way ([`bucket_key`]: an IPv6 client by its /64).
 /// Only failures take from it; an address whose bucket is empty is refused before its
 /// signature is even checked, so a guesser learns nothing more until the bucket refills.
 #[derive(Debug)]
@@ -294,11 +295,12 @@ impl FailureThrottle {
     /// `Err(retry_after)` when `ip` has spent its failures; otherwise it may try.
     pub(crate) fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         self.per_ip.evict_idle(now);
-        self.per_ip.check(ip, now)
+        self.per_ip.check(bucket_key(ip), now)
     }
 
     /// Counts one wrong signature from `ip`.
     pub(crate) fn record_failure(&mut self, ip: IpAddr, now: Instant) {
+        let ip = bucket_key(ip);
         if self.per_ip.check(ip, now).is_ok() {
             self.per_ip.take(ip, now);
         }
