@@ -34,6 +34,61 @@ pub enum StartError {
     Detect(#[from] crate::upstream::DetectError),
     #[error("rate_limit.trusted_proxies: {0}")]
     TrustedProxies(String),
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+}
+
+/// The signing keys could not be loaded. Names the key and the file; never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("auth.keys_file {}: cannot read it: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", describe(.path.as_deref(), .problems))]
+    Invalid {
+        /// The key file, when the problems may be in it.
+        path: Option<std::path::PathBuf>,
+        problems: Vec<crate::auth::KeyError>,
+    },
+}
+
+fn describe(path: Option<&std::path::Path>, problems: &[crate::auth::KeyError]) -> String {
+    let place = match path {
+        Some(path) => format!("auth.keys and auth.keys_file {}", path.display()),
+        None => "auth.keys".to_owned(),
+    };
+    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    format!("{place}: {}", list.join("; "))
+}
+
+/// The stream signing keys while `auth.streams = "signed"`: `auth.keys` first (the first key
+/// signs), then the lines of `auth.keys_file`. `None` while streams are open.
+///
+/// # Errors
+///
+/// The file cannot be read, or a key is malformed, duplicated or too short.
+pub fn stream_keys(auth: &crate::config::AuthConfig) -> Result<Option<crate::auth::KeySet>, KeysError> {
+    if auth.streams == crate::config::StreamAuth::Open {
+        return Ok(None);
+    }
+    let file = match &auth.keys_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|source| KeysError::Read {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let inline = auth.keys.iter().map(crate::config::Secret::expose);
+    let from_file = file.iter().flat_map(|text| crate::auth::keys::file_entries(text));
+    crate::auth::KeySet::parse(inline.chain(from_file))
+        .map(Some)
+        .map_err(|problems| KeysError::Invalid {
+            path: auth.keys_file.clone(),
+            problems,
+        })
 }
 
 /// Templates, the session registry and where streams come from.
@@ -125,6 +180,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr.to_string()
     };
     let streaming = streaming(config, &metrics, &shutdown)?;
+    let stream_gate = stream_keys(&config.auth)?.map(|keys| {
+        tracing::info!(keys = ?keys.ids().collect::<Vec<_>>(), signing = keys.current().id(), "Streams need signed URLs.");
+        http::StreamGate::new(keys, config.auth.allowed_hosts.clone(), config.rate_limit.max_tracked_ips)
+    });
     let trusted_proxies =
         http::TrustedProxies::parse(&config.rate_limit.trusted_proxies).map_err(StartError::TrustedProxies)?;
     let admission = crate::limits::AdmissionHandle::spawn(&config.rate_limit, Arc::clone(&metrics), shutdown.clone());
@@ -150,6 +209,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         trusted_proxies,
         encoder_queue,
         previews,
+        stream_gate,
     };
     let state = Arc::new(state);
     let server =

@@ -1,6 +1,7 @@
 //! xg2g: an Enigma2 receiver as a streaming server every client can play.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 mod cache;
 pub mod catalog;

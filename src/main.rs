@@ -40,6 +40,16 @@ enum Command {
     Demo,
     /// Print the effective config (secrets redacted) and exit 0, or every problem and exit 2.
     CheckConfig,
+    /// Print a signed URL for a stream route (auth.streams = "signed"), e.g.
+    /// `xg2g sign-url /playlist.m3u --ttl 30d`.
+    SignUrl {
+        /// A stream route: /playlist.m3u, /xmltv.xml, /lineup.json, /stream/{ref},
+        /// /hls/{ref}/{profile}/index.m3u8 or /watch/{ref}.
+        path: String,
+        /// How long the URL works.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// Load scenarios against the embedded demo receiver: xg2g beside one FFmpeg per client.
     Bench(BenchArgs),
     /// The bench's FFmpeg-per-client proxy, run as its own process by `xg2g bench`.
@@ -188,6 +198,9 @@ async fn run(cli: Cli) -> ExitCode {
     if matches!(command, Command::CheckConfig) {
         return check_templates(&loaded);
     }
+    if let Command::SignUrl { path, ttl } = command {
+        return sign_url(&loaded.config, path, *ttl);
+    }
     let telemetry = match xg2g::telemetry::init(&loaded.config.log, &loaded.config.telemetry) {
         Ok(telemetry) => telemetry,
         Err(error) => {
@@ -279,13 +292,72 @@ fn check_templates(loaded: &config::Loaded) -> ExitCode {
                     .map_or("none works here", |e| e.factory.as_str())
             );
             println!("# profiles: {}", profiles.names().collect::<Vec<_>>().join(", "));
-            ExitCode::SUCCESS
+            check_stream_auth(&loaded.config)
         }
         Err(errors) => {
             eprintln!("xg2g: the pipeline templates have problems:\n{errors}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Says what `auth.streams` means as set, and loads the signing keys (exit 2 when they are bad).
+fn check_stream_auth(config: &config::Config) -> ExitCode {
+    match xg2g::app::stream_keys(&config.auth) {
+        Ok(None) => {
+            println!(
+                "# auth.streams = \"open\": anyone who can reach this server can watch every channel; \
+                 set \"signed\" to require signed URLs."
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(keys)) => {
+            println!(
+                "# auth.streams = \"signed\": /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON \
+                 need a signed URL (xg2g sign-url PATH, or POST /api/v1/sign); \
+                 keys accepted: {} (\"{}\" signs).",
+                keys.ids().collect::<Vec<_>>().join(", "),
+                keys.current().id()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xg2g: the signing keys have problems:\n{error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `sign-url`: the signed URL (absolute when `public_url` or `auth.allowed_hosts` gives a
+/// base) on stdout.
+fn sign_url(config: &config::Config, path: &str, ttl: std::time::Duration) -> ExitCode {
+    let keys = match xg2g::app::stream_keys(&config.auth) {
+        Ok(Some(keys)) => keys,
+        Ok(None) => {
+            eprintln!("xg2g: auth.streams is \"open\": stream URLs need no signature");
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            eprintln!("xg2g: the signing keys have problems:\n{error}");
+            return ExitCode::from(2);
+        }
+    };
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        eprintln!("xg2g: expected a path such as /playlist.m3u, without a query");
+        return ExitCode::from(2);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expires = now + ttl.as_secs().max(1);
+    let query = xg2g::auth::sign(keys.current(), &xg2g::auth::Scope::of_path(path), expires);
+    let base = match (&config.public_url, config.auth.allowed_hosts.first()) {
+        (Some(url), _) => url.as_str().trim_end_matches('/').to_owned(),
+        (None, Some(host)) => format!("http://{host}"),
+        (None, None) => String::new(),
+    };
+    println!("{base}{path}?{query}");
+    ExitCode::SUCCESS
 }
 
 fn display_addr(addr: std::net::SocketAddr) -> String {

@@ -5,9 +5,11 @@ use std::fmt::Write as _;
 use crate::model::Channel;
 
 /// Renders the playlist; `base` is this server's URL without a trailing slash. The header points
-/// players at the guide (`x-tvg-url`), whose channel ids are the `tvg-id`s here.
-pub fn render_m3u(channels: &[Channel], base: &str) -> String {
-    let mut out = format!("#EXTM3U x-tvg-url=\"{base}/xmltv.xml\"\n");
+/// players at the guide (`x-tvg-url`), whose channel ids are the `tvg-id`s here. `link` turns
+/// the path of each guide and stream link into what the playlist lists (it appends a
+/// signature when streams are signed; logos are not signed).
+pub fn render_m3u(channels: &[Channel], base: &str, link: &dyn Fn(&str) -> String) -> String {
+    let mut out = format!("#EXTM3U x-tvg-url=\"{base}{}\"\n", link("/xmltv.xml"));
     for c in channels {
         let _ = writeln!(
             out,
@@ -19,7 +21,7 @@ pub fn render_m3u(channels: &[Channel], base: &str) -> String {
             attr(&c.bouquet),
             line(&c.name),
         );
-        let _ = writeln!(out, "{base}/stream/{}", c.service_ref);
+        let _ = writeln!(out, "{base}{}", link(&format!("/stream/{}", c.service_ref)));
     }
     out
 }
@@ -53,7 +55,7 @@ mod tests {
                 bouquet: "Regional".into(),
             },
         ];
-        let m3u = render_m3u(&channels, "http://tv.local:8080");
+        let m3u = render_m3u(&channels, "http://tv.local:8080", &|path| path.to_owned());
         assert_eq!(
             m3u,
             "#EXTM3U x-tvg-url=\"http://tv.local:8080/xmltv.xml\"\n\
@@ -63,6 +65,29 @@ mod tests {
              #EXTINF:-1 tvg-chno=\"2\" tvg-id=\"1.0.1.6F0B.44D.1.C00000.0.0.0\" tvg-name=\"Süd 'Spezial' TV\" \
              tvg-logo=\"http://tv.local:8080/picon/1:0:1:6F0B:44D:1:C00000:0:0:0:.png\" group-title=\"Regional\",Süd \"Spezial\" TV\n\
              http://tv.local:8080/stream/1:0:1:6F0B:44D:1:C00000:0:0:0:\n"
+        );
+    }
+
+    #[test]
+    fn guide_and_stream_links_go_through_link() {
+        let channels = vec![Channel {
+            number: 1,
+            name: "Eins".into(),
+            service_ref: "1:0:19:283D:3FB:1:C00000:0:0:0:".parse().unwrap(),
+            bouquet: "Favourites (TV)".into(),
+        }];
+        let m3u = render_m3u(&channels, "http://h", &|path| format!("{path}?sig=S"));
+        assert!(
+            m3u.starts_with("#EXTM3U x-tvg-url=\"http://h/xmltv.xml?sig=S\"\n"),
+            "{m3u}"
+        );
+        assert!(
+            m3u.contains("tvg-logo=\"http://h/picon/1:0:19:283D:3FB:1:C00000:0:0:0:.png\""),
+            "{m3u}"
+        );
+        assert!(
+            m3u.ends_with("\nhttp://h/stream/1:0:19:283D:3FB:1:C00000:0:0:0:?sig=S\n"),
+            "{m3u}"
         );
     }
 }

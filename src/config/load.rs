@@ -117,6 +117,7 @@ impl Layers {
                 self.problems.push(problem);
             }
         }
+        self.check_signed();
         if !self.problems.is_empty() {
             return Err(ConfigError::Invalid {
                 problems: self.problems,
@@ -140,6 +141,37 @@ impl Layers {
             origins,
             effective,
         })
+    }
+}
+
+impl Layers {
+    /// `auth.streams = "signed"` needs a key to sign with, and a trusted base for links: the
+    /// `Host` header is not trusted then (anyone could make a playlist point elsewhere).
+    fn check_signed(&mut self) {
+        let value = |key: &str| self.slots.get(key).and_then(|slot| slot.value.as_ref());
+        let Some(slot) = self.slots.get("auth.streams") else {
+            return;
+        };
+        if !matches!(&slot.value, Some(Value::Text(mode)) if mode == "signed") {
+            return;
+        }
+        let source = slot.source.clone();
+        let unset = |key: &str| value(key).is_none_or(Value::is_unset);
+        let mut problems = Vec::new();
+        if unset("auth.keys") && unset("auth.keys_file") {
+            problems.push(
+                "\"signed\" needs a signing key: set auth.keys (XG2G_STREAM_KEYS) or auth.keys_file (XG2G_STREAM_KEYS_FILE)",
+            );
+        }
+        if unset("public_url") && unset("auth.allowed_hosts") {
+            problems.push(
+                "\"signed\" does not trust the Host header for links: set public_url (XG2G_PUBLIC_URL) or auth.allowed_hosts (XG2G_ALLOWED_HOSTS)",
+            );
+        }
+        for message in problems {
+            self.problems
+                .push(Problem::invalid("auth.streams", source.clone(), message.to_owned()));
+        }
     }
 }
 

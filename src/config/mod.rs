@@ -23,8 +23,8 @@ use std::path::Path;
 
 pub use error::{ConfigError, Problem, ProblemKind, Source};
 pub use model::{
-    BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, HlsConfig, LogConfig, LogFormat, PiconConfig,
-    PortOverride, RateLimitConfig, ReceiverConfig, Secret, StreamingConfig, TelemetryConfig,
+    AuthConfig, BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, HlsConfig, LogConfig, LogFormat,
+    PiconConfig, PortOverride, RateLimitConfig, ReceiverConfig, Secret, StreamAuth, StreamingConfig, TelemetryConfig,
 };
 pub use spec::{DefaultValue, KeySpec, Kind};
 

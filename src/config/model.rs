@@ -17,6 +17,7 @@ pub struct Config {
     pub api_token: Option<Secret>,
     /// Base URL for links in playlists; `None` = derive from the request's Host.
     pub public_url: Option<Url>,
+    pub auth: AuthConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
     pub receiver: ReceiverConfig,
@@ -31,6 +32,27 @@ pub struct Config {
     pub gpu_queue: GpuQueueConfig,
     pub preview: PreviewConfig,
     pub gpu: GpuConfig,
+}
+
+/// Who may watch: open, or signed stream URLs only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub streams: StreamAuth,
+    /// `KID:SECRET` entries, current key first; checked in shape by the config check.
+    pub keys: Vec<Secret>,
+    /// More keys, read at start-up, after `keys`.
+    pub keys_file: Option<std::path::PathBuf>,
+    /// `Host` values trusted for links while streams are signed.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `auth.streams`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAuth {
+    /// Anyone who reaches the server may watch (the default, for the demo).
+    Open,
+    /// Stream routes need a signed URL.
+    Signed,
 }
 
 /// Admission of new sessions (REFERENCE.md §3), rates per second.
@@ -237,6 +259,16 @@ impl Config {
             shutdown_timeout: v.duration("shutdown_timeout"),
             api_token: v.secret("api_token"),
             public_url: v.url("public_url"),
+            auth: AuthConfig {
+                streams: if v.text("auth.streams") == "signed" {
+                    StreamAuth::Signed
+                } else {
+                    StreamAuth::Open
+                },
+                keys: v.list("auth.keys").into_iter().map(Secret::new).collect(),
+                keys_file: v.optional_text("auth.keys_file").map(Into::into),
+                allowed_hosts: v.list("auth.allowed_hosts"),
+            },
             log: LogConfig {
                 level: v.text("log.level"),
                 format: v.format("log.format"),

@@ -22,6 +22,8 @@ pub enum Kind {
     LogFormat,
     /// A list of strings; from the environment or a flag, comma-separated.
     List,
+    /// A list of strings that is never printed (signing keys): rendered as `***` when set.
+    SecretList,
     /// A TCP port, 1-65535.
     Port,
     /// A whole number (0 to 2^32-1).
@@ -85,7 +87,7 @@ pub struct KeySpec {
 impl KeySpec {
     /// Whether the value must never be printed.
     pub fn is_secret(&self) -> bool {
-        self.kind == Kind::Secret
+        matches!(self.kind, Kind::Secret | Kind::SecretList)
     }
 
     /// The table the key lives in (`receiver` for `receiver.base_url`), or `None` at top level.
@@ -173,6 +175,38 @@ pub(crate) static SPEC: &[KeySpec] = &[
         kind: Kind::Ratio,
         doc: "Share of session starts traced, 0.0-1.0; a request's sampled traceparent is always followed.",
         check: None,
+    },
+    KeySpec {
+        key: "auth.streams",
+        env: Some("XG2G_STREAM_AUTH"),
+        default: DefaultValue::Str("open"),
+        kind: Kind::Text,
+        doc: "Who may watch: \"open\" = anyone who reaches the server; \"signed\" = only requests carrying a signed URL (exp, kid, sig) on /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON; see README \"Protecting streams\".",
+        check: Some(stream_auth),
+    },
+    KeySpec {
+        key: "auth.keys",
+        env: Some("XG2G_STREAM_KEYS"),
+        default: DefaultValue::List(&[]),
+        kind: Kind::SecretList,
+        doc: "Keys that sign and verify stream URLs, as \"KID:SECRET\" (secret at least 32 bytes); the first signs, all verify, so a new key goes first and the old one stays until its URLs expire (env: comma-separated). Never printed.",
+        check: Some(signing_keys),
+    },
+    KeySpec {
+        key: "auth.keys_file",
+        env: Some("XG2G_STREAM_KEYS_FILE"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Text,
+        doc: "A file of further keys, one \"KID:SECRET\" per line (# comments), accepted after auth.keys; empty = none.",
+        check: None,
+    },
+    KeySpec {
+        key: "auth.allowed_hosts",
+        env: Some("XG2G_ALLOWED_HOSTS"),
+        default: DefaultValue::List(&[]),
+        kind: Kind::List,
+        doc: "Host headers (\"tv.example.org\" or \"tv.lan:8080\") trusted for links in playlists while streams are signed; another Host gets the first of them. Signed needs this or public_url.",
+        check: Some(host_names),
     },
     KeySpec {
         key: "receiver.base_url",
@@ -704,6 +738,55 @@ fn cors_origin(value: &Value) -> Result<(), String> {
                 .to_owned(),
         )
     }
+}
+
+/// `open` or `signed`.
+fn stream_auth(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Text(s) if s != "open" && s != "signed" => Err(format!("expected \"open\" or \"signed\", got {s:?}")),
+        _ => Ok(()),
+    }
+}
+
+/// Each entry is `KID:SECRET` with a secret of at least 32 bytes; problems name the entry by its
+/// position or key id, never by its secret.
+fn signing_keys(value: &Value) -> Result<(), String> {
+    let Value::List(items) = value else { return Ok(()) };
+    let problems: Vec<String> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| crate::auth::keys::check_entry(i + 1, item).err())
+        .map(|e| e.to_string())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Each entry is a host name or address with an optional port, as a `Host` header carries it;
+/// the first goes into links as written.
+fn host_names(value: &Value) -> Result<(), String> {
+    let Value::List(items) = value else { return Ok(()) };
+    let bad: Vec<String> = items
+        .iter()
+        .filter(|h| {
+            h.is_empty()
+                || h.len() > 255
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .map(|h| format!("{h:?}"))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "expected hosts like \"tv.example.org\" or \"tv.lan:8080\" (no scheme or path), got {}",
+        bad.join(", ")
+    ))
 }
 
 fn at_least_six(value: &Value) -> Result<(), String> {

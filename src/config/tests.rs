@@ -364,3 +364,58 @@ fn effective_config_shows_origins_and_loads_back() {
     let again = try_load(Some(&text), &[], &[], Requirements::None).unwrap();
     assert_eq!(again.config, loaded.config);
 }
+
+const KEY: &str = "k1:0123456789abcdef0123456789abcdef";
+
+#[test]
+fn signed_streams_need_a_key_and_a_trusted_base() {
+    let text = problems(Some("[auth]\nstreams = \"signed\"\n"), &[], &[], Requirements::None);
+    assert_eq!(
+        text,
+        "config.toml: key `auth.streams`: \"signed\" needs a signing key: set auth.keys (XG2G_STREAM_KEYS) or auth.keys_file (XG2G_STREAM_KEYS_FILE)\n\
+         config.toml: key `auth.streams`: \"signed\" does not trust the Host header for links: set public_url (XG2G_PUBLIC_URL) or auth.allowed_hosts (XG2G_ALLOWED_HOSTS)"
+    );
+    let text = problems(None, &[("XG2G_STREAM_AUTH", "closed")], &[], Requirements::None);
+    assert_eq!(
+        text,
+        "environment variable XG2G_STREAM_AUTH: key `auth.streams`: expected \"open\" or \"signed\", got \"closed\""
+    );
+    let env = [
+        ("XG2G_STREAM_AUTH", "signed"),
+        ("XG2G_STREAM_KEYS", KEY),
+        ("XG2G_ALLOWED_HOSTS", "tv.lan:8080"),
+    ];
+    let loaded = try_load(None, &env, &[], Requirements::None).unwrap();
+    assert_eq!(loaded.config.auth.streams, StreamAuth::Signed);
+    assert_eq!(loaded.config.auth.keys, [Secret::new(KEY)]);
+    assert_eq!(loaded.config.auth.allowed_hosts, ["tv.lan:8080"]);
+    assert_eq!(Config::default().auth.streams, StreamAuth::Open);
+    let text = problems(
+        None,
+        &[("XG2G_ALLOWED_HOSTS", "tv.lan:8080,http://x/")],
+        &[],
+        Requirements::None,
+    );
+    assert_eq!(
+        text,
+        "environment variable XG2G_ALLOWED_HOSTS: key `auth.allowed_hosts`: expected hosts like \"tv.example.org\" \
+         or \"tv.lan:8080\" (no scheme or path), got \"http://x/\""
+    );
+}
+
+#[test]
+fn signing_keys_are_checked_and_never_printed() {
+    let file = "[auth]\nkeys = [\"k1:short-secret-value\", \"no colon at all\"]\n";
+    let text = problems(Some(file), &[], &[], Requirements::None);
+    assert_eq!(
+        text,
+        "config.toml: key `auth.keys`: key \"k1\": the secret has 18 bytes, at least 32 are needed; \
+         entry 2: expected \"KID:SECRET\" (a key id, a colon, then the secret)"
+    );
+    assert!(!text.contains("short-secret-value"));
+    let loaded = try_load(None, &[("XG2G_STREAM_KEYS", KEY)], &[], Requirements::None).unwrap();
+    let effective = loaded.render_effective();
+    assert!(effective.contains("keys = \"***\""), "{effective}");
+    assert!(!effective.contains("0123456789abcdef"), "{effective}");
+    assert!(!format!("{:?}", loaded.config).contains("0123456789abcdef"));
+}

@@ -67,7 +67,7 @@ pub(crate) fn from_toml(kind: Kind, value: &toml::Value) -> Result<Value, String
         (Kind::Bool, toml::Value::Boolean(b)) => Ok(Value::Bool(*b)),
         (Kind::Ratio, toml::Value::Float(f)) => ratio(*f).ok_or_else(|| format!("{RATIO_EXPECTED}, got {f}")),
         (Kind::Ratio, toml::Value::Integer(n)) => ratio(*n as f64).ok_or_else(|| format!("{RATIO_EXPECTED}, got {n}")),
-        (Kind::List, toml::Value::Array(items)) => items
+        (Kind::List | Kind::SecretList, toml::Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 toml::Value::String(s) => Ok(s.trim().to_owned()),
@@ -108,7 +108,7 @@ pub(crate) fn from_str(kind: Kind, raw: &str) -> Result<Value, String> {
             .find(|format| format.as_str().eq_ignore_ascii_case(trimmed))
             .map(Value::Format)
             .ok_or_else(|| format!("expected one of json, pretty, got {raw:?}")),
-        Kind::List => Ok(Value::List(
+        Kind::List | Kind::SecretList => Ok(Value::List(
             raw.split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
@@ -153,7 +153,7 @@ fn toml_type(kind: Kind) -> &'static str {
         Kind::Port | Kind::Count => "integer",
         Kind::Bool => "boolean",
         Kind::Ratio => "float",
-        Kind::List => "array",
+        Kind::List | Kind::SecretList => "array",
         Kind::Listen | Kind::Duration | Kind::Text | Kind::Secret | Kind::HttpUrl | Kind::LogFormat => "string",
     }
 }

@@ -39,6 +39,12 @@ pub(crate) enum HttpError {
     #[error("the API token is wrong")]
     Forbidden,
     #[error(transparent)]
+    Signature(#[from] crate::auth::AuthError),
+    #[error("too many wrong signatures from this address; try again later")]
+    SignatureThrottled { retry_after: std::time::Duration },
+    #[error("auth.streams is \"open\": stream URLs need no signature (set it to \"signed\" with keys to sign)")]
+    SigningOff,
+    #[error(transparent)]
     Refresh(#[from] crate::catalog::RefreshError),
     #[error(transparent)]
     Reload(#[from] super::ReloadError),
@@ -101,6 +107,9 @@ impl HttpError {
             HttpError::Detect(e) => e.code(),
             HttpError::AdminTokenNotSet | HttpError::Unauthorized => "unauthorized",
             HttpError::Forbidden => "forbidden",
+            HttpError::Signature(e) => e.code(),
+            HttpError::SignatureThrottled { .. } => "signature-throttled",
+            HttpError::SigningOff => "signing-off",
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
             HttpError::RateLimited(_) => "rate-limited",
@@ -138,6 +147,11 @@ impl ResponseError for HttpError {
             HttpError::Detect(_) => StatusCode::BAD_GATEWAY,
             HttpError::AdminTokenNotSet | HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden => StatusCode::FORBIDDEN,
+            // Missing: 401, the client may still get a signed URL; wrong or expired: 403.
+            HttpError::Signature(crate::auth::AuthError::Missing) => StatusCode::UNAUTHORIZED,
+            HttpError::Signature(_) => StatusCode::FORBIDDEN,
+            HttpError::SignatureThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::SigningOff => StatusCode::CONFLICT,
             HttpError::Refresh(e) => match e {
                 crate::catalog::RefreshError::InProgress { .. } => StatusCode::CONFLICT,
                 crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -186,6 +200,10 @@ impl ResponseError for HttpError {
         };
         if let Some(wait) = queue_retry {
             response.insert_header(("Retry-After", wait.as_secs().max(1).to_string()));
+        }
+        if let HttpError::SignatureThrottled { retry_after } = self {
+            let seconds = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+            response.insert_header(("Retry-After", seconds.to_string()));
         }
         if let HttpError::RateLimited(e) = self {
             response.insert_header(("Retry-After", e.retry_after_secs().to_string()));

@@ -28,14 +28,21 @@ fn device(state: &State, req: &HttpRequest) -> Result<Arc<Device>, HttpError> {
 
 async fn discover(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let device = device(&state, &req)?;
-    Ok(HttpResponse::Ok().json(render::discover(&device, &base_url(&state, &req))))
+    let mut discover = render::discover(&device, &base_url(&state, &req));
+    discover.lineup_url = super::auth::sign_url(&state, &req, &discover.lineup_url);
+    Ok(HttpResponse::Ok().json(discover))
 }
 
 async fn lineup(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let device = device(&state, &req)?;
     let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
     let base = base_url(&state, &req);
-    Ok(HttpResponse::Ok().json(render::lineup(&catalog.channels, &base, &device.profile)))
+    let mut entries = render::lineup(&catalog.channels, &base, &device.profile);
+    // While signed, each stream URL expires with the lineup URL's signature.
+    for entry in &mut entries {
+        entry.url = super::auth::sign_url(&state, &req, &entry.url);
+    }
+    Ok(HttpResponse::Ok().json(entries))
 }
 
 async fn lineup_status(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -96,7 +96,13 @@ async fn master(
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
     let view = join(&state, &req, &path.0, &path.1).await?;
-    let body = view.state.borrow().master_playlist("media.m3u8");
+    // While signed, the media playlist's URI carries this request's signature for the session
+    // folder: a player that got one master URL plays until it expires, and no further.
+    let media_uri = match super::auth::signature_for(&state, &req, req.path()) {
+        Some(query) => format!("media.m3u8?{query}"),
+        None => "media.m3u8".to_owned(),
+    };
+    let body = view.state.borrow().master_playlist(&media_uri);
     Ok(playlist(body))
 }
 
@@ -135,10 +141,11 @@ async fn media(
         let within = Duration::from_secs(3 * target.max(1));
         wait_until(&view, within, |s| s.last_sequence().is_some_and(|n| n >= wanted)).await;
     }
+    let signature = super::auth::signature_for(&state, &req, req.path());
     let body = {
         let current = view.state.borrow();
         tracing::debug!(wanted, newest = current.last_sequence(), "Media playlist.");
-        current.media_playlist()
+        current.media_playlist(signature.as_deref())
     };
     Ok(playlist(body))
 }

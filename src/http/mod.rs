@@ -1,6 +1,7 @@
 //! HTTP routes, request metrics and the server; the only module that speaks actix-web.
 
 mod admin;
+mod auth;
 mod client_ip;
 mod error;
 mod guide;
@@ -14,6 +15,7 @@ mod source;
 mod stream;
 mod trace;
 
+pub(crate) use auth::StreamGate;
 pub(crate) use client_ip::TrustedProxies;
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
@@ -59,6 +61,8 @@ pub(crate) struct AppState {
     pub encoder_queue: crate::limits::queue::EncoderQueue,
     /// Channel thumbnails.
     pub previews: crate::preview::PreviewHandle,
+    /// Signed stream URLs (`auth.streams = "signed"`); `None` = streams are open.
+    pub stream_gate: Option<StreamGate>,
 }
 
 type State = web::Data<AppState>;
@@ -88,6 +92,8 @@ pub(crate) fn server(
         actix_web::App::new()
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(query_error))
+            // Inside the metrics: a refused request still counts, under its route.
+            .wrap(actix_web::middleware::from_fn(auth::gate))
             .wrap(actix_web::middleware::from_fn(record_metrics))
             .route("/", web::get().to(index))
             .route("/healthz", web::get().to(healthz))
@@ -96,6 +102,7 @@ pub(crate) fn server(
             .route("/playlist.m3u", web::get().to(playlist))
             .configure(guide::routes)
             .configure(admin::routes)
+            .configure(auth::routes)
             .configure(hdhr::routes)
             .configure(picon::routes)
             .configure(preview::routes)
@@ -204,7 +211,9 @@ async fn playlist(state: State, req: HttpRequest) -> Result<HttpResponse, HttpEr
     Ok(HttpResponse::Ok()
         .content_type("audio/x-mpegurl; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, "inline; filename=\"playlist.m3u\""))
-        .body(render_m3u(&catalog.channels, &base)))
+        .body(render_m3u(&catalog.channels, &base, &|path| {
+            auth::link(&state, &req, path)
+        })))
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -215,7 +224,9 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, HttpError> {
 }
 
 /// This server's URL as the client reached it, for links in playlists. The `Host` header is
-/// used only when it looks like a host name and port, so it cannot inject text.
+/// used only when it looks like a host name and port, so it cannot inject text; while streams
+/// are signed, only when it is one of `auth.allowed_hosts` (a signed playlist must not point
+/// a player at a host the requester chose).
 fn base_url(state: &AppState, req: &HttpRequest) -> String {
     if let Some(url) = &state.public_url {
         return url.trim_end_matches('/').to_owned();
@@ -228,9 +239,12 @@ fn base_url(state: &AppState, req: &HttpRequest) -> String {
         .filter(|h| {
             h.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        })
-        .unwrap_or(&state.listen_host);
-    format!("http://{host}")
+        });
+    let host = match &state.stream_gate {
+        Some(gate) => gate.trusted_host(host),
+        None => host,
+    };
+    format!("http://{}", host.unwrap_or(&state.listen_host))
 }
 
 #[cfg(test)]

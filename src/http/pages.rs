@@ -96,11 +96,20 @@ pub(crate) fn index(snapshot: &Snapshot, now: i64) -> HttpResponse {
     page(render_index(snapshot, &STYLE.href(""), &GUIDE_JS.href(""), now))
 }
 
-async fn watch(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, HttpError> {
+async fn watch(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
     let service_ref: ServiceRef = path.parse()?;
     let catalog = state.catalog.snapshot().catalog.ok_or(HttpError::CatalogNotReady)?;
     let channel = catalog.channel(&service_ref).ok_or(HttpError::ChannelNotFound)?;
-    Ok(page(render_watch(channel)))
+    // While signed, the page's links carry signatures that expire with the page's own.
+    let signed = |path: &str| match super::auth::signature_for(&state, &req, path) {
+        Some(query) => format!("?{query}"),
+        None => String::new(),
+    };
+    Ok(page(render_watch(channel, &signed)))
 }
 
 fn page(body: String) -> HttpResponse {
@@ -160,10 +169,17 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 
 /// The watch page of one channel. Every link is relative to `/watch/`, so the page works behind
 /// a path prefix; the script (`web/watch.js`) reads its URLs from the media element's data.
-fn render_watch(channel: &Channel) -> String {
-    let reference = escape(&channel.service_ref.to_string());
+/// `query` gives the query (`?…`, or empty) each stream link's absolute path gets.
+fn render_watch(channel: &Channel, query: &dyn Fn(&str) -> String) -> String {
+    let service_ref = channel.service_ref.to_string();
+    let reference = escape(&service_ref);
     let name = escape(&channel.name);
-    let hls = format!("../hls/{reference}/auto/index.m3u8");
+    let hls = format!(
+        "../hls/{reference}/auto/index.m3u8{}",
+        escape(&query(&format!("/hls/{service_ref}/auto/index.m3u8")))
+    );
+    let stream_query = escape(&query(&format!("/stream/{service_ref}")));
+    let m3u_query = escape(&query("/playlist.m3u"));
     let media = if channel.is_radio() {
         format!(
             "<audio id=\"player\" controls autoplay data-hls=\"{hls}\" data-hlsjs=\"{hlsjs}\" \
@@ -192,8 +208,8 @@ fn render_watch(channel: &Channel) -> String {
          <p id=\"status\" role=\"status\"></p>\
          <p id=\"error\" class=\"error\" role=\"alert\" hidden></p>\
          <noscript><p class=\"error\">Playing here needs JavaScript; the stream below plays without it.</p></noscript>\
-         <p>For VLC, mpv or Kodi: <a href=\"../stream/{reference}\" type=\"video/mp2t\">MPEG-TS stream</a> \
-         · <a href=\"../playlist.m3u\">all channels as M3U</a></p>\
+         <p>For VLC, mpv or Kodi: <a href=\"../stream/{reference}{stream_query}\" type=\"video/mp2t\">MPEG-TS stream</a> \
+         · <a href=\"../playlist.m3u{m3u_query}\">all channels as M3U</a></p>\
          </body></html>\n",
         number = channel.number,
         style = escape(&STYLE.href("../")),
@@ -216,9 +232,30 @@ mod tests {
         }
     }
 
+    fn render_watch_open(channel: &Channel) -> String {
+        render_watch(channel, &|_| String::new())
+    }
+
+    #[test]
+    fn signed_watch_pages_sign_each_stream_link_for_its_own_path() {
+        let page = render_watch(&channel("Eins", "1:0:19:283D:3FB:1:C00000:0:0:0:"), &|path| {
+            format!("?p={}&sig=S", path.len())
+        });
+        // /hls/{ref}/auto/index.m3u8 is 52 characters, /stream/{ref} 39, /playlist.m3u 13.
+        assert!(
+            page.contains("data-hls=\"../hls/1:0:19:283D:3FB:1:C00000:0:0:0:/auto/index.m3u8?p=52&amp;sig=S\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("href=\"../stream/1:0:19:283D:3FB:1:C00000:0:0:0:?p=39&amp;sig=S\""),
+            "{page}"
+        );
+        assert!(page.contains("href=\"../playlist.m3u?p=13&amp;sig=S\""), "{page}");
+    }
+
     #[test]
     fn watch_page_plays_hls_in_a_video_element() {
-        let page = render_watch(&channel("Das Erste HD", "1:0:19:283D:3FB:1:C00000:0:0:0:"));
+        let page = render_watch_open(&channel("Das Erste HD", "1:0:19:283D:3FB:1:C00000:0:0:0:"));
         assert!(page.contains("<title>7 Das Erste HD · xg2g</title>"));
         assert!(page.contains("<h1><span class=\"num\">7</span> Das Erste HD</h1>"));
         assert!(page.contains(
@@ -236,7 +273,7 @@ mod tests {
 
     #[test]
     fn radio_gets_an_audio_element() {
-        let page = render_watch(&channel("Ö1", "1:0:2:2F1C:441:1:C00000:0:0:0:"));
+        let page = render_watch_open(&channel("Ö1", "1:0:2:2F1C:441:1:C00000:0:0:0:"));
         assert!(page.contains(
             "<audio id=\"player\" controls autoplay data-hls=\"../hls/1:0:2:2F1C:441:1:C00000:0:0:0:/auto/index.m3u8\""
         ));
@@ -245,7 +282,7 @@ mod tests {
 
     #[test]
     fn names_are_escaped_and_nothing_runs_inline() {
-        let page = render_watch(&channel(
+        let page = render_watch_open(&channel(
             "<script>alert('x')</script> & \"Co\"",
             "1:0:1:1:1:1:C00000:0:0:0:",
         ));

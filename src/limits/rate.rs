@@ -274,6 +274,39 @@ impl IpBuckets {
     }
 }
 
+/// Wrong signatures per client address (`auth.streams = "signed"`): a bucket of `burst`
+/// failures refilled at `rate` per second, in the same bounded per-address map as admission,
+/// and keyed the same way ([`bucket_key`]: an IPv6 client by its /64).
+/// Only failures take from it; an address whose bucket is empty is refused before its
+/// signature is even checked, so a guesser learns nothing more until the bucket refills.
+#[derive(Debug)]
+pub(crate) struct FailureThrottle {
+    per_ip: IpBuckets,
+}
+
+impl FailureThrottle {
+    /// Needs a tokio runtime (the buckets read tokio's clock).
+    pub(crate) fn new(rate: u32, burst: u32, max_tracked_ips: u32) -> Self {
+        Self {
+            per_ip: IpBuckets::new(rate, burst, max_tracked_ips, Instant::now()),
+        }
+    }
+
+    /// `Err(retry_after)` when `ip` has spent its failures; otherwise it may try.
+    pub(crate) fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.per_ip.evict_idle(now);
+        self.per_ip.check(bucket_key(ip), now)
+    }
+
+    /// Counts one wrong signature from `ip`.
+    pub(crate) fn record_failure(&mut self, ip: IpAddr, now: Instant) {
+        let ip = bucket_key(ip);
+        if self.per_ip.check(ip, now).is_ok() {
+            self.per_ip.take(ip, now);
+        }
+    }
+}
+
 /// Every rate limit on new sessions; see the module docs. Needs a tokio runtime (the buckets
 /// read tokio's clock).
 #[derive(Debug)]

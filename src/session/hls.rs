@@ -130,8 +130,10 @@ impl HlsState {
             .skip(self.segments.len().saturating_sub(self.window))
     }
 
-    /// The media playlist; segment URIs are `<sequence>.ts`, relative to the playlist.
-    pub fn media_playlist(&self) -> String {
+    /// The media playlist; segment URIs are `<sequence>.ts`, relative to the playlist, each
+    /// followed by `?{query}` when one is given (a signature for the session's folder).
+    pub fn media_playlist(&self, query: Option<&str>) -> String {
+        let suffix = query.map(|q| format!("?{q}")).unwrap_or_default();
         let skipped = self.segments.len().saturating_sub(self.window);
         let discontinuity_sequence = self.evicted_discontinuities
             + self.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
@@ -155,7 +157,7 @@ impl HlsState {
             }
             let _ = write!(
                 out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}.ts\n",
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}.ts{suffix}\n",
                 humantime::format_rfc3339_millis(s.started_at),
                 s.duration,
                 s.sequence
@@ -247,7 +249,7 @@ mod tests {
         for i in 0..12 {
             hls.push(seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
         }
-        let text = hls.media_playlist();
+        let text = hls.media_playlist(None);
         assert_eq!(
             text,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:6\n\
@@ -263,6 +265,8 @@ mod tests {
             "window of six (the minimum), one discontinuity already left it"
         );
         assert_eq!(hls.last_sequence(), Some(11));
+        let signed = hls.media_playlist(Some("exp=9&kid=k&sig=S"));
+        assert_eq!(signed.matches(".ts?exp=9&kid=k&sig=S\n").count(), 6, "{signed}");
         for i in 12..19 {
             hls.push(seg(i, 1.92, false));
         }
@@ -275,7 +279,7 @@ mod tests {
         let mut hls = HlsState::new(6, Duration::from_secs(2));
         hls.push(seg(0, 0.3, false));
         assert!(
-            hls.media_playlist().contains("#EXT-X-TARGETDURATION:2\n"),
+            hls.media_playlist(None).contains("#EXT-X-TARGETDURATION:2\n"),
             "short first segments keep it"
         );
         hls.push(seg(1, 3.4, false));
@@ -285,11 +289,11 @@ mod tests {
             let next = hls.last_sequence().unwrap() + 1;
             hls.push(seg(next, 1.0, false));
         }
-        let text = hls.media_playlist();
+        let text = hls.media_playlist(None);
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "and it stays: {text}");
         assert!(!text.contains("#EXT-X-ENDLIST"));
         hls.end();
-        let text = hls.media_playlist();
+        let text = hls.media_playlist(None);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
         assert!(!text.contains("CAN-BLOCK-RELOAD"), "nothing to wait for");
         assert!(hls.is_ended());

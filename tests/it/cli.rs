@@ -177,3 +177,65 @@ async fn sigterm_drains_and_exits_0_and_logs_hold_no_secrets() {
         assert!(!line.contains("cm9vd"), "an Authorization header value leaked: {line}");
     }
 }
+
+#[test]
+fn signed_streams_check_config_explains_and_sign_url_signs() {
+    let key_secret = "0123456789abcdef0123456789abcdef-file";
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("# current\nk1:{key_secret}\n")).unwrap();
+    let run = |args: &[&str], keys_file: &std::path::Path| {
+        let output = xg2g()
+            .args(args)
+            .env("XG2G_OWI_BASE", "http://192.0.2.10")
+            .env("XG2G_STREAM_AUTH", "signed")
+            .env("XG2G_STREAM_KEYS_FILE", keys_file)
+            .env("XG2G_PUBLIC_URL", "https://tv.example.org/")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !stdout.contains(key_secret) && !stderr.contains(key_secret),
+            "{stdout}{stderr}"
+        );
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = run(&["check-config"], &keys);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("# auth.streams = \"signed\"") && stdout.contains("keys accepted: k1 (\"k1\" signs)"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = run(&["sign-url", "/playlist.m3u", "--ttl", "10m"], &keys);
+    assert_eq!(code, Some(0), "{stderr}");
+    let url = stdout.trim();
+    let query = url
+        .strip_prefix("https://tv.example.org/playlist.m3u?")
+        .unwrap_or_else(|| panic!("{url}"));
+    let set = xg2g::auth::KeySet::parse([format!("k1:{key_secret}").as_str()]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let grant = xg2g::auth::verify(&set, "/playlist.m3u", query, now).expect("the printed URL verifies");
+    assert!((now + 595..=now + 600).contains(&grant.expires), "{url}");
+
+    // A missing key file and a short key: exit 2, naming the key and the file.
+    let missing = dir.path().join("nope");
+    let (code, _, stderr) = run(&["check-config"], &missing);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!("auth.keys_file {}", missing.display())),
+        "{stderr}"
+    );
+    std::fs::write(&keys, "k1:short\n").unwrap();
+    let (code, _, stderr) = run(&["sign-url", "/playlist.m3u"], &keys);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!("auth.keys and auth.keys_file {}", keys.display()))
+            && stderr.contains("key \"k1\": the secret has 5 bytes, at least 32 are needed"),
+        "{stderr}"
+    );
+}

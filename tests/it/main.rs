@@ -22,6 +22,7 @@ mod players;
 mod rate_limit;
 mod reload;
 mod server;
+mod signed;
 mod soak;
 mod streams;
 mod traces;

@@ -221,7 +221,7 @@ async fn index_links_every_channel_to_its_watch_page_and_stream() {
 
 /// What a watch page in headless Chromium came to.
 #[derive(Debug)]
-enum Seen {
+pub(crate) enum Seen {
     /// Playback advanced by the media time and decoded frames asked for, from `first` to `last`.
     Played { first: Report, last: Report },
     /// The page shows an error.
@@ -231,9 +231,10 @@ enum Seen {
 /// Opens the watch page in headless Chromium and follows its reports until playback has advanced
 /// by `seconds` of media time and `frames` decoded video frames since it started, or the page
 /// shows an error. Panics when neither happens within 90 s.
-async fn watch_in_browser(browser: &Path, page: &str, seconds: f64, frames: u64) -> Seen {
+pub(crate) async fn watch_in_browser(browser: &Path, page: &str, seconds: f64, frames: u64) -> Seen {
     let profile = tempfile::tempdir().unwrap();
-    let mut chromium_run = Chromium::start(browser, profile.path(), &format!("{page}?report"), &[]);
+    let report = if page.contains('?') { "&report" } else { "?report" };
+    let mut chromium_run = Chromium::start(browser, profile.path(), &format!("{page}{report}"), &[]);
     let lines = &mut chromium_run.lines;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut first: Option<Report> = None;
@@ -265,7 +266,7 @@ async fn watch_in_browser(browser: &Path, page: &str, seconds: f64, frames: u64)
     outcome.unwrap_or_else(|why| panic!("{page}: {why}; first playing report {first:?}, last {last:?}"))
 }
 
-fn played(seen: Seen, what: &str) -> (Report, Report) {
+pub(crate) fn played(seen: Seen, what: &str) -> (Report, Report) {
     match seen {
         Seen::Played { first, last } => {
             eprintln!("{what} in Chromium: {first:?} -> {last:?}");

@@ -343,3 +343,27 @@ async fn a_quiet_spell_refills_the_global_bucket_to_its_burst_only() {
     let passed = (10..15u8).filter(|i| a.admit(ip(*i), "gpu").is_ok()).count();
     assert_eq!(passed, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn wrong_signatures_are_throttled_per_address_and_refill() {
+    let mut throttle = FailureThrottle::new(1, 3, 100);
+    let now = Instant::now;
+    for _ in 0..3 {
+        assert_eq!(throttle.check(ip(1), now()), Ok(()));
+        throttle.record_failure(ip(1), now());
+    }
+    assert_eq!(throttle.check(ip(1), now()), Err(Duration::from_secs(1)));
+    // Another address is not affected; another address of one IPv6 /64 is the same client.
+    assert_eq!(throttle.check(ip(2), now()), Ok(()));
+    let v6 = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+    for _ in 0..3 {
+        throttle.record_failure(v6(1), now());
+    }
+    assert!(throttle.check(v6(2), now()).is_err());
+    advance(999).await;
+    assert_eq!(throttle.check(ip(1), now()), Err(Duration::from_millis(1)));
+    advance(1).await;
+    assert_eq!(throttle.check(ip(1), now()), Ok(()));
+    throttle.record_failure(ip(1), now());
+    assert!(throttle.check(ip(1), now()).is_err());
+}

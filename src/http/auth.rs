@@ -1,0 +1,236 @@
+//! The stream gate (`auth.streams = "signed"`): a middleware that lets a request for a stream
+//! route through only with a valid signed URL (see [`crate::auth`]), throttles wrong signatures
+//! per client address, and leaves the checked [`Grant`] in the request so that playlists sign
+//! the links they list for the same expiry. Also `POST /api/v1/sign`, which mints signed URLs
+//! behind the admin token.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::HttpError;
+use super::{AppState, State};
+use crate::auth::{Grant, KeySet, Scope};
+use crate::limits::rate::FailureThrottle;
+
+/// Wrong signatures one client address may send in a burst, and how many per second after.
+const FAILURE_BURST: u32 = 10;
+const FAILURE_RATE: u32 = 1;
+/// The default and longest lifetime `POST /api/v1/sign` gives a URL.
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// What `signed` mode needs at run time. Absent (`None` in [`AppState`]) = streams are open.
+pub(crate) struct StreamGate {
+    keys: KeySet,
+    /// `Host` values trusted for links; used only without `public_url`.
+    allowed_hosts: Vec<String>,
+    /// Held only for a check or a count, never across an `.await`.
+    throttle: Mutex<FailureThrottle>,
+}
+
+impl StreamGate {
+    /// Needs a tokio runtime (the throttle reads tokio's clock).
+    pub(crate) fn new(keys: KeySet, allowed_hosts: Vec<String>, max_tracked_ips: u32) -> Self {
+        Self {
+            keys,
+            allowed_hosts,
+            throttle: Mutex::new(FailureThrottle::new(FAILURE_RATE, FAILURE_BURST, max_tracked_ips)),
+        }
+    }
+
+    /// The query that signs `path` until `expires` with the current key.
+    pub(crate) fn sign(&self, path: &str, expires: u64) -> String {
+        crate::auth::sign(self.keys.current(), &Scope::of_path(path), expires)
+    }
+
+    /// `host` when it is one of the allowed hosts, else the first of them; `None` without a list.
+    pub(crate) fn trusted_host<'a>(&'a self, host: Option<&'a str>) -> Option<&'a str> {
+        let allowed = |h: &&str| self.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h));
+        host.filter(allowed)
+            .or_else(|| self.allowed_hosts.first().map(String::as_str))
+    }
+}
+
+/// Whether `path` is a stream route: what `signed` closes.
+pub(crate) fn is_protected(path: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["/stream/", "/hls/", "/watch/"];
+    const EXACT: [&str; 5] = [
+        "/playlist.m3u",
+        "/xmltv.xml",
+        "/discover.json",
+        "/lineup.json",
+        "/lineup_status.json",
+    ];
+    PREFIXES.iter().any(|p| path.starts_with(p))
+        || EXACT.contains(&path)
+        || (path.starts_with("/api/v1/channels/") && path.ends_with("/preview.jpg"))
+}
+
+/// Wraps the whole app; does nothing while streams are open.
+pub(crate) async fn gate<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let state = req.app_data::<State>().cloned();
+    let Some(state) = state.filter(|s| s.stream_gate.is_some()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    // Preflights carry no credentials by design; the HLS CORS middleware answers them. The
+    // route is told by the decoded path, as the router sees it (`/%73tream/…` is `/stream/…`).
+    if req.method() == Method::OPTIONS || !is_protected(&crate::auth::canonical_path(req.path())) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    match check(&state, req.request()) {
+        Ok(grant) => {
+            req.extensions_mut().insert(grant);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(error) => {
+            let mut response = req.error_response(error);
+            // hls.js reads the refusal only when it carries the CORS origin.
+            if response.request().path().starts_with("/hls/")
+                && let Some(origin) = &state.streaming.hls.cors_origin
+                && let Ok(value) = header::HeaderValue::from_str(origin)
+            {
+                response
+                    .headers_mut()
+                    .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            }
+            Ok(response.map_into_right_body())
+        }
+    }
+}
+
+fn check(state: &AppState, req: &HttpRequest) -> Result<Grant, HttpError> {
+    let gate = state.stream_gate.as_ref().expect("checked by the caller");
+    let ip = state.trusted_proxies.client_of(req);
+    let now = tokio::time::Instant::now();
+    let throttle = || gate.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    throttle()
+        .check(ip, now)
+        .map_err(|retry_after| HttpError::SignatureThrottled { retry_after })?;
+    crate::auth::verify(&gate.keys, req.path(), req.query_string(), unix_now()).map_err(|error| {
+        if error.is_wrong() {
+            throttle().record_failure(ip, now);
+            tracing::info!(client = %ip, code = error.code(), "Refused a stream URL's signature.");
+        }
+        HttpError::Signature(error)
+    })
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(super::guide::unix_now()).unwrap_or(0)
+}
+
+/// `path` (no query) as a link for the answer to `req`: with `?exp…&sig…` for the same expiry
+/// as the request's own signature when it had one, unchanged otherwise.
+pub(crate) fn link(state: &AppState, req: &HttpRequest, path: &str) -> String {
+    match signature_for(state, req, path) {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
+}
+
+/// The signature query for `path`, expiring with the request's own; `None` while open.
+pub(crate) fn signature_for(state: &AppState, req: &HttpRequest, path: &str) -> Option<String> {
+    let gate = state.stream_gate.as_ref()?;
+    let expires = req.extensions().get::<Grant>()?.expires;
+    Some(gate.sign(path, expires))
+}
+
+/// Appends a signature for `url`'s path to `url` (which may have a query already).
+pub(crate) fn sign_url(state: &AppState, req: &HttpRequest, url: &str) -> String {
+    let path = url::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.path().to_owned());
+    match signature_for(state, req, &path) {
+        Some(query) if url.contains('?') => format!("{url}&{query}"),
+        Some(query) => format!("{url}?{query}"),
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/sign", web::post().to(mint));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
+    /// A stream route, e.g. `/playlist.m3u` or `/hls/{ref}/auto/index.m3u8`.
+    path: String,
+    /// A humantime duration such as `"12h"`; default one hour.
+    ttl: Option<String>,
+}
+
+/// `POST /api/v1/sign {"path": "/playlist.m3u", "ttl": "30d"}` → the signed URL and when it
+/// expires. Admin token required.
+async fn mint(state: State, req: HttpRequest, body: web::Json<MintRequest>) -> Result<HttpResponse, HttpError> {
+    super::admin::authorize(state.api_token.as_ref(), &req)?;
+    let gate = state.stream_gate.as_ref().ok_or(HttpError::SigningOff)?;
+    let MintRequest { path, ttl } = body.into_inner();
+    if !path.starts_with('/') || path.contains(['?', '#']) || !is_protected(&crate::auth::canonical_path(&path)) {
+        return Err(HttpError::InvalidParameter {
+            name: "path",
+            detail: "expected a stream route such as /playlist.m3u, /stream/{ref} or /hls/{ref}/auto/index.m3u8"
+                .to_owned(),
+        });
+    }
+    let ttl = match ttl {
+        None => DEFAULT_TTL,
+        Some(text) => humantime::parse_duration(&text)
+            .ok()
+            .filter(|t| !t.is_zero() && *t <= MAX_TTL)
+            .ok_or(HttpError::InvalidParameter {
+                name: "ttl",
+                detail: "expected a duration from 1s to 366d, such as \"12h\"".to_owned(),
+            })?,
+    };
+    let expires = unix_now() + ttl.as_secs().max(1);
+    let signed = format!("{path}?{}", gate.sign(&path, expires));
+    Ok(HttpResponse::Ok().json(json!({
+        "url": format!("{}{signed}", super::base_url(&state, &req)),
+        "path": signed,
+        "expires": expires,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_routes_are_protected_and_the_rest_is_not() {
+        for path in [
+            "/stream/1:0:1:2:3:4:5:0:0:0:",
+            "/hls/1:0:1:2:3:4:5:0:0:0:/auto/index.m3u8",
+            "/hls/x/aac/12.ts",
+            "/watch/1:0:1:2:3:4:5:0:0:0:",
+            "/playlist.m3u",
+            "/xmltv.xml",
+            "/discover.json",
+            "/lineup.json",
+            "/lineup_status.json",
+            "/api/v1/channels/1:0:1:2:3:4:5:0:0:0:/preview.jpg",
+        ] {
+            assert!(is_protected(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/assets/watch.js",
+            "/picon/x.png",
+            "/api/v1/sign",
+        ] {
+            assert!(!is_protected(path), "{path}");
+        }
+    }
+}
