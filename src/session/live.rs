@@ -199,6 +199,8 @@ impl Session {
                     self.metrics.session.reconnect();
                     // HLS marks the first segment after the reconnect.
                     fan.discontinuity = !fan.hls_state.is_empty();
+                    // TS clients: counters run on, the new clock is flagged, a key frame first.
+                    fan.cache.splice();
                     // Clients keep joining during the pause: they get the stream as it resumes.
                     let pause = tokio::time::sleep(delay);
                     tokio::pin!(pause);
