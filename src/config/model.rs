@@ -69,6 +69,8 @@ pub struct RateLimitConfig {
     /// CIDR blocks, as written; parsed where they are used.
     pub trusted_proxies: Vec<String>,
     pub max_tracked_ips: u32,
+    /// Channels one client may have tuned at once; 0 = no cap.
+    pub max_channels_per_client: u32,
 }
 
 /// The encoder slot queue.
@@ -360,6 +362,7 @@ impl Config {
                 mode_gpu: v.count("rate_limit.mode_gpu"),
                 trusted_proxies: v.list("rate_limit.trusted_proxies"),
                 max_tracked_ips: v.count("rate_limit.max_tracked_ips"),
+                max_channels_per_client: v.count("rate_limit.max_channels_per_client"),
             },
             gpu_queue: GpuQueueConfig {
                 workers: v.count("gpu_queue.workers"),

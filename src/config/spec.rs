@@ -641,6 +641,14 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: Some(at_least_one),
     },
     KeySpec {
+        key: "rate_limit.max_channels_per_client",
+        env: Some("XG2G_RATE_LIMIT_MAX_CHANNELS"),
+        default: DefaultValue::Int(6),
+        kind: Kind::Count,
+        doc: "Most channels one client address may keep tuned at once (each may hold a receiver tuner); 0 = no cap.",
+        check: None,
+    },
+    KeySpec {
         key: "gpu_queue.workers",
         env: Some("XG2G_GPU_QUEUE_WORKERS"),
         default: DefaultValue::Int(4),

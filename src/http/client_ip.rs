@@ -202,18 +202,41 @@ pub(crate) async fn admit_new_session(
         return Ok(());
     }
     let client = state.trusted_proxies.client_of(req);
+    channel_cap(state, client, &key.service_ref).await?;
     state.admission.admit(client, mode.as_str()).await?;
+    Ok(())
+}
+
+/// A client already watching `rate_limit.max_channels_per_client` other channels may not tune
+/// one more: every channel may hold a receiver tuner, and a box has few.
+async fn channel_cap(
+    state: &AppState,
+    client: IpAddr,
+    service_ref: &crate::model::ServiceRef,
+) -> Result<(), HttpError> {
+    let Some(cap) = state.admission.max_channels() else {
+        return Ok(());
+    };
+    let watched = state.encoder_queue.channels_of(client, &service_ref.to_string()).await;
+    if watched >= cap as usize {
+        return Err(HttpError::TooManyChannels { cap });
+    }
     Ok(())
 }
 
 /// Charges the rate limits for a receiver probe that comes before a new session (`auto`
 /// learning a channel's codec): the global and the client's bucket; the session it leads to is
 /// not charged again.
-pub(crate) async fn admit_probe(state: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
+pub(crate) async fn admit_probe(
+    state: &AppState,
+    req: &HttpRequest,
+    service_ref: &crate::model::ServiceRef,
+) -> Result<(), HttpError> {
     if !state.admission.is_enabled() {
         return Ok(());
     }
     let client = state.trusted_proxies.client_of(req);
+    channel_cap(state, client, service_ref).await?;
     state.admission.admit(client, "probe").await?;
     Ok(())
 }

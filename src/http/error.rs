@@ -50,6 +50,8 @@ pub(crate) enum HttpError {
     Reload(#[from] super::ReloadError),
     #[error(transparent)]
     RateLimited(#[from] crate::limits::RateLimited),
+    #[error("this client already watches {cap} channels, the most one client may tune at once")]
+    TooManyChannels { cap: u32 },
     #[error(transparent)]
     Queue(#[from] crate::limits::queue::QueueError),
     #[error(transparent)]
@@ -113,6 +115,7 @@ impl HttpError {
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
             HttpError::RateLimited(_) => "rate-limited",
+            HttpError::TooManyChannels { .. } => "too-many-channels",
             HttpError::Queue(e) => e.code(),
             HttpError::Preview(e) => e.code(),
         }
@@ -159,7 +162,7 @@ impl ResponseError for HttpError {
             },
             HttpError::Reload(super::ReloadError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             HttpError::Reload(super::ReloadError::Interrupted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
-            HttpError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::RateLimited(_) | HttpError::TooManyChannels { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Queue(_) | HttpError::Preview(crate::preview::PreviewError::Queue(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -207,6 +210,10 @@ impl ResponseError for HttpError {
         }
         if let HttpError::RateLimited(e) = self {
             response.insert_header(("Retry-After", e.retry_after_secs().to_string()));
+        }
+        if matches!(self, HttpError::TooManyChannels { .. }) {
+            // A channel left counts for a few seconds more (see limits::queue).
+            response.insert_header(("Retry-After", "3"));
         }
         if matches!(self, HttpError::AdminTokenNotSet | HttpError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer realm=\"xg2g\""));

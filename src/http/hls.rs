@@ -233,7 +233,7 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
                 None => {
                     // Probing opens a receiver connection: it is a session start as far as the
                     // rate limits go, charged once, before the probe.
-                    super::client_ip::admit_probe(state, req).await?;
+                    super::client_ip::admit_probe(state, req, &service_ref).await?;
                     admitted = true;
                     registry
                         .learn_codec(service_ref.clone(), probe_codec(state, &service_ref))

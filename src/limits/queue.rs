@@ -166,10 +166,28 @@ impl Left {
 type Reply = oneshot::Sender<Result<EncoderPermit, QueueError>>;
 
 enum Command {
-    Acquire { id: u64, request: Request, reply: Reply },
-    Leave { id: u64, why: Left },
-    Seen { client: IpAddr, channel: String, what: Use },
-    Stats { reply: oneshot::Sender<QueueStats> },
+    Acquire {
+        id: u64,
+        request: Request,
+        reply: Reply,
+    },
+    Leave {
+        id: u64,
+        why: Left,
+    },
+    Seen {
+        client: IpAddr,
+        channel: String,
+        what: Use,
+    },
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    Channels {
+        client: IpAddr,
+        except: String,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// What the queue holds right now.
@@ -180,6 +198,10 @@ pub struct QueueStats {
     /// Slots not handed out.
     pub free: usize,
 }
+
+/// A channel without an open stream counts as watched this long after its last use: HLS players
+/// ask for a playlist every target duration (1 s), so a running one is always within it.
+const CHANNEL_RECENT: Duration = Duration::from_secs(3);
 
 /// Handle to the queue task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -257,6 +279,21 @@ impl EncoderQueue {
             client,
             channel: channel.to_owned(),
         }
+    }
+
+    /// How many channels other than `except` `client` watches now (open streams, and HLS
+    /// playlists asked for within the last few seconds).
+    pub async fn channels_of(&self, client: IpAddr, except: &str) -> usize {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Channels {
+            client,
+            except: except.to_owned(),
+            reply,
+        };
+        if self.tx.send(command).is_err() {
+            return 0;
+        }
+        answer.await.unwrap_or(0)
     }
 
     /// Waiters and free slots (tests, diagnostics).
@@ -390,6 +427,9 @@ impl Owner {
                 }
             }
             Command::Seen { client, channel, what } => self.recent.record(client, &channel, what, now),
+            Command::Channels { client, except, reply } => {
+                let _ = reply.send(self.recent.channels_of(client, &except, CHANNEL_RECENT, now));
+            }
             Command::Stats { reply } => {
                 let mut waiting = [0; 3];
                 for p in Priority::ALL {

@@ -399,18 +399,31 @@ struct Ask {
 pub struct AdmissionHandle {
     /// `None` when rate limits are off: nothing to ask.
     tx: Option<mpsc::Sender<Ask>>,
+    /// Channels one client may have tuned at once (0: no cap; also none when limits are off).
+    max_channels: u32,
 }
 
 impl AdmissionHandle {
     /// Starts the admission task (none when limits are off); it stops with `shutdown`.
     pub fn spawn(config: &RateLimitConfig, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         if !config.enabled {
-            return Self { tx: None };
+            return Self {
+                tx: None,
+                max_channels: 0,
+            };
         }
         let (tx, rx) = mpsc::channel(256);
         let admission = Admission::new(config);
         tokio::spawn(run(admission, rx, metrics, shutdown));
-        Self { tx: Some(tx) }
+        Self {
+            tx: Some(tx),
+            max_channels: config.max_channels_per_client,
+        }
+    }
+
+    /// Channels one client may have tuned at once; `None`: no cap.
+    pub fn max_channels(&self) -> Option<u32> {
+        (self.max_channels > 0).then_some(self.max_channels)
     }
 
     /// Whether any limit applies (a disabled handle admits everything without asking).

@@ -239,3 +239,44 @@ async fn auto_probes_are_charged_once_and_shared() {
     );
     running.stop().await;
 }
+
+/// One client may keep only so many channels tuned at once (each may hold a receiver tuner);
+/// another profile of a channel it watches, and other clients, are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_tunes_at_most_its_share_of_channels() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(
+        &demo,
+        &[
+            ("rate_limit.max_channels_per_client", "2"),
+            ("rate_limit.trusted_proxies", "127.0.0.1/32"),
+        ],
+    ))
+    .await;
+    ready(&running).await;
+    let from = |ip: &str| vec![("x-forwarded-for", ip.to_owned())];
+    let url = |channel: &str, profile: &str| format!("{base}/stream/{channel}?profile={profile}");
+    let mut readers = Vec::new();
+    for channel in [HD, SD] {
+        let response = get(url(channel, "copy"), from("198.51.100.7")).await;
+        assert_eq!(response.status(), 200);
+        readers.push(keep_reading(response));
+    }
+    let third = get(url(ORF, "copy"), from("198.51.100.7")).await;
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "3");
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too-many-channels", "{body}");
+    // The same channel in another profile tunes nothing new for this client.
+    let other_profile = get(url(HD, "aac"), from("198.51.100.7")).await;
+    assert_eq!(other_profile.status(), 200);
+    readers.push(keep_reading(other_profile));
+    // Another client has its own share.
+    let neighbour = get(url(ORF, "copy"), from("198.51.100.8")).await;
+    assert_eq!(neighbour.status(), 200);
+    drop(neighbour);
+    for reader in readers {
+        reader.abort();
+    }
+    running.stop().await;
+}

@@ -86,6 +86,23 @@ impl RecentUse {
             .is_some_and(|s| s.open > 0 || now.saturating_duration_since(s.at.0) <= self.window)
     }
 
+    /// Channels other than `except` that `client` watches now: a stream open, or a sign of use
+    /// (an HLS playlist request) within `recent`. An IPv6 client counts with its whole /64, as
+    /// in the rate limits, so one host cannot rotate addresses around the cap.
+    pub(crate) fn channels_of(&self, client: IpAddr, except: &str, recent: Duration, now: Instant) -> usize {
+        let client = crate::limits::rate::bucket_key(client);
+        self.seen
+            .iter()
+            .filter(|((ip, channel), s)| {
+                crate::limits::rate::bucket_key(*ip) == client
+                    && channel != except
+                    && (s.open > 0 || now.saturating_duration_since(s.at.0) <= recent)
+            })
+            .map(|((_, channel), _)| channel.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.seen.len()
@@ -122,6 +139,53 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clients_channels_are_its_open_streams_and_recent_playlists() {
+        let mut r = RecentUse::new(Duration::from_secs(10), 100);
+        let t = Instant::now();
+        let recent = Duration::from_secs(3);
+        r.record(ip(1), SD, Use::Open, t);
+        r.record(ip(1), HD, Use::Touch, t);
+        r.record(ip(2), "1:0:1:1:1:1:C00000:0:0:0:", Use::Open, t);
+        assert_eq!(r.channels_of(ip(1), "other", recent, t), 2);
+        assert_eq!(
+            r.channels_of(ip(1), SD, recent, t),
+            1,
+            "the channel asked for does not count"
+        );
+        let later = t + Duration::from_secs(4);
+        assert_eq!(r.channels_of(ip(1), "other", recent, later), 1, "the open stream only");
+        r.record(ip(1), SD, Use::Close, later);
+        assert_eq!(
+            r.channels_of(ip(1), "other", recent, later + recent),
+            1,
+            "closed, still recent"
+        );
+        assert_eq!(r.channels_of(ip(1), "other", recent, later + recent * 2), 0);
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_its_channels_across_its_64() {
+        let mut r = RecentUse::new(Duration::from_secs(10), 100);
+        let t = Instant::now();
+        let recent = Duration::from_secs(3);
+        let host = |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+        r.record(host(1), SD, Use::Open, t);
+        r.record(host(2), HD, Use::Open, t);
+        r.record(host(3), HD, Use::Open, t);
+        assert_eq!(
+            r.channels_of(host(9), "other", recent, t),
+            2,
+            "two channels, however many addresses"
+        );
+        let neighbour = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+        assert_eq!(
+            r.channels_of(neighbour, "other", recent, t),
+            0,
+            "another /64 is another client"
+        );
+    }
 
     const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
     const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";

@@ -16,6 +16,7 @@ fn config() -> RateLimitConfig {
         mode_gpu: 1000,
         trusted_proxies: Vec::new(),
         max_tracked_ips: 100,
+        max_channels_per_client: 0,
     }
 }
 
