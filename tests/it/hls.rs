@@ -544,3 +544,99 @@ async fn segments_arrive_steadily() {
     tokio::join!(follow(SD), follow(HD));
     running.stop().await;
 }
+
+/// A receiver that drops the connection mid-stream (mid-PES, mid-packet) cuts HLS between
+/// whole frames: the segment open at the drop is never published, so every segment in the
+/// window, the last one before the cut included, decodes without an error, the first one after
+/// it is marked `EXT-X-DISCONTINUITY`, and ffmpeg plays the window across the cut cleanly.
+/// (Publishing the open segment at the cut, as hlssink2 did, leaves a truncated frame at its end.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_drop_cuts_hls_between_whole_frames() {
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(
+        &demo,
+        &[
+            ("streaming.stall_timeout", "1s"),
+            ("streaming.reconnect_attempts", "20"),
+        ],
+    ))
+    .await;
+    ready(&running).await;
+    // Each connection ends after ~5 s, in the middle of whatever it was sending.
+    demo.set_faults(|f| {
+        f.streams.insert(HD.into(), StreamFault::DropAfter(700_001));
+    });
+    let url = format!("{base}/hls/{HD}/aac/media.m3u8");
+    let mut window = None;
+    for _ in 0..120 {
+        let (status, body) = text(&url).await;
+        assert_eq!(status, 200, "{body}");
+        let media = check_media(&body);
+        // A cut with at least two whole segments before it and one after it.
+        if let Some(cut) = media.segments.iter().skip(2).position(|s| s.2) {
+            window = Some((body, media, cut + 2));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (body, media, cut) = window.expect("a cut within 60 s");
+    assert!(demo.stats().stream_connections.load(Ordering::Relaxed) >= 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut local = String::new();
+    for line in body.lines() {
+        if line.starts_with("#EXT-X-PART") || line.starts_with("#EXT-X-PRELOAD") || line.starts_with("#EXT-X-SERVER") {
+            continue;
+        }
+        local.push_str(line);
+        local.push('\n');
+    }
+    local.push_str("#EXT-X-ENDLIST\n");
+    std::fs::write(dir.path().join("media.m3u8"), &local).unwrap();
+    for (i, (_, uri, _)) in media.segments.iter().enumerate() {
+        let response = client().get(format!("{base}/hls/{HD}/aac/{uri}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{uri}");
+        let path = dir.path().join(uri);
+        std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+        let (json, _) = ffprobe(&path, &["-show_packets", "-select_streams", "v"], "error");
+        let packets = json["packets"].as_array().expect("packets");
+        assert!(!packets.is_empty(), "{uri} holds video");
+        let corrupt: Vec<_> = packets
+            .iter()
+            .filter(|p| p["flags"].as_str().is_some_and(|f| f.contains('C')))
+            .collect();
+        assert!(
+            corrupt.is_empty(),
+            "segment {i} ({uri}; the cut is before segment {cut}) holds corrupt packets: {corrupt:?}"
+        );
+        let decode = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let errors = String::from_utf8_lossy(&decode.stderr).into_owned();
+        assert!(
+            errors.trim().is_empty(),
+            "segment {i} ({uri}; the cut is before segment {cut}) decodes with errors:\n{errors}"
+        );
+    }
+    // The whole window, across the cut, in a player nobody here wrote.
+    let play = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-allowed_extensions", "ALL", "-i"])
+        .arg(dir.path().join("media.m3u8"))
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&play.stderr).into_owned();
+    assert!(play.status.success(), "ffmpeg plays the window: {errors}");
+    assert!(
+        errors.trim().is_empty(),
+        "ffmpeg plays the window across the cut without errors:\n{errors}\n{local}"
+    );
+    eprintln!(
+        "hls drop: {} segments, cut before segment {cut}, {} receiver connections, no decode errors",
+        media.segments.len(),
+        demo.stats().stream_connections.load(Ordering::Relaxed)
+    );
+    running.stop().await;
+}
