@@ -159,14 +159,7 @@ pub fn pes_pts(packet: &[u8]) -> Option<u64> {
     if pes.len() < 14 || pes[..3] != [0, 0, 1] || pes[7] & 0x80 == 0 {
         return None;
     }
-    let p = &pes[9..14];
-    Some(
-        (u64::from(p[0] & 0x0E) << 29)
-            | (u64::from(p[1]) << 22)
-            | (u64::from(p[2] & 0xFE) << 14)
-            | (u64::from(p[3]) << 7)
-            | (u64::from(p[4]) >> 1),
-    )
+    Some(read_timestamp(&pes[9..14]))
 }
 
 /// Whether the PES that starts in this packet carries the codec's parameter sets, which a
@@ -189,6 +182,99 @@ pub fn starts_decodable(stream_type: u8, packet: &[u8]) -> bool {
         0x01 | 0x02 => units.any(|b| b == 0xB3),
         _ => true,
     }
+}
+
+/// Where the PES that starts in this packet keeps its PTS and DTS: offsets into the packet,
+/// `None` when it has no such field (no PES start, a stream without the optional header, a
+/// header cut by the packet's end).
+fn pes_timestamp_fields(packet: &[u8]) -> (Option<usize>, Option<usize>) {
+    if !unit_start(packet) || packet[3] & 0x10 == 0 {
+        return (None, None);
+    }
+    let at = if packet[3] & 0x20 != 0 {
+        5 + usize::from(packet[4])
+    } else {
+        4
+    };
+    let Some(pes) = packet.get(at..) else {
+        return (None, None);
+    };
+    // Streams without the optional PES header: program stream map, padding, private 2, ECM,
+    // EMM, directory, DSM-CC, H.222.1 type E.
+    if pes.len() < 9 || pes[..3] != [0, 0, 1] || matches!(pes[3], 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xF2 | 0xF8 | 0xFF)
+    {
+        return (None, None);
+    }
+    let pts = (pes[7] & 0x80 != 0 && pes.len() >= 14).then_some(at + 9);
+    let dts = (pes[7] & 0xC0 == 0xC0 && pes.len() >= 19).then_some(at + 14);
+    (pts, dts)
+}
+
+fn read_timestamp(p: &[u8]) -> u64 {
+    (u64::from(p[0] & 0x0E) << 29)
+        | (u64::from(p[1]) << 22)
+        | (u64::from(p[2] & 0xFE) << 14)
+        | (u64::from(p[3]) << 7)
+        | (u64::from(p[4]) >> 1)
+}
+
+/// Writes a 33-bit timestamp, keeping the field's 4-bit prefix and its marker bits.
+fn write_timestamp(p: &mut [u8], ts: u64) {
+    p[0] = (p[0] & 0xF0) | ((ts >> 29) & 0x0E) as u8 | 1;
+    p[1] = (ts >> 22) as u8;
+    p[2] = ((ts >> 14) & 0xFE) as u8 | 1;
+    p[3] = (ts >> 7) as u8;
+    p[4] = ((ts << 1) & 0xFE) as u8 | 1;
+}
+
+/// The decoding time of the PES that starts in this packet: its DTS, else its PTS (90 kHz).
+pub fn pes_dts(packet: &[u8]) -> Option<u64> {
+    let (pts, dts) = pes_timestamp_fields(packet);
+    dts.or(pts).map(|at| read_timestamp(&packet[at..at + 5]))
+}
+
+/// Where the adaptation field keeps a PCR, when it has one.
+fn pcr_field(packet: &[u8]) -> Option<usize> {
+    (packet[3] & 0x20 != 0 && packet[4] >= 7 && packet[5] & 0x10 != 0).then_some(6)
+}
+
+/// Moves every clock in the packet by `offset` ticks of 90 kHz, on the 33-bit clock: the PTS
+/// and DTS of a PES that starts here, and the base of a PCR. A stream's time line moves as a
+/// whole this way (its A/V sync and its PCR lead kept), as when xg2g joins a reconnect's media
+/// onto the time line of what it already published.
+pub fn shift_clocks(packet: &mut [u8], offset: u64) {
+    let (pts, dts) = pes_timestamp_fields(packet);
+    for at in [pts, dts].into_iter().flatten() {
+        let ts = (read_timestamp(&packet[at..at + 5]) + offset) & PTS_MASK;
+        write_timestamp(&mut packet[at..at + 5], ts);
+    }
+    if let Some(at) = pcr_field(packet) {
+        let p = &mut packet[at..at + 6];
+        let base = (u64::from(p[0]) << 25)
+            | (u64::from(p[1]) << 17)
+            | (u64::from(p[2]) << 9)
+            | (u64::from(p[3]) << 1)
+            | (u64::from(p[4]) >> 7);
+        let base = (base + offset) & PTS_MASK;
+        p[0] = (base >> 25) as u8;
+        p[1] = (base >> 17) as u8;
+        p[2] = (base >> 9) as u8;
+        p[3] = (base >> 1) as u8;
+        p[4] = (p[4] & 0x7F) | (((base & 1) as u8) << 7);
+    }
+}
+
+/// The PCR base (90 kHz) of the packet's adaptation field, when it carries one.
+pub fn pcr_base(packet: &[u8]) -> Option<u64> {
+    let at = pcr_field(packet)?;
+    let p = &packet[at..at + 5];
+    Some(
+        (u64::from(p[0]) << 25)
+            | (u64::from(p[1]) << 17)
+            | (u64::from(p[2]) << 9)
+            | (u64::from(p[3]) << 1)
+            | (u64::from(p[4]) >> 7),
+    )
 }
 
 /// `later - earlier` on the 33-bit PTS clock, across its wrap.
@@ -311,6 +397,68 @@ pub(crate) mod tests {
         p[4] = 0;
         p[5..5 + section.len()].copy_from_slice(&section);
         p
+    }
+
+    /// A video PES start with a PTS and a DTS, in a packet whose adaptation field carries a PCR
+    /// (base and extension).
+    pub(crate) fn pcr_pes(pid: u16, pcr: u64, pcr_ext: u16, pts: u64, dts: u64) -> [u8; PACKET] {
+        let mut p = packet(pid, true, false, 0);
+        p[3] = 0x30;
+        p[4] = 7;
+        p[5] = 0x50;
+        p[6] = (pcr >> 25) as u8;
+        p[7] = (pcr >> 17) as u8;
+        p[8] = (pcr >> 9) as u8;
+        p[9] = (pcr >> 1) as u8;
+        p[10] = ((pcr & 1) as u8) << 7 | 0x7E | (pcr_ext >> 8) as u8;
+        p[11] = pcr_ext as u8;
+        let stamp = |prefix: u8, ts: u64| {
+            [
+                prefix << 4 | ((ts >> 29) & 0x0E) as u8 | 1,
+                (ts >> 22) as u8,
+                ((ts >> 14) & 0xFE) as u8 | 1,
+                (ts >> 7) as u8,
+                ((ts << 1) & 0xFE) as u8 | 1,
+            ]
+        };
+        let mut header = vec![0, 0, 1, 0xE0, 0, 0, 0x80, 0xC0, 10];
+        header.extend(stamp(3, pts));
+        header.extend(stamp(1, dts));
+        p[12..12 + header.len()].copy_from_slice(&header);
+        p
+    }
+
+    #[test]
+    fn clocks_shift_together_across_the_wrap() {
+        let pts = PTS_MASK - 1_000;
+        let p = pcr_pes(0x100, pts - 9_000, 299, pts, pts - 3_600);
+        assert_eq!(pes_pts(&p), Some(pts));
+        assert_eq!(pes_dts(&p), Some(pts - 3_600));
+        assert_eq!(pcr_base(&p), Some(pts - 9_000));
+        let mut q = p;
+        shift_clocks(&mut q, 5_000);
+        assert_eq!(pes_pts(&q), Some(3_999), "past the 33-bit wrap");
+        assert_eq!(pes_dts(&q), Some((pts - 3_600 + 5_000) & PTS_MASK));
+        assert_eq!(pcr_base(&q), Some(pts - 9_000 + 5_000));
+        assert_eq!(q[11], 299u16 as u8, "the PCR extension is kept");
+        assert_eq!(
+            q[10] & 0x7F,
+            p[10] & 0x7F,
+            "reserved bits and the extension's high bit too"
+        );
+        assert_eq!(q[12 + 9] >> 4, 3, "the PTS field keeps its prefix");
+        assert_eq!(q[12 + 14] >> 4, 1, "the DTS field keeps its prefix");
+        // Moving back by the same amount restores every byte, markers included.
+        shift_clocks(&mut q, (1 << 33) - 5_000);
+        assert_eq!(q, p);
+        // A PES with a PTS only has it as its decoding time; a packet without a PES start has none.
+        let plain = pes(0x101, false, 42, 0);
+        assert_eq!(pes_dts(&plain), Some(42));
+        let mut rest = packet(0x101, false, false, 1);
+        let before = rest;
+        shift_clocks(&mut rest, 1_000);
+        assert_eq!(rest, before, "nothing to move in a continuation packet");
+        assert_eq!(pes_dts(&rest), None);
     }
 
     #[test]

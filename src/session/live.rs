@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
-use super::segmenter::Segmenter;
+use super::segmenter::{Piece, Segmenter};
 use super::ts_cache::TsCache;
 use super::{
     Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, SourceOutcome, StartSpec,
@@ -78,6 +78,8 @@ struct Fanout {
     received: u64,
     hls_state: HlsState,
     next_sequence: u64,
+    /// Where the published segments' media ends (90 kHz): a reconnect's clocks continue there.
+    published_end: Option<u64>,
     /// The next segment follows an upstream reconnect.
     discontinuity: bool,
     /// Whether the join channel is still open (closed once the session starts ending).
@@ -130,6 +132,7 @@ impl Session {
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
             next_sequence: 0,
+            published_end: None,
             discontinuity: false,
             accepting: true,
             start_trace: Some(start_trace),
@@ -327,15 +330,10 @@ impl Session {
 
     /// A segment cut from the muxer's output is published; the master playlist learns the
     /// codecs from the muxer's input caps.
-    fn publish_segment(
-        &self,
-        fan: &mut Fanout,
-        bytes: bytes::Bytes,
-        duration: Duration,
-        mux: Option<&gst::Element>,
-        requested: Instant,
-    ) {
+    fn publish_segment(&self, fan: &mut Fanout, piece: Piece, mux: Option<&gst::Element>, requested: Instant) {
         let Some((tx, _)) = &self.hls else { return };
+        let Piece { bytes, duration, end } = piece;
+        fan.published_end = Some(end);
         if let Some(mux) = mux.filter(|_| fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()) {
             for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
                 if fan.hls_state.video.is_none() {
@@ -444,7 +442,7 @@ impl Session {
         let mut segmenter = self
             .hls
             .is_some()
-            .then(|| Segmenter::new(plan.clone(), fan.next_sequence));
+            .then(|| Segmenter::new(plan.clone(), fan.next_sequence, fan.published_end));
         let Some(bus) = graph.guard.pipeline().bus() else {
             return Outcome::Failed("pipeline without bus".into());
         };
@@ -476,7 +474,7 @@ impl Session {
                     Some(buffer) => match &mut segmenter {
                         Some(segmenter) => {
                             for piece in segmenter.push(&buffer) {
-                                self.publish_segment(fan, piece.bytes, piece.duration, graph.mux.as_ref(), requested);
+                                self.publish_segment(fan, piece, graph.mux.as_ref(), requested);
                             }
                         }
                         None => {

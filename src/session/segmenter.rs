@@ -2,25 +2,34 @@
 //! with PAT and PMT, then (with video) a key frame; continuity counters run on from segment to
 //! segment, PSI included. Cuts fall on key frames once a segment is as long as the plan asks,
 //! so the first segments of a session can be short (a fast start) and later ones full length.
+//! After a reconnect, the new connection's clocks are moved onto the time line the session
+//! already published, just after its last segment: players that keep one time line across an
+//! `EXT-X-DISCONTINUITY` (Chromium's own HLS player) would otherwise see time run backwards.
 //! Pure: fed with the muxer's output, no IO.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::mpegts::{self, PACKET, Packetizer};
+use crate::mpegts::{self, PACKET, PTS_MASK, Packetizer};
 use crate::pipeline::SegmentPlan;
 
 /// A key frame this close before the planned length still ends the segment (frame timing).
 const TOLERANCE_90K: u64 = 4_500; // 50 ms
 /// A stream without random-access flags is cut anyway at this many planned lengths.
 const FORCED_CUT_FACTOR: u64 = 3;
+/// A segment's media ends this long after its latest timestamp: one frame at 25 fps, longer
+/// than any audio frame, so that what follows a cut starts after everything before it.
+const LAST_FRAME_90K: u64 = 3_600;
 
 /// One finished segment.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Piece {
     pub bytes: Bytes,
     pub duration: Duration,
+    /// Where its media ends on the published time line (90 kHz): its latest timestamp and a
+    /// frame. A later connection continues from here.
+    pub end: u64,
 }
 
 /// The segment being written.
@@ -50,11 +59,16 @@ pub(crate) struct Segmenter {
     open: Option<Open>,
     /// Joins packets cut across input buffers.
     packets: Packetizer,
+    /// Where the session's published media ends, when an earlier connection published some.
+    continue_at: Option<u64>,
+    /// What this connection's clocks are moved by (33-bit), once its first segment fixed it.
+    offset: Option<u64>,
 }
 
 impl Segmenter {
-    /// `index` is the number of segments the session already has.
-    pub(crate) fn new(plan: SegmentPlan, index: u64) -> Self {
+    /// `index` is the number of segments the session already has; `continue_at` is where the
+    /// last of them ends ([`Piece::end`]), when there is one.
+    pub(crate) fn new(plan: SegmentPlan, index: u64, continue_at: Option<u64>) -> Self {
         Self {
             plan,
             index,
@@ -67,6 +81,8 @@ impl Segmenter {
             pmt_counter: 0,
             open: None,
             packets: Packetizer::default(),
+            continue_at,
+            offset: None,
         }
     }
 
@@ -154,11 +170,36 @@ impl Segmenter {
     }
 
     fn finish(&mut self, length: u64) -> Option<Piece> {
-        let open = self.open.take()?;
+        let mut open = self.open.take()?;
         self.index += 1;
+        // Decoding times around the segment's start, signed: audio may lead its key frame.
+        let around = |ts: u64| {
+            let d = mpegts::pts_diff(ts, open.start);
+            if d > PTS_MASK / 2 {
+                d as i64 - (PTS_MASK as i64 + 1)
+            } else {
+                d as i64
+            }
+        };
+        let packets = || open.bytes.chunks_exact(PACKET).skip(2);
+        let earliest = packets().filter_map(mpegts::pes_dts).map(around).min().unwrap_or(0);
+        let latest = packets().filter_map(mpegts::pes_pts).map(around).max().unwrap_or(0);
+        // The first segment of a connection fixes how far its clocks move: its earliest
+        // decoding time lands where the published media ends.
+        let offset = *self.offset.get_or_insert_with(|| match self.continue_at {
+            Some(end) => mpegts::pts_diff(end, open.start.wrapping_add_signed(earliest) & PTS_MASK),
+            None => 0,
+        });
+        if offset != 0 {
+            for packet in open.bytes.chunks_exact_mut(PACKET).skip(2) {
+                mpegts::shift_clocks(packet, offset);
+            }
+        }
+        let end = (open.start.wrapping_add_signed(latest) + offset + LAST_FRAME_90K) & PTS_MASK;
         Some(Piece {
             bytes: open.bytes.freeze(),
             duration: Duration::from_micros(length * 100 / 9),
+            end,
         })
     }
 }
@@ -227,7 +268,7 @@ mod tests {
 
     #[test]
     fn segments_start_with_tables_then_a_key_frame() {
-        let mut segmenter = Segmenter::new(plan(), 0);
+        let mut segmenter = Segmenter::new(plan(), 0, None);
         let pieces = segmenter.push(&stream(200, 5, 1_000));
         assert!(pieces.len() >= 8, "{} segments", pieces.len());
         for piece in &pieces {
@@ -250,12 +291,12 @@ mod tests {
     fn short_segments_first_then_full_ones_cut_on_key_frames() {
         // Key frames every 5 frames (200 ms): three segments of 400 ms (the first key frame at
         // or past 300 ms), then 1 s ones.
-        let mut segmenter = Segmenter::new(plan(), 0);
+        let mut segmenter = Segmenter::new(plan(), 0, None);
         let pieces = segmenter.push(&stream(200, 5, 1_000));
         let lengths: Vec<u128> = pieces.iter().map(|p| p.duration.as_millis()).collect();
         assert_eq!(&lengths[..5], &[400, 400, 400, 1000, 1000], "{lengths:?}");
         // A later connection of the same session goes on with full lengths.
-        let mut later = Segmenter::new(plan(), 3);
+        let mut later = Segmenter::new(plan(), 3, None);
         let lengths: Vec<u128> = later
             .push(&stream(60, 5, 50_000))
             .iter()
@@ -266,7 +307,7 @@ mod tests {
 
     #[test]
     fn continuity_runs_on_across_segments_for_every_pid() {
-        let mut segmenter = Segmenter::new(plan(), 0);
+        let mut segmenter = Segmenter::new(plan(), 0, None);
         // Fed in odd-sized pieces: packets cut across buffers are joined.
         let data = stream(200, 5, 1_000);
         let mut pieces = Vec::new();
@@ -290,7 +331,7 @@ mod tests {
 
     #[test]
     fn timestamps_across_the_wrap() {
-        let mut segmenter = Segmenter::new(plan(), 3);
+        let mut segmenter = Segmenter::new(plan(), 3, None);
         let start = mpegts::PTS_MASK - 90_000;
         let lengths: Vec<u128> = segmenter
             .push(&stream(100, 25, start))
@@ -301,8 +342,63 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnect_continues_the_published_time_line() {
+        let stamps = |pieces: &[Piece], pid: u16| -> Vec<u64> {
+            pieces
+                .iter()
+                .flat_map(|piece| packets(&piece.bytes).into_iter().filter(|p| mpegts::pid(p) == pid))
+                .filter_map(mpegts::pes_pts)
+                .collect::<Vec<_>>()
+        };
+        let mut first = Segmenter::new(plan(), 0, None);
+        let before = first.push(&stream(100, 5, 5_000_000));
+        assert_eq!(
+            stamps(&before, VIDEO)[0],
+            5_000_000,
+            "the first connection keeps its clocks"
+        );
+        let end = before.last().unwrap().end;
+        let latest = stamps(&before, VIDEO)
+            .into_iter()
+            .chain(stamps(&before, AUDIO))
+            .max()
+            .unwrap();
+        assert_eq!(
+            end,
+            latest + LAST_FRAME_90K,
+            "it ends a frame after its latest timestamp"
+        );
+        // The receiver comes back through a new muxer whose clock starts far earlier.
+        let mut second = Segmenter::new(plan(), before.len() as u64, Some(end));
+        let after = second.push(&stream(100, 5, 1_000));
+        let (video, audio) = (stamps(&after, VIDEO), stamps(&after, AUDIO));
+        assert_eq!(
+            video[0], end,
+            "the first key frame (with its audio) lands where the media ended"
+        );
+        assert!(
+            audio.iter().chain(&video).all(|&t| t >= end),
+            "nothing goes back in time"
+        );
+        assert!(video.windows(2).all(|w| w[1] - w[0] == 3_600), "frame spacing kept");
+        assert_eq!(
+            after.iter().map(|p| p.duration).collect::<Vec<_>>(),
+            Segmenter::new(plan(), before.len() as u64, None)
+                .push(&stream(100, 5, 1_000))
+                .iter()
+                .map(|p| p.duration)
+                .collect::<Vec<_>>(),
+            "segment lengths as without the move"
+        );
+        assert_eq!(
+            after.last().unwrap().end,
+            video.iter().chain(&audio).max().unwrap() + LAST_FRAME_90K
+        );
+    }
+
+    #[test]
     fn radio_is_cut_on_audio_frames() {
-        let mut segmenter = Segmenter::new(plan(), 3);
+        let mut segmenter = Segmenter::new(plan(), 3, None);
         let mut data = Vec::new();
         for frame in 0..200u64 {
             if frame % 4 == 0 {
@@ -320,7 +416,7 @@ mod tests {
 
     #[test]
     fn nothing_before_the_tables_and_the_first_key_frame() {
-        let mut segmenter = Segmenter::new(plan(), 0);
+        let mut segmenter = Segmenter::new(plan(), 0, None);
         let mut data = Vec::new();
         // Video without the tables: cannot start.
         data.extend_from_slice(&h264_pes(VIDEO, true, 0, 0, &[9, 7, 8, 5]));

@@ -548,8 +548,9 @@ async fn segments_arrive_steadily() {
 /// A receiver that drops the connection mid-stream (mid-PES, mid-packet) cuts HLS between
 /// whole frames: the segment open at the drop is never published, so every segment in the
 /// window, the last one before the cut included, decodes without an error, the first one after
-/// it is marked `EXT-X-DISCONTINUITY`, and ffmpeg plays the window across the cut cleanly.
-/// (Publishing the open segment at the cut, as hlssink2 did, leaves a truncated frame at its end.)
+/// it is marked `EXT-X-DISCONTINUITY`, its clocks continue the time line instead of restarting,
+/// and ffmpeg plays the window across the cut cleanly. (Publishing the open segment at the cut,
+/// as hlssink2 did, leaves a truncated frame at its end.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_drop_cuts_hls_between_whole_frames() {
     let demo = demo().await;
@@ -592,11 +593,35 @@ async fn a_receiver_drop_cuts_hls_between_whole_frames() {
     }
     local.push_str("#EXT-X-ENDLIST\n");
     std::fs::write(dir.path().join("media.m3u8"), &local).unwrap();
+    // Per stream, the decoding times of each segment, as ffprobe reads them.
+    let mut previous: Option<std::collections::HashMap<u64, (i64, i64)>> = None;
     for (i, (_, uri, _)) in media.segments.iter().enumerate() {
         let response = client().get(format!("{base}/hls/{HD}/aac/{uri}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{uri}");
         let path = dir.path().join(uri);
         std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+        let (all, _) = ffprobe(&path, &["-show_entries", "packet=stream_index,dts"], "error");
+        let mut times: std::collections::HashMap<u64, (i64, i64)> = std::collections::HashMap::new();
+        for packet in all["packets"].as_array().expect("packets") {
+            let (stream, dts) = (
+                packet["stream_index"].as_u64().unwrap(),
+                packet["dts"].as_i64().unwrap(),
+            );
+            let span = times.entry(stream).or_insert((dts, dts));
+            span.1 = span.1.max(dts);
+        }
+        // The time line runs on across the cut: a new connection's clocks restart wherever the
+        // receiver's happen to be, and a player that keeps one time line sees time go back.
+        if let Some(previous) = previous.replace(times.clone()) {
+            for (stream, (first, _)) in &times {
+                let last = previous.get(stream).map(|s| s.1).unwrap_or(i64::MIN);
+                assert!(
+                    *first > last,
+                    "stream {stream} goes back in time into segment {i} ({uri}; the cut is before segment {cut}): \
+                     {first} after {last}"
+                );
+            }
+        }
         let (json, _) = ffprobe(&path, &["-show_packets", "-select_streams", "v"], "error");
         let packets = json["packets"].as_array().expect("packets");
         assert!(!packets.is_empty(), "{uri} holds video");

@@ -232,3 +232,51 @@ async fn eight_players_for_a_minute_without_a_stall() {
     eprintln!("eight players: {stalls} rebuffering events in 60 s");
     running.stop().await;
 }
+
+/// A receiver that drops the stream every ~5 s, mid-PES: hls.js plays on across each marked cut
+/// (`EXT-X-DISCONTINUITY`, the time line continued) without an error, decoding video and audio
+/// for 20 s. Before the cut fell between whole frames it failed with `PIPELINE_ERROR_DECODE` in
+/// 2 of 5 runs. Rebuffering while the receiver is away is expected and printed, not asserted.
+/// Chromium's own player is left out: live, it stops at the first drop with `Parsed buffers not
+/// in DTS sequence`, although every segment's decoding times rise across the cut (see
+/// `hls::a_receiver_drop_cuts_hls_between_whole_frames`) and the same segments served as a
+/// finished playlist play through in it; not explained yet (issue 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run alone by scripts/test: players need the machine to themselves"]
+async fn every_player_plays_on_across_receiver_drops() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "SKIPPED every_player_plays_on_across_receiver_drops: no `chromium` on PATH (apt-get install chromium)"
+        );
+        return;
+    };
+    let demo = demo().await;
+    let (running, base) = start_app(&config_for(
+        &demo,
+        &[
+            ("streaming.stall_timeout", "1s"),
+            ("streaming.reconnect_attempts", "20"),
+        ],
+    ))
+    .await;
+    ready(&running).await;
+    demo.set_faults(|f| {
+        f.streams.insert(HD.into(), xg2g::demo::StreamFault::DropAfter(700_001));
+    });
+    let connections = || {
+        demo.stats()
+            .stream_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let players = [Player::new(&base, HD, "aac", "hls.js", "-drops")];
+    let before = connections();
+    let results = play(&browser, &players, 20.0).await;
+    check(&players, &results, 20.0, "cold");
+    let cuts = connections() - before;
+    eprintln!("hls.js: played 20 s across {cuts} receiver reconnects");
+    assert!(
+        cuts >= 3,
+        "the receiver dropped the stream while it played ({cuts} connections)"
+    );
+    running.stop().await;
+}
