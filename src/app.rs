@@ -182,7 +182,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let streaming = streaming(config, &metrics, &shutdown)?;
     let stream_gate = stream_keys(&config.auth)?.map(|keys| {
         tracing::info!(keys = ?keys.ids().collect::<Vec<_>>(), signing = keys.current().id(), "Streams need signed URLs.");
-        http::StreamGate::new(keys, config.auth.allowed_hosts.clone(), config.rate_limit.max_tracked_ips)
+        http::StreamGate::new(keys, config.auth.allowed_hosts.clone())
     });
     let trusted_proxies =
         http::TrustedProxies::parse(&config.rate_limit.trusted_proxies).map_err(StartError::TrustedProxies)?;
@@ -210,6 +210,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         encoder_queue,
         previews,
         stream_gate,
+        auth_failures: http::AuthFailures::new(config.rate_limit.max_tracked_ips),
     };
     let state = Arc::new(state);
     let server =

@@ -1,6 +1,6 @@
 //! The stream gate (`auth.streams = "signed"`): a middleware that lets a request for a stream
-//! route through only with a valid signed URL (see [`crate::auth`]), throttles wrong signatures
-//! per client address, and leaves the checked [`Grant`] in the request so that playlists sign
+//! route through only with a valid signed URL (see [`crate::auth`]), throttles wrong credentials
+//! per client address ([`AuthFailures`]), and leaves the checked [`Grant`] in the request so that playlists sign
 //! the links they list for the same expiry. Also `POST /api/v1/sign`, which mints signed URLs
 //! behind the admin token.
 
@@ -27,23 +27,46 @@ const FAILURE_RATE: u32 = 1;
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// Wrong credentials per client address: stream signatures and admin tokens spend one budget,
+/// so that a client guessing one kind cannot go on guessing the other.
+pub(crate) struct AuthFailures {
+    /// Held only for a check or a count, never across an `.await`.
+    throttle: Mutex<FailureThrottle>,
+}
+
+impl AuthFailures {
+    /// Needs a tokio runtime (the throttle reads tokio's clock).
+    pub(crate) fn new(max_tracked_ips: u32) -> Self {
+        Self {
+            throttle: Mutex::new(FailureThrottle::new(FAILURE_RATE, FAILURE_BURST, max_tracked_ips)),
+        }
+    }
+
+    /// `Err(retry_after)` while `ip` has spent its budget.
+    pub(crate) fn check(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
+        self.lock().check(ip, tokio::time::Instant::now())
+    }
+
+    /// Counts one wrong credential from `ip`.
+    pub(crate) fn record(&self, ip: std::net::IpAddr) {
+        self.lock().record_failure(ip, tokio::time::Instant::now());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FailureThrottle> {
+        self.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What `signed` mode needs at run time. Absent (`None` in [`AppState`]) = streams are open.
 pub(crate) struct StreamGate {
     keys: KeySet,
     /// `Host` values trusted for links; used only without `public_url`.
     allowed_hosts: Vec<String>,
-    /// Held only for a check or a count, never across an `.await`.
-    throttle: Mutex<FailureThrottle>,
 }
 
 impl StreamGate {
-    /// Needs a tokio runtime (the throttle reads tokio's clock).
-    pub(crate) fn new(keys: KeySet, allowed_hosts: Vec<String>, max_tracked_ips: u32) -> Self {
-        Self {
-            keys,
-            allowed_hosts,
-            throttle: Mutex::new(FailureThrottle::new(FAILURE_RATE, FAILURE_BURST, max_tracked_ips)),
-        }
+    pub(crate) fn new(keys: KeySet, allowed_hosts: Vec<String>) -> Self {
+        Self { keys, allowed_hosts }
     }
 
     /// The query that signs `path` until `expires` with the current key.
@@ -112,14 +135,13 @@ pub(crate) async fn gate<B: MessageBody>(
 fn check(state: &AppState, req: &HttpRequest) -> Result<Grant, HttpError> {
     let gate = state.stream_gate.as_ref().expect("checked by the caller");
     let ip = state.trusted_proxies.client_of(req);
-    let now = tokio::time::Instant::now();
-    let throttle = || gate.throttle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    throttle()
-        .check(ip, now)
+    state
+        .auth_failures
+        .check(ip)
         .map_err(|retry_after| HttpError::SignatureThrottled { retry_after })?;
     crate::auth::verify(&gate.keys, req.path(), req.query_string(), unix_now()).map_err(|error| {
         if error.is_wrong() {
-            throttle().record_failure(ip, now);
+            state.auth_failures.record(ip);
             tracing::info!(client = %ip, code = error.code(), "Refused a stream URL's signature.");
         }
         HttpError::Signature(error)
@@ -172,7 +194,7 @@ struct MintRequest {
 /// `POST /api/v1/sign {"path": "/playlist.m3u", "ttl": "30d"}` → the signed URL and when it
 /// expires. Admin token required.
 async fn mint(state: State, req: HttpRequest, body: web::Json<MintRequest>) -> Result<HttpResponse, HttpError> {
-    super::admin::authorize(state.api_token.as_ref(), &req)?;
+    super::admin::authorize(&state, &req)?;
     let gate = state.stream_gate.as_ref().ok_or(HttpError::SigningOff)?;
     let MintRequest { path, ttl } = body.into_inner();
     if !path.starts_with('/') || path.contains(['?', '#']) || !is_protected(&crate::auth::canonical_path(&path)) {

@@ -42,6 +42,8 @@ pub(crate) enum HttpError {
     Signature(#[from] crate::auth::AuthError),
     #[error("too many wrong signatures from this address; try again later")]
     SignatureThrottled { retry_after: std::time::Duration },
+    #[error("too many wrong admin tokens or signatures from this address; try again later")]
+    AdminThrottled { retry_after: std::time::Duration },
     #[error("auth.streams is \"open\": stream URLs need no signature (set it to \"signed\" with keys to sign)")]
     SigningOff,
     #[error(transparent)]
@@ -111,6 +113,7 @@ impl HttpError {
             HttpError::Forbidden => "forbidden",
             HttpError::Signature(e) => e.code(),
             HttpError::SignatureThrottled { .. } => "signature-throttled",
+            HttpError::AdminThrottled { .. } => "admin-token-throttled",
             HttpError::SigningOff => "signing-off",
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
@@ -153,7 +156,7 @@ impl ResponseError for HttpError {
             // Missing: 401, the client may still get a signed URL; wrong or expired: 403.
             HttpError::Signature(crate::auth::AuthError::Missing) => StatusCode::UNAUTHORIZED,
             HttpError::Signature(_) => StatusCode::FORBIDDEN,
-            HttpError::SignatureThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::SignatureThrottled { .. } | HttpError::AdminThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::SigningOff => StatusCode::CONFLICT,
             HttpError::Refresh(e) => match e {
                 crate::catalog::RefreshError::InProgress { .. } => StatusCode::CONFLICT,
@@ -204,7 +207,7 @@ impl ResponseError for HttpError {
         if let Some(wait) = queue_retry {
             response.insert_header(("Retry-After", wait.as_secs().max(1).to_string()));
         }
-        if let HttpError::SignatureThrottled { retry_after } = self {
+        if let HttpError::SignatureThrottled { retry_after } | HttpError::AdminThrottled { retry_after } = self {
             let seconds = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
             response.insert_header(("Retry-After", seconds.to_string()));
         }

@@ -15,7 +15,7 @@ mod source;
 mod stream;
 mod trace;
 
-pub(crate) use auth::StreamGate;
+pub(crate) use auth::{AuthFailures, StreamGate};
 pub(crate) use client_ip::TrustedProxies;
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
@@ -63,6 +63,8 @@ pub(crate) struct AppState {
     pub previews: crate::preview::PreviewHandle,
     /// Signed stream URLs (`auth.streams = "signed"`); `None` = streams are open.
     pub stream_gate: Option<StreamGate>,
+    /// Wrong signatures and admin tokens per client address.
+    pub auth_failures: AuthFailures,
 }
 
 type State = web::Data<AppState>;

@@ -330,3 +330,33 @@ async fn hls_js_plays_a_signed_watch_page() {
     assert_eq!(last.engine, "hls.js");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_admin_tokens_are_throttled_per_client_address() {
+    let demo = demo().await;
+    // Open streams: the admin API is guarded all the same.
+    let (running, base) = start_app(&config_for(&demo, &[("api_token", ADMIN)])).await;
+    ready(&running).await;
+    let refresh = |token: &'static str| {
+        client()
+            .post(format!("{base}/api/v1/refresh"))
+            .header("X-API-Token", token)
+            .send()
+    };
+    for attempt in 0..10 {
+        assert_eq!(
+            refresh("wrong").await.unwrap().status().as_u16(),
+            403,
+            "attempt {attempt}"
+        );
+    }
+    let throttled = refresh("wrong").await.unwrap();
+    assert_eq!(throttled.status().as_u16(), 429);
+    let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = throttled.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "admin-token-throttled");
+    // While throttled, not even the right token is checked; a missing token costs nothing.
+    assert_eq!(refresh(ADMIN).await.unwrap().status().as_u16(), 429);
+    running.stop().await;
+}
