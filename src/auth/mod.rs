@@ -1,5 +1,7 @@
-//! Signed stream URLs: what a signature covers ([`Scope`]), how it is made ([`sign`]) and
-//! checked ([`verify`]). Pure: keys and the time come in as arguments; no IO, no HTTP types.
+//! Who may watch: signed stream URLs (what a signature covers, [`Scope`]; how it is made,
+//! [`sign`], and checked, [`verify`]) and per-device tokens ([`tokens`]). Pure: keys and the
+//! time come in as arguments; no HTTP types. The one piece with IO is [`store`], the task that
+//! owns the device tokens and their file.
 //!
 //! A signed URL carries three query parameters, so that every player sends them (Safari and
 //! AVPlayer send no custom headers with playlist and segment requests):
@@ -15,6 +17,8 @@
 //! after percent-decoding, so `%3A` and `:` in a service reference sign the same.
 
 pub mod keys;
+pub mod store;
+pub mod tokens;
 
 pub use keys::{Key, KeyError, KeySet};
 
@@ -62,7 +66,9 @@ pub fn canonical_path(path: &str) -> String {
 /// Why a request's signature is refused. The texts never contain a signature or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("this URL needs a signature (exp, kid and sig query parameters); ask the admin for a signed URL")]
+    #[error(
+        "this URL needs a signature (exp, kid and sig query parameters) or a device token (token); ask the admin for one"
+    )]
     Missing,
     #[error("the signature parameters are malformed: {0}")]
     Malformed(&'static str),
@@ -72,6 +78,8 @@ pub enum AuthError {
     Expired,
     #[error("the URL is signed with a key that is not (or no longer) accepted")]
     UnknownKey,
+    #[error("the device token is unknown or was revoked")]
+    UnknownToken,
 }
 
 impl AuthError {
@@ -82,6 +90,7 @@ impl AuthError {
             Self::Malformed(_) | Self::Invalid => "signature-invalid",
             Self::Expired => "signature-expired",
             Self::UnknownKey => "signature-unknown-key",
+            Self::UnknownToken => "token-invalid",
         }
     }
 
@@ -255,6 +264,7 @@ mod tests {
         assert_eq!(AuthError::Malformed("x").code(), "signature-invalid");
         assert_eq!(AuthError::Expired.code(), "signature-expired");
         assert_eq!(AuthError::UnknownKey.code(), "signature-unknown-key");
+        assert_eq!(AuthError::UnknownToken.code(), "token-invalid");
         assert!(!AuthError::Missing.is_wrong() && AuthError::Invalid.is_wrong());
     }
 }

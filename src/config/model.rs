@@ -44,6 +44,8 @@ pub struct AuthConfig {
     pub keys_file: Option<std::path::PathBuf>,
     /// `Host` values trusted for links while streams are signed.
     pub allowed_hosts: Vec<String>,
+    /// The device tokens' state file (hashes only).
+    pub tokens_file: std::path::PathBuf,
 }
 
 /// `auth.streams`.
@@ -270,6 +272,7 @@ impl Config {
                 keys: v.list("auth.keys").into_iter().map(Secret::new).collect(),
                 keys_file: v.optional_text("auth.keys_file").map(Into::into),
                 allowed_hosts: v.list("auth.allowed_hosts"),
+                tokens_file: v.text("auth.tokens_file").into(),
             },
             log: LogConfig {
                 level: v.text("log.level"),

@@ -209,6 +209,14 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: Some(host_names),
     },
     KeySpec {
+        key: "auth.tokens_file",
+        env: Some("XG2G_TOKENS_FILE"),
+        default: DefaultValue::Str("state/tokens.json"),
+        kind: Kind::Text,
+        doc: "Where device tokens (POST /api/v1/tokens) are kept, as SHA-256 hashes, while streams are signed; relative to the working directory (/var/lib/xg2g in the images). A missing file = no tokens.",
+        check: Some(not_empty),
+    },
+    KeySpec {
         key: "receiver.base_url",
         env: Some("XG2G_OWI_BASE"),
         default: DefaultValue::Str(""),

@@ -1,8 +1,9 @@
 //! The stream gate (`auth.streams = "signed"`): a middleware that lets a request for a stream
-//! route through only with a valid signed URL (see [`crate::auth`]), throttles wrong credentials
-//! per client address ([`AuthFailures`]), and leaves the checked [`Grant`] in the request so that playlists sign
-//! the links they list for the same expiry. Also `POST /api/v1/sign`, which mints signed URLs
-//! behind the admin token.
+//! route through only with a valid signed URL or device token (see [`crate::auth`]), throttles
+//! wrong credentials per client address ([`AuthFailures`]), and leaves what it checked
+//! ([`Access`]) in the request, so that playlists give the links they list the same credential:
+//! a signature for the same expiry, or the same device token. Also `POST /api/v1/sign`, which
+//! mints signed URLs behind the admin token.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use serde_json::json;
 
 use super::error::HttpError;
 use super::{AppState, State};
-use crate::auth::{Grant, KeySet, Scope};
+use crate::auth::store::TokenStore;
+use crate::auth::{AuthError, KeySet, Scope};
 use crate::limits::rate::FailureThrottle;
 
 /// Wrong signatures one client address may send in a burst, and how many per second after.
@@ -62,11 +64,26 @@ pub(crate) struct StreamGate {
     keys: KeySet,
     /// `Host` values trusted for links; used only without `public_url`.
     allowed_hosts: Vec<String>,
+    /// The device tokens.
+    pub(crate) tokens: TokenStore,
+}
+
+/// How a request through the gate proved itself; left in the request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) enum Access {
+    /// A signed URL valid until `expires`.
+    Signed { expires: u64 },
+    /// Device `id`'s token, passed on as it came.
+    Device { id: String, token: String },
 }
 
 impl StreamGate {
-    pub(crate) fn new(keys: KeySet, allowed_hosts: Vec<String>) -> Self {
-        Self { keys, allowed_hosts }
+    pub(crate) fn new(keys: KeySet, allowed_hosts: Vec<String>, tokens: TokenStore) -> Self {
+        Self {
+            keys,
+            allowed_hosts,
+            tokens,
+        }
     }
 
     /// The query that signs `path` until `expires` with the current key.
@@ -112,8 +129,8 @@ pub(crate) async fn gate<B: MessageBody>(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     match check(&state, req.request()) {
-        Ok(grant) => {
-            req.extensions_mut().insert(grant);
+        Ok(access) => {
+            req.extensions_mut().insert(access);
             Ok(next.call(req).await?.map_into_left_body())
         }
         Err(error) => {
@@ -132,17 +149,33 @@ pub(crate) async fn gate<B: MessageBody>(
     }
 }
 
-fn check(state: &AppState, req: &HttpRequest) -> Result<Grant, HttpError> {
+/// A signature first; without one a device token (`token=`); without either, 401.
+fn check(state: &AppState, req: &HttpRequest) -> Result<Access, HttpError> {
     let gate = state.stream_gate.as_ref().expect("checked by the caller");
     let ip = state.trusted_proxies.client_of(req);
     state
         .auth_failures
         .check(ip)
         .map_err(|retry_after| HttpError::SignatureThrottled { retry_after })?;
-    crate::auth::verify(&gate.keys, req.path(), req.query_string(), unix_now()).map_err(|error| {
+    let query = req.query_string();
+    let checked = match crate::auth::verify(&gate.keys, req.path(), query, unix_now()) {
+        Ok(grant) => Ok(Access::Signed { expires: grant.expires }),
+        Err(AuthError::Missing) => match crate::auth::tokens::from_query(query) {
+            None => Err(AuthError::Missing),
+            Some(token) => match gate.tokens.lookup(&token) {
+                Some(id) => {
+                    gate.tokens.used(&id, unix_now());
+                    Ok(Access::Device { id, token })
+                }
+                None => Err(AuthError::UnknownToken),
+            },
+        },
+        Err(error) => Err(error),
+    };
+    checked.map_err(|error| {
         if error.is_wrong() {
             state.auth_failures.record(ip);
-            tracing::info!(client = %ip, code = error.code(), "Refused a stream URL's signature.");
+            tracing::info!(client = %ip, code = error.code(), "Refused a stream URL's credential.");
         }
         HttpError::Signature(error)
     })
@@ -152,8 +185,8 @@ fn unix_now() -> u64 {
     u64::try_from(super::guide::unix_now()).unwrap_or(0)
 }
 
-/// `path` (no query) as a link for the answer to `req`: with `?exp…&sig…` for the same expiry
-/// as the request's own signature when it had one, unchanged otherwise.
+/// `path` (no query) as a link for the answer to `req`: with the request's own kind of
+/// credential (see [`signature_for`]), unchanged without one.
 pub(crate) fn link(state: &AppState, req: &HttpRequest, path: &str) -> String {
     match signature_for(state, req, path) {
         Some(query) => format!("{path}?{query}"),
@@ -161,11 +194,14 @@ pub(crate) fn link(state: &AppState, req: &HttpRequest, path: &str) -> String {
     }
 }
 
-/// The signature query for `path`, expiring with the request's own; `None` while open.
+/// The query that lets a link to `path` through the gate: a signature expiring with the
+/// request's own, or the request's device token; `None` while open.
 pub(crate) fn signature_for(state: &AppState, req: &HttpRequest, path: &str) -> Option<String> {
     let gate = state.stream_gate.as_ref()?;
-    let expires = req.extensions().get::<Grant>()?.expires;
-    Some(gate.sign(path, expires))
+    match req.extensions().get::<Access>()? {
+        Access::Signed { expires } => Some(gate.sign(path, *expires)),
+        Access::Device { token, .. } => Some(format!("token={token}")),
+    }
 }
 
 /// Appends a signature for `url`'s path to `url` (which may have a query already).

@@ -47,6 +47,8 @@ pub(crate) enum HttpError {
     #[error("auth.streams is \"open\": stream URLs need no signature (set it to \"signed\" with keys to sign)")]
     SigningOff,
     #[error(transparent)]
+    Tokens(#[from] crate::auth::store::StoreError),
+    #[error(transparent)]
     Refresh(#[from] crate::catalog::RefreshError),
     #[error(transparent)]
     Reload(#[from] super::ReloadError),
@@ -115,6 +117,7 @@ impl HttpError {
             HttpError::SignatureThrottled { .. } => "signature-throttled",
             HttpError::AdminThrottled { .. } => "admin-token-throttled",
             HttpError::SigningOff => "signing-off",
+            HttpError::Tokens(e) => e.code(),
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
             HttpError::RateLimited(_) => "rate-limited",
@@ -158,6 +161,14 @@ impl ResponseError for HttpError {
             HttpError::Signature(_) => StatusCode::FORBIDDEN,
             HttpError::SignatureThrottled { .. } | HttpError::AdminThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::SigningOff => StatusCode::CONFLICT,
+            HttpError::Tokens(e) => match e {
+                crate::auth::store::StoreError::Name(_) => StatusCode::BAD_REQUEST,
+                crate::auth::store::StoreError::NotFound => StatusCode::NOT_FOUND,
+                crate::auth::store::StoreError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                crate::auth::store::StoreError::Read { .. }
+                | crate::auth::store::StoreError::Invalid { .. }
+                | crate::auth::store::StoreError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             HttpError::Refresh(e) => match e {
                 crate::catalog::RefreshError::InProgress { .. } => StatusCode::CONFLICT,
                 crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,

@@ -13,6 +13,7 @@ mod preview;
 mod reload;
 mod source;
 mod stream;
+mod tokens;
 mod trace;
 
 pub(crate) use auth::{AuthFailures, StreamGate};
@@ -111,6 +112,7 @@ pub(crate) fn server(
             .configure(reload::routes)
             .configure(source::routes)
             .configure(stream::routes)
+            .configure(tokens::routes)
             .configure(hls::routes)
             .configure(pages::routes)
             .default_service(web::to(not_found))

@@ -25,5 +25,6 @@ mod server;
 mod signed;
 mod soak;
 mod streams;
+mod tokens;
 mod traces;
 mod web;
