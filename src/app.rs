@@ -217,6 +217,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         streaming,
         resolver,
         api_token: config.api_token.clone(),
+        password: config.auth.password.clone(),
         reload: http::Reloader::new(config.streaming.pipelines_dir.clone()),
         admission,
         trusted_proxies,

@@ -157,6 +157,46 @@ pub fn verify(keys: &KeySet, path: &str, query: &str, now: u64) -> Result<Grant,
     Ok(Grant { scope, expires })
 }
 
+/// The value of a web sign-in cookie valid until `expires`: `v1.{exp}.{kid}.{sig}`, the MAC over
+/// `xg2g-session-v1\n{exp}\n{kid}` (so no URL signature can pass for one, nor one for a URL).
+/// It needs no state on the server: it is good until it expires or its key is retired.
+pub fn sign_session(key: &Key, expires: u64) -> String {
+    let sig = URL_SAFE_NO_PAD.encode(session_mac(key, expires).finalize().into_bytes());
+    format!("v1.{expires}.{}.{sig}", key.id())
+}
+
+/// Checks a sign-in cookie's value at `now`; when it ends.
+///
+/// # Errors
+///
+/// Malformed, signed by an unknown key, altered, or expired.
+pub fn verify_session(keys: &KeySet, value: &str, now: u64) -> Result<u64, AuthError> {
+    let mut parts = value.split('.');
+    let (Some("v1"), Some(exp), Some(kid), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed("not a sign-in cookie"));
+    };
+    let expires: u64 = exp.parse().map_err(|_| AuthError::Malformed("not a sign-in cookie"))?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig.as_bytes())
+        .map_err(|_| AuthError::Malformed("not a sign-in cookie"))?;
+    let key = keys.get(kid).ok_or(AuthError::UnknownKey)?;
+    session_mac(key, expires)
+        .verify_slice(&sig)
+        .map_err(|_| AuthError::Invalid)?;
+    if expires <= now {
+        return Err(AuthError::Expired);
+    }
+    Ok(expires)
+}
+
+fn session_mac(key: &Key, expires: u64) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key.secret()).expect("HMAC takes keys of any length");
+    mac.update(format!("xg2g-session-v1\n{expires}\n{}", key.id()).as_bytes());
+    mac
+}
+
 fn mac(key: &Key, scope: &Scope, expires: u64) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key.secret()).expect("HMAC takes keys of any length");
     mac.update(format!("xg2g-url-v1\n{}\n{expires}\n{}", scope.as_str(), key.id()).as_bytes());
@@ -255,6 +295,31 @@ mod tests {
             Err(AuthError::Malformed(_))
         ));
         assert!(matches!(v(path, &format!("{query}!")), Err(AuthError::Malformed(_))));
+    }
+
+    #[test]
+    fn sign_in_cookies_verify_until_they_expire_and_are_no_url_signatures() {
+        let cookie = sign_session(keys().current(), NOW + 60);
+        assert!(cookie.starts_with("v1.1800000060.k2."), "{cookie}");
+        assert_eq!(verify_session(&keys(), &cookie, NOW), Ok(NOW + 60));
+        assert_eq!(verify_session(&keys(), &cookie, NOW + 60), Err(AuthError::Expired));
+        let later = cookie.replace("1800000060", "1800009999");
+        assert_eq!(verify_session(&keys(), &later, NOW), Err(AuthError::Invalid));
+        assert_eq!(
+            verify_session(&keys(), &cookie.replace(".k2.", ".k9."), NOW),
+            Err(AuthError::UnknownKey)
+        );
+        for bad in ["", "v1", "v2.1.k2.x", &format!("{cookie}.x"), "v1.x.k2.AAAA"] {
+            assert!(
+                matches!(verify_session(&keys(), bad, NOW), Err(AuthError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // A URL signature's MAC for the same expiry is not a cookie's.
+        let url_sig = signed("/watch/x", NOW + 60);
+        let sig = url_sig.rsplit("sig=").next().unwrap();
+        let forged = format!("v1.{}.k2.{sig}", NOW + 60);
+        assert_eq!(verify_session(&keys(), &forged, NOW), Err(AuthError::Invalid));
     }
 
     #[test]

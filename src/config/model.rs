@@ -46,6 +46,8 @@ pub struct AuthConfig {
     pub allowed_hosts: Vec<String>,
     /// The device tokens' state file (hashes only).
     pub tokens_file: std::path::PathBuf,
+    /// The web sign-in's password; the admin token signs in too.
+    pub password: Option<Secret>,
 }
 
 /// `auth.streams`.
@@ -273,6 +275,7 @@ impl Config {
                 keys_file: v.optional_text("auth.keys_file").map(Into::into),
                 allowed_hosts: v.list("auth.allowed_hosts"),
                 tokens_file: v.text("auth.tokens_file").into(),
+                password: v.secret("auth.password"),
             },
             log: LogConfig {
                 level: v.text("log.level"),

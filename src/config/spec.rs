@@ -217,6 +217,14 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: Some(not_empty),
     },
     KeySpec {
+        key: "auth.password",
+        env: Some("XG2G_WEB_PASSWORD"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Secret,
+        doc: "Password of the web sign-in while streams are signed (at least 8 characters); the admin token signs in too; empty = the admin token only. Never printed.",
+        check: Some(password),
+    },
+    KeySpec {
         key: "receiver.base_url",
         env: Some("XG2G_OWI_BASE"),
         default: DefaultValue::Str(""),
@@ -753,6 +761,16 @@ fn cors_origin(value: &Value) -> Result<(), String> {
             "must be \"*\", empty, or an origin like \"https://tv.example.org\" (scheme, host, optional port)"
                 .to_owned(),
         )
+    }
+}
+
+/// Empty (unset) or at least 8 characters; the message never holds the password.
+fn password(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Text(s) if !s.is_empty() && s.chars().count() < 8 => {
+            Err(format!("must be at least 8 characters, has {}", s.chars().count()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -75,6 +75,14 @@ pub(crate) enum Access {
     Signed { expires: u64 },
     /// Device `id`'s token, passed on as it came.
     Device { id: String, token: String },
+    /// The web sign-in cookie, valid until `expires`; only on [`opened_by_cookie`] routes.
+    Session { expires: u64 },
+}
+
+/// The routes the sign-in cookie opens: the watch pages and thumbnails. Never `/stream` or
+/// `/hls`: media needs a signature or token in its URL, so no other site can use the cookie.
+pub(crate) fn opened_by_cookie(path: &str) -> bool {
+    path.starts_with("/watch/") || (path.starts_with("/api/v1/channels/") && path.ends_with("/preview.jpg"))
 }
 
 impl StreamGate {
@@ -89,6 +97,16 @@ impl StreamGate {
     /// The query that signs `path` until `expires` with the current key.
     pub(crate) fn sign(&self, path: &str, expires: u64) -> String {
         crate::auth::sign(self.keys.current(), &Scope::of_path(path), expires)
+    }
+
+    /// A sign-in cookie's value, valid until `expires`.
+    pub(crate) fn sign_session(&self, expires: u64) -> String {
+        crate::auth::sign_session(self.keys.current(), expires)
+    }
+
+    /// When the sign-in cookie `value` ends, if it is valid now.
+    pub(crate) fn verify_session(&self, value: &str) -> Result<u64, AuthError> {
+        crate::auth::verify_session(&self.keys, value, unix_now())
     }
 
     /// `host` when it is one of the allowed hosts, else the first of them; `None` without a list.
@@ -149,7 +167,8 @@ pub(crate) async fn gate<B: MessageBody>(
     }
 }
 
-/// A signature first; without one a device token (`token=`); without either, 401.
+/// A signature first; without one a device token (`token=`); without either, on the pages and
+/// thumbnails, the sign-in cookie; without any, 401. A stale or altered cookie counts as none.
 fn check(state: &AppState, req: &HttpRequest) -> Result<Access, HttpError> {
     let gate = state.stream_gate.as_ref().expect("checked by the caller");
     let ip = state.trusted_proxies.client_of(req);
@@ -161,7 +180,11 @@ fn check(state: &AppState, req: &HttpRequest) -> Result<Access, HttpError> {
     let checked = match crate::auth::verify(&gate.keys, req.path(), query, unix_now()) {
         Ok(grant) => Ok(Access::Signed { expires: grant.expires }),
         Err(AuthError::Missing) => match crate::auth::tokens::from_query(query) {
-            None => Err(AuthError::Missing),
+            None => super::signin::session_cookie(req)
+                .filter(|_| opened_by_cookie(&crate::auth::canonical_path(req.path())))
+                .and_then(|value| gate.verify_session(&value).ok())
+                .map(|expires| Access::Session { expires })
+                .ok_or(AuthError::Missing),
             Some(token) => match gate.tokens.lookup(&token) {
                 Some(id) => {
                     gate.tokens.used(&id, unix_now());
@@ -181,7 +204,7 @@ fn check(state: &AppState, req: &HttpRequest) -> Result<Access, HttpError> {
     })
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     u64::try_from(super::guide::unix_now()).unwrap_or(0)
 }
 
@@ -195,13 +218,21 @@ pub(crate) fn link(state: &AppState, req: &HttpRequest, path: &str) -> String {
 }
 
 /// The query that lets a link to `path` through the gate: a signature expiring with the
-/// request's own, or the request's device token; `None` while open.
+/// request's own, the request's device token, or for a signed-in page a signature for
+/// [`PAGE_LINK_TTL`](super::signin::PAGE_LINK_TTL) (at most until the sign-in ends); `None`
+/// while open.
 pub(crate) fn signature_for(state: &AppState, req: &HttpRequest, path: &str) -> Option<String> {
     let gate = state.stream_gate.as_ref()?;
     match req.extensions().get::<Access>()? {
         Access::Signed { expires } => Some(gate.sign(path, *expires)),
         Access::Device { token, .. } => Some(format!("token={token}")),
+        Access::Session { expires } => Some(gate.sign(path, page_link_expiry(*expires))),
     }
+}
+
+/// When a stream link handed out by a page of a sign-in that ends at `signed_in_until` expires.
+pub(crate) fn page_link_expiry(signed_in_until: u64) -> u64 {
+    (unix_now() + super::signin::PAGE_LINK_TTL.as_secs()).min(signed_in_until)
 }
 
 /// Appends a signature for `url`'s path to `url` (which may have a query already).

@@ -44,6 +44,12 @@ pub(crate) enum HttpError {
     SignatureThrottled { retry_after: std::time::Duration },
     #[error("too many wrong admin tokens or signatures from this address; try again later")]
     AdminThrottled { retry_after: std::time::Duration },
+    #[error("too many wrong passwords or signatures from this address; try again later")]
+    SignInThrottled { retry_after: std::time::Duration },
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("this form must be sent from xg2g's own page")]
+    CrossSite,
     #[error("auth.streams is \"open\": stream URLs need no signature (set it to \"signed\" with keys to sign)")]
     SigningOff,
     #[error(transparent)]
@@ -116,6 +122,9 @@ impl HttpError {
             HttpError::Signature(e) => e.code(),
             HttpError::SignatureThrottled { .. } => "signature-throttled",
             HttpError::AdminThrottled { .. } => "admin-token-throttled",
+            HttpError::SignInThrottled { .. } => "sign-in-throttled",
+            HttpError::WrongPassword => "wrong-password",
+            HttpError::CrossSite => "cross-site-request",
             HttpError::SigningOff => "signing-off",
             HttpError::Tokens(e) => e.code(),
             HttpError::Refresh(e) => e.code(),
@@ -159,7 +168,10 @@ impl ResponseError for HttpError {
             // Missing: 401, the client may still get a signed URL; wrong or expired: 403.
             HttpError::Signature(crate::auth::AuthError::Missing) => StatusCode::UNAUTHORIZED,
             HttpError::Signature(_) => StatusCode::FORBIDDEN,
-            HttpError::SignatureThrottled { .. } | HttpError::AdminThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::SignatureThrottled { .. }
+            | HttpError::AdminThrottled { .. }
+            | HttpError::SignInThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::WrongPassword | HttpError::CrossSite => StatusCode::FORBIDDEN,
             HttpError::SigningOff => StatusCode::CONFLICT,
             HttpError::Tokens(e) => match e {
                 crate::auth::store::StoreError::Name(_) => StatusCode::BAD_REQUEST,
@@ -218,7 +230,10 @@ impl ResponseError for HttpError {
         if let Some(wait) = queue_retry {
             response.insert_header(("Retry-After", wait.as_secs().max(1).to_string()));
         }
-        if let HttpError::SignatureThrottled { retry_after } | HttpError::AdminThrottled { retry_after } = self {
+        if let HttpError::SignatureThrottled { retry_after }
+        | HttpError::AdminThrottled { retry_after }
+        | HttpError::SignInThrottled { retry_after } = self
+        {
             let seconds = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
             response.insert_header(("Retry-After", seconds.to_string()));
         }

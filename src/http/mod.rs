@@ -11,6 +11,7 @@ mod pages;
 mod picon;
 mod preview;
 mod reload;
+mod signin;
 mod source;
 mod stream;
 mod tokens;
@@ -52,6 +53,8 @@ pub(crate) struct AppState {
     pub resolver: crate::upstream::StreamResolver,
     /// The token the admin API requires; `None` = the admin API is closed.
     pub api_token: Option<crate::config::Secret>,
+    /// The web sign-in's password (the admin token signs in too); `None` = the token only.
+    pub password: Option<crate::config::Secret>,
     /// Where templates reload from (SIGHUP, `POST /api/v1/reload`).
     pub reload: Reloader,
     /// Rate limits on new sessions.
@@ -110,6 +113,7 @@ pub(crate) fn server(
             .configure(picon::routes)
             .configure(preview::routes)
             .configure(reload::routes)
+            .configure(signin::routes)
             .configure(source::routes)
             .configure(stream::routes)
             .configure(tokens::routes)
@@ -176,8 +180,27 @@ impl Drop for RequestTimer {
     }
 }
 
-async fn index(state: State) -> HttpResponse {
-    pages::index(&state.catalog.snapshot(), guide::unix_now())
+/// `GET /`: the channel list; while signed, only for a signed-in browser (with signed stream
+/// links and a sign-out button), and a sign-in form for anyone else.
+async fn index(state: State, req: HttpRequest) -> HttpResponse {
+    let snapshot = state.catalog.snapshot();
+    let now = guide::unix_now();
+    let Some(gate) = &state.stream_gate else {
+        return pages::index(&snapshot, now, &|_| String::new(), "");
+    };
+    let Some(until) = signin::signed_in_until(&state, &req) else {
+        return pages::sign_in();
+    };
+    let expires = auth::page_link_expiry(until);
+    // The cookie opens watch pages and thumbnails; what a player fetches gets a signature.
+    let query = |path: &str| {
+        if auth::opened_by_cookie(path) {
+            String::new()
+        } else {
+            format!("?{}", gate.sign(path, expires))
+        }
+    };
+    pages::index(&snapshot, now, &query, pages::SIGN_OUT)
 }
 
 async fn healthz() -> HttpResponse {
