@@ -299,7 +299,7 @@ mod tests {
         // A second store on the same file knows the token.
         let again = TokenStore::spawn(path.clone(), load(&path).unwrap(), shutdown.clone());
         assert_eq!(again.lookup(&token).as_deref(), Some(record.id.as_str()));
-        assert_eq!(again.list().await.unwrap(), [record.clone()]);
+        assert_eq!(again.list().await.unwrap(), std::slice::from_ref(&record));
 
         let revoked = store.revoked(record.id.clone());
         store.revoke(record.id.clone()).await.unwrap();
