@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::common::{client, config_for, demo, ready, start_app};
 use crate::signed::{ADMIN, CURRENT, HD, PUBLIC_HOST, local, status};
 
-fn token_config(demo: &xg2g::demo::DemoReceiver, tokens_file: &Path) -> xg2g::config::Config {
+pub(crate) fn token_config(demo: &xg2g::demo::DemoReceiver, tokens_file: &Path) -> xg2g::config::Config {
     config_for(
         demo,
         &[
@@ -26,7 +26,7 @@ fn token_config(demo: &xg2g::demo::DemoReceiver, tokens_file: &Path) -> xg2g::co
 }
 
 /// `POST /api/v1/tokens` with the admin token; the answer.
-async fn create(base: &str, name: &str) -> Value {
+pub(crate) async fn create(base: &str, name: &str) -> Value {
     let response = client()
         .post(format!("{base}/api/v1/tokens"))
         .header("X-API-Token", ADMIN)
@@ -50,7 +50,7 @@ async fn revoke(base: &str, id: &str) -> u16 {
 }
 
 /// The stream links of an M3U.
-fn stream_links(m3u: &str) -> Vec<String> {
+pub(crate) fn stream_links(m3u: &str) -> Vec<String> {
     m3u.lines()
         .filter(|l| l.contains("/stream/"))
         .map(str::to_owned)
@@ -289,5 +289,35 @@ async fn a_revoked_token_is_refused_at_once_and_its_streams_end() {
     let next = tokio::time::timeout(Duration::from_secs(5), kept_body.next()).await;
     assert!(matches!(next, Ok(Some(Ok(_)))), "the other device still streams");
     assert_eq!(status(&base, &format!("/playlist.m3u?token={other}")).await.0, 200);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_device_tokens_are_throttled_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo().await;
+    let (running, base) = start_app(&token_config(&demo, &dir.path().join("tokens.json"))).await;
+    ready(&running).await;
+    let token = create(&base, "Jellyfin").await["token"].as_str().unwrap().to_owned();
+    let good = format!("/playlist.m3u?token={token}");
+    assert_eq!(status(&base, &good).await.0, 200);
+    // Guesses: the real token with its last character changed, and made-up ones.
+    let last = if token.ends_with('A') { "B" } else { "A" };
+    let altered = format!("/playlist.m3u?token={}{last}", &token[..token.len() - 1]);
+    for attempt in 0..10 {
+        let guess = if attempt % 2 == 0 {
+            altered.clone()
+        } else {
+            format!("/stream/{HD}?token=xg2g_dev_{attempt}")
+        };
+        assert_eq!(
+            status(&base, &guess).await,
+            (403, "token-invalid".into()),
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(status(&base, &altered).await, (429, "signature-throttled".into()));
+    // While throttled, not even the device's own token is looked up.
+    assert_eq!(status(&base, &good).await, (429, "signature-throttled".into()));
     running.stop().await;
 }
