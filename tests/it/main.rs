@@ -23,6 +23,7 @@ mod rate_limit;
 mod reload;
 mod server;
 mod signed;
+mod signed_players;
 mod signin;
 mod soak;
 mod streams;

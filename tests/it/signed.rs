@@ -316,22 +316,6 @@ async fn open_streams_need_no_signature_and_mint_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hls_js_plays_a_signed_watch_page() {
-    let Some(browser) = crate::browser::chromium() else {
-        eprintln!("SKIPPED hls_js_plays_a_signed_watch_page: no `chromium` on PATH (apt-get install chromium)");
-        return;
-    };
-    let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
-    let page = signed_with(CURRENT, &format!("/watch/{HD}"), now() + 300);
-    let seen = crate::web::watch_in_browser(&browser, &format!("{base}{page}"), 2.0, 50).await;
-    let (_, last) = crate::web::played(seen, "signed HD");
-    assert_eq!(last.engine, "hls.js");
-    running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_admin_tokens_are_throttled_per_client_address() {
     let demo = demo().await;
     // Open streams: the admin API is guarded all the same.
