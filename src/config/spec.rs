@@ -181,7 +181,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         env: Some("XG2G_STREAM_AUTH"),
         default: DefaultValue::Str("open"),
         kind: Kind::Text,
-        doc: "Who may watch: \"open\" = anyone who reaches the server; \"signed\" = only requests carrying a signed URL (exp, kid, sig) on /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON; see README \"Protecting streams\".",
+        doc: "Who may watch: \"open\" = anyone who reaches the server; \"signed\" = only requests carrying a signed URL (exp, kid, sig) or a device token (token=) on /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON; see README \"Protecting streams\".",
         check: Some(stream_auth),
     },
     KeySpec {
