@@ -6,7 +6,8 @@
 //!
 //! The file is written whole, to a temporary file beside it that is then renamed over it, so a
 //! crash leaves the old file or the new one. Uses are noted in memory and written at most once a
-//! minute, and when xg2g stops.
+//! minute, and when xg2g stops; so is a revocation whose own write failed (it is refused at once
+//! all the same, and the admin is told the file was not written).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,7 +168,7 @@ struct Owner {
     path: PathBuf,
     set: TokenSet,
     publish: watch::Sender<Arc<TokenIndex>>,
-    /// Uses noted since the last write.
+    /// Uses noted, or a revocation not written, since the last write.
     dirty: bool,
 }
 
@@ -218,7 +219,11 @@ impl Owner {
                         // Refused at once, whatever happens to the file.
                         self.publish.send_replace(Arc::new(self.set.index()));
                         tracing::info!(id = %record.id, name = %record.name, "Revoked a device token.");
-                        self.write(&self.set.clone()).await.map(|()| record)
+                        let written = self.write(&self.set.clone()).await;
+                        // Not written: a restart would bring the token back, and the admin,
+                        // trying again, hears `token-not-found`. Flushes retry the write.
+                        self.dirty |= written.is_err();
+                        written.map(|()| record)
                     }
                 };
                 let _ = reply.send(answer);
@@ -311,6 +316,43 @@ mod tests {
         assert_eq!(load(&path).unwrap(), TokenSet::default());
         assert!(matches!(store.create("\n".into()).await, Err(StoreError::Name(_))));
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_revocation_that_could_not_be_written_is_written_by_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let mut set = TokenSet::default();
+        let (token, record) = set.mint("Plex", [1; 32], [1; 8], 1).unwrap();
+        std::fs::write(&path, set.to_json()).unwrap();
+        let (publish, index) = watch::channel(Arc::new(set.index()));
+        let mut owner = Owner {
+            path: path.clone(),
+            set,
+            publish,
+            dirty: false,
+        };
+        // A directory where the temporary file goes: the write fails, even for root.
+        let blocker = dir.path().join("tokens.json.tmp");
+        std::fs::create_dir(&blocker).unwrap();
+        let (reply, answer) = oneshot::channel();
+        owner
+            .handle(Command::Revoke {
+                id: record.id.clone(),
+                reply,
+            })
+            .await;
+        assert!(matches!(answer.await.unwrap(), Err(StoreError::Write { .. })));
+        assert_eq!(index.borrow().lookup(&token), None, "refused all the same");
+        assert_eq!(
+            load(&path).unwrap().records(),
+            std::slice::from_ref(&record),
+            "still in the file"
+        );
+
+        std::fs::remove_dir(&blocker).unwrap();
+        owner.flush().await;
+        assert_eq!(load(&path).unwrap(), TokenSet::default(), "written by the next flush");
     }
 
     #[test]
