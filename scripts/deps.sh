@@ -15,6 +15,8 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(xmltv-util prometheus docker-compose hdhomerun-config python3-venv)
+  # VLC plays an M3U fetched with a device token (tests/it/signed_players.rs), as `nobody`.
+  PACKAGES+=(vlc-bin vlc-plugin-base)
   # The browser tests play HLS in Chromium. Debian packages it; Ubuntu's `chromium` is a snap
   # wrapper that does not install in a container, so there the browser tests skip.
   if grep -qs '^ID=debian' /etc/os-release; then

@@ -36,6 +36,8 @@ pub enum StartError {
     TrustedProxies(String),
     #[error(transparent)]
     Keys(#[from] KeysError),
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::store::StoreError),
 }
 
 /// The signing keys could not be loaded. Names the key and the file; never holds a secret.
@@ -180,10 +182,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr.to_string()
     };
     let streaming = streaming(config, &metrics, &shutdown)?;
-    let stream_gate = stream_keys(&config.auth)?.map(|keys| {
-        tracing::info!(keys = ?keys.ids().collect::<Vec<_>>(), signing = keys.current().id(), "Streams need signed URLs.");
-        http::StreamGate::new(keys, config.auth.allowed_hosts.clone(), config.rate_limit.max_tracked_ips)
-    });
+    let stream_gate = match stream_keys(&config.auth)? {
+        None => None,
+        Some(keys) => {
+            let tokens = crate::auth::store::load(&config.auth.tokens_file)?;
+            tracing::info!(
+                keys = ?keys.ids().collect::<Vec<_>>(),
+                signing = keys.current().id(),
+                device_tokens = tokens.records().len(),
+                "Streams need signed URLs or device tokens."
+            );
+            let tokens =
+                crate::auth::store::TokenStore::spawn(config.auth.tokens_file.clone(), tokens, shutdown.clone());
+            Some(http::StreamGate::new(keys, config.auth.allowed_hosts.clone(), tokens))
+        }
+    };
     let trusted_proxies =
         http::TrustedProxies::parse(&config.rate_limit.trusted_proxies).map_err(StartError::TrustedProxies)?;
     let admission = crate::limits::AdmissionHandle::spawn(&config.rate_limit, Arc::clone(&metrics), shutdown.clone());
@@ -204,12 +217,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         streaming,
         resolver,
         api_token: config.api_token.clone(),
+        password: config.auth.password.clone(),
         reload: http::Reloader::new(config.streaming.pipelines_dir.clone()),
         admission,
         trusted_proxies,
         encoder_queue,
         previews,
         stream_gate,
+        auth_failures: http::AuthFailures::new(config.rate_limit.max_tracked_ips),
     };
     let state = Arc::new(state);
     let server =

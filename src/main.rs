@@ -307,15 +307,17 @@ fn check_stream_auth(config: &config::Config) -> ExitCode {
         Ok(None) => {
             println!(
                 "# auth.streams = \"open\": anyone who can reach this server can watch every channel; \
-                 set \"signed\" to require signed URLs."
+                 set \"signed\" to require signed URLs or device tokens."
             );
             ExitCode::SUCCESS
         }
         Ok(Some(keys)) => {
             println!(
                 "# auth.streams = \"signed\": /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON \
-                 need a signed URL (xg2g sign-url PATH, or POST /api/v1/sign); \
+                 need a signed URL (xg2g sign-url PATH, or POST /api/v1/sign) or a device token \
+                 (POST /api/v1/tokens; kept hashed in {}); the web page needs a sign-in; \
                  keys accepted: {} (\"{}\" signs).",
+                config.auth.tokens_file.display(),
                 keys.ids().collect::<Vec<_>>().join(", "),
                 keys.current().id()
             );

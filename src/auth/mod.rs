@@ -1,5 +1,7 @@
-//! Signed stream URLs: what a signature covers ([`Scope`]), how it is made ([`sign`]) and
-//! checked ([`verify`]). Pure: keys and the time come in as arguments; no IO, no HTTP types.
+//! Who may watch: signed stream URLs (what a signature covers, [`Scope`]; how it is made,
+//! [`sign`], and checked, [`verify`]) and per-device tokens ([`tokens`]). Pure: keys and the
+//! time come in as arguments; no HTTP types. The one piece with IO is [`store`], the task that
+//! owns the device tokens and their file.
 //!
 //! A signed URL carries three query parameters, so that every player sends them (Safari and
 //! AVPlayer send no custom headers with playlist and segment requests):
@@ -15,6 +17,8 @@
 //! after percent-decoding, so `%3A` and `:` in a service reference sign the same.
 
 pub mod keys;
+pub mod store;
+pub mod tokens;
 
 pub use keys::{Key, KeyError, KeySet};
 
@@ -62,7 +66,9 @@ pub fn canonical_path(path: &str) -> String {
 /// Why a request's signature is refused. The texts never contain a signature or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("this URL needs a signature (exp, kid and sig query parameters); ask the admin for a signed URL")]
+    #[error(
+        "this URL needs a signature (exp, kid and sig query parameters) or a device token (token); ask the admin for one"
+    )]
     Missing,
     #[error("the signature parameters are malformed: {0}")]
     Malformed(&'static str),
@@ -72,6 +78,8 @@ pub enum AuthError {
     Expired,
     #[error("the URL is signed with a key that is not (or no longer) accepted")]
     UnknownKey,
+    #[error("the device token is unknown or was revoked")]
+    UnknownToken,
 }
 
 impl AuthError {
@@ -82,6 +90,7 @@ impl AuthError {
             Self::Malformed(_) | Self::Invalid => "signature-invalid",
             Self::Expired => "signature-expired",
             Self::UnknownKey => "signature-unknown-key",
+            Self::UnknownToken => "token-invalid",
         }
     }
 
@@ -146,6 +155,46 @@ pub fn verify(keys: &KeySet, path: &str, query: &str, now: u64) -> Result<Grant,
         return Err(AuthError::Expired);
     }
     Ok(Grant { scope, expires })
+}
+
+/// The value of a web sign-in cookie valid until `expires`: `v1.{exp}.{kid}.{sig}`, the MAC over
+/// `xg2g-session-v1\n{exp}\n{kid}` (so no URL signature can pass for one, nor one for a URL).
+/// It needs no state on the server: it is good until it expires or its key is retired.
+pub fn sign_session(key: &Key, expires: u64) -> String {
+    let sig = URL_SAFE_NO_PAD.encode(session_mac(key, expires).finalize().into_bytes());
+    format!("v1.{expires}.{}.{sig}", key.id())
+}
+
+/// Checks a sign-in cookie's value at `now`; when it ends.
+///
+/// # Errors
+///
+/// Malformed, signed by an unknown key, altered, or expired.
+pub fn verify_session(keys: &KeySet, value: &str, now: u64) -> Result<u64, AuthError> {
+    let mut parts = value.split('.');
+    let (Some("v1"), Some(exp), Some(kid), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed("not a sign-in cookie"));
+    };
+    let expires: u64 = exp.parse().map_err(|_| AuthError::Malformed("not a sign-in cookie"))?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(sig.as_bytes())
+        .map_err(|_| AuthError::Malformed("not a sign-in cookie"))?;
+    let key = keys.get(kid).ok_or(AuthError::UnknownKey)?;
+    session_mac(key, expires)
+        .verify_slice(&sig)
+        .map_err(|_| AuthError::Invalid)?;
+    if expires <= now {
+        return Err(AuthError::Expired);
+    }
+    Ok(expires)
+}
+
+fn session_mac(key: &Key, expires: u64) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key.secret()).expect("HMAC takes keys of any length");
+    mac.update(format!("xg2g-session-v1\n{expires}\n{}", key.id()).as_bytes());
+    mac
 }
 
 fn mac(key: &Key, scope: &Scope, expires: u64) -> HmacSha256 {
@@ -249,12 +298,38 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_cookies_verify_until_they_expire_and_are_no_url_signatures() {
+        let cookie = sign_session(keys().current(), NOW + 60);
+        assert!(cookie.starts_with("v1.1800000060.k2."), "{cookie}");
+        assert_eq!(verify_session(&keys(), &cookie, NOW), Ok(NOW + 60));
+        assert_eq!(verify_session(&keys(), &cookie, NOW + 60), Err(AuthError::Expired));
+        let later = cookie.replace("1800000060", "1800009999");
+        assert_eq!(verify_session(&keys(), &later, NOW), Err(AuthError::Invalid));
+        assert_eq!(
+            verify_session(&keys(), &cookie.replace(".k2.", ".k9."), NOW),
+            Err(AuthError::UnknownKey)
+        );
+        for bad in ["", "v1", "v2.1.k2.x", &format!("{cookie}.x"), "v1.x.k2.AAAA"] {
+            assert!(
+                matches!(verify_session(&keys(), bad, NOW), Err(AuthError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // A URL signature's MAC for the same expiry is not a cookie's.
+        let url_sig = signed("/watch/x", NOW + 60);
+        let sig = url_sig.rsplit("sig=").next().unwrap();
+        let forged = format!("v1.{}.k2.{sig}", NOW + 60);
+        assert_eq!(verify_session(&keys(), &forged, NOW), Err(AuthError::Invalid));
+    }
+
+    #[test]
     fn codes_are_stable_and_messages_hold_no_signature() {
         assert_eq!(AuthError::Missing.code(), "signature-required");
         assert_eq!(AuthError::Invalid.code(), "signature-invalid");
         assert_eq!(AuthError::Malformed("x").code(), "signature-invalid");
         assert_eq!(AuthError::Expired.code(), "signature-expired");
         assert_eq!(AuthError::UnknownKey.code(), "signature-unknown-key");
+        assert_eq!(AuthError::UnknownToken.code(), "token-invalid");
         assert!(!AuthError::Missing.is_wrong() && AuthError::Invalid.is_wrong());
     }
 }

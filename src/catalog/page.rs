@@ -11,8 +11,17 @@ use super::xmltv::xmltv_time;
 
 /// Renders `GET /` as it is at `now` (Unix seconds). Before the first load it says what it is
 /// waiting for. `stylesheet` and `script` are URLs relative to `/`. Links are relative, so the
-/// page works behind a path prefix.
-pub fn render_index(snapshot: &Snapshot, stylesheet: &str, script: &str, now: i64) -> String {
+/// page works behind a path prefix; `query` gives the query (`?…`, or empty) of the link to an
+/// absolute path (signed stream links). `top` is markup the caller vouches for, shown under the
+/// heading (the sign-out button).
+pub fn render_index(
+    snapshot: &Snapshot,
+    stylesheet: &str,
+    script: &str,
+    now: i64,
+    query: &dyn Fn(&str) -> String,
+    top: &str,
+) -> String {
     let mut body = String::new();
     match &snapshot.catalog {
         None => {
@@ -27,16 +36,19 @@ pub fn render_index(snapshot: &Snapshot, stylesheet: &str, script: &str, now: i6
         Some(catalog) => {
             let _ = write!(
                 body,
-                "<p>{} channels · <a href=\"playlist.m3u\">playlist.m3u</a> for VLC, mpv and Kodi · \
-                 <a href=\"xmltv.xml\">xmltv.xml</a> guide</p>",
-                catalog.channels.len()
+                "<p>{} channels · <a href=\"playlist.m3u{}\">playlist.m3u</a> for VLC, mpv and Kodi · \
+                 <a href=\"xmltv.xml{}\">xmltv.xml</a> guide</p>",
+                catalog.channels.len(),
+                html(&query("/playlist.m3u")),
+                html(&query("/xmltv.xml")),
             );
             let guide = now_next(catalog, now);
             body.push_str("<div id=\"channels\" data-guide=\"api/v1/guide/now\">");
             for (bouquet, channels) in catalog.by_bouquet() {
                 let _ = write!(body, "<section><h2>{}</h2><ol class=\"channels\">", html(bouquet));
                 for c in channels {
-                    let reference = html(&c.service_ref.to_string());
+                    let service_ref = c.service_ref.to_string();
+                    let reference = html(&service_ref);
                     let name = html(&c.name);
                     let _ = write!(body, "<li value=\"{}\" data-ref=\"{reference}\">", c.number);
                     if c.is_radio() {
@@ -46,15 +58,18 @@ pub fn render_index(snapshot: &Snapshot, stylesheet: &str, script: &str, now: i6
                         // Decoded on demand through the encoder queue: lazily, as it scrolls in.
                         let _ = write!(
                             body,
-                            "<img class=\"thumb\" src=\"api/v1/channels/{reference}/preview.jpg\" alt=\"\" \
-                             width=\"80\" height=\"45\" loading=\"lazy\" decoding=\"async\"> "
+                            "<img class=\"thumb\" src=\"api/v1/channels/{reference}/preview.jpg{}\" alt=\"\" \
+                             width=\"80\" height=\"45\" loading=\"lazy\" decoding=\"async\"> ",
+                            html(&query(&format!("/api/v1/channels/{service_ref}/preview.jpg")))
                         );
                     }
                     let _ = write!(
                         body,
-                        "<span class=\"num\">{n}</span> <a href=\"watch/{reference}\">{name}</a> \
-                         <a class=\"ts\" href=\"stream/{reference}\" aria-label=\"MPEG-TS stream of {name}\">TS</a>",
+                        "<span class=\"num\">{n}</span> <a href=\"watch/{reference}{watch}\">{name}</a> \
+                         <a class=\"ts\" href=\"stream/{reference}{ts}\" aria-label=\"MPEG-TS stream of {name}\">TS</a>",
                         n = c.number,
+                        watch = html(&query(&format!("/watch/{service_ref}"))),
+                        ts = html(&query(&format!("/stream/{service_ref}"))),
                     );
                     let entry = guide.channels.iter().find(|g| g.number == c.number);
                     epg(&mut body, entry, now);
@@ -69,7 +84,7 @@ pub fn render_index(snapshot: &Snapshot, stylesheet: &str, script: &str, now: i6
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>xg2g</title>\
          <link rel=\"stylesheet\" href=\"{stylesheet}\"><script src=\"{script}\" defer></script></head>\
-         <body><h1>xg2g</h1>{body}</body></html>\n",
+         <body><h1>xg2g</h1>{top}{body}</body></html>\n",
         stylesheet = html(stylesheet),
         script = html(script),
     )
@@ -225,7 +240,39 @@ mod tests {
             "assets/xg2g.css?v=1",
             "assets/guide.js?v=2",
             NOW,
+            &|_| String::new(),
+            "",
         )
+    }
+
+    #[test]
+    fn signed_links_carry_their_query_and_the_caller_s_markup_shows() {
+        let guide = Guide::default();
+        let page = render_index(
+            &snapshot(vec![channel(1, "Das Erste HD", HD, "B")], guide),
+            "s.css",
+            "g.js",
+            NOW,
+            &|path| match path {
+                p if p.starts_with("/stream/") || p.ends_with(".m3u") => format!("?p={}&sig=S", p.len()),
+                _ => String::new(),
+            },
+            "<form method=\"post\" action=\"logout\"></form>",
+        );
+        assert!(
+            page.contains("<h1>xg2g</h1><form method=\"post\" action=\"logout\"></form>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("href=\"stream/1:0:19:283D:3FB:1:C00000:0:0:0:?p=39&amp;sig=S\""),
+            "{page}"
+        );
+        assert!(page.contains("href=\"playlist.m3u?p=13&amp;sig=S\""), "{page}");
+        assert!(page.contains("href=\"xmltv.xml\""), "{page}");
+        assert!(
+            page.contains("<a href=\"watch/1:0:19:283D:3FB:1:C00000:0:0:0:\">"),
+            "{page}"
+        );
     }
 
     #[test]
@@ -287,6 +334,8 @@ mod tests {
             "s.css",
             "g.js",
             NOW,
+            &|_| String::new(),
+            "",
         );
         assert!(page.contains("<span class=\"title none\">Nothing announced</span>"));
         assert!(page.contains("<span class=\"title\">Später</span>"));
@@ -302,6 +351,8 @@ mod tests {
             "assets/xg2g.css",
             "assets/guide.js",
             NOW,
+            &|_| String::new(),
+            "",
         );
         assert!(page.contains("Loading the channel list"));
         assert!(page.contains("Last attempt failed: connection &lt;refused&gt;"));

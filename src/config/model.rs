@@ -44,6 +44,10 @@ pub struct AuthConfig {
     pub keys_file: Option<std::path::PathBuf>,
     /// `Host` values trusted for links while streams are signed.
     pub allowed_hosts: Vec<String>,
+    /// The device tokens' state file (hashes only).
+    pub tokens_file: std::path::PathBuf,
+    /// The web sign-in's password; the admin token signs in too.
+    pub password: Option<Secret>,
 }
 
 /// `auth.streams`.
@@ -270,6 +274,8 @@ impl Config {
                 keys: v.list("auth.keys").into_iter().map(Secret::new).collect(),
                 keys_file: v.optional_text("auth.keys_file").map(Into::into),
                 allowed_hosts: v.list("auth.allowed_hosts"),
+                tokens_file: v.text("auth.tokens_file").into(),
+                password: v.secret("auth.password"),
             },
             log: LogConfig {
                 level: v.text("log.level"),

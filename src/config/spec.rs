@@ -181,7 +181,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         env: Some("XG2G_STREAM_AUTH"),
         default: DefaultValue::Str("open"),
         kind: Kind::Text,
-        doc: "Who may watch: \"open\" = anyone who reaches the server; \"signed\" = only requests carrying a signed URL (exp, kid, sig) on /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON; see README \"Protecting streams\".",
+        doc: "Who may watch: \"open\" = anyone who reaches the server; \"signed\" = only requests carrying a signed URL (exp, kid, sig) or a device token (token=) on /stream, /hls, /watch, previews, M3U, XMLTV and the HDHomeRun JSON; see README \"Protecting streams\".",
         check: Some(stream_auth),
     },
     KeySpec {
@@ -207,6 +207,22 @@ pub(crate) static SPEC: &[KeySpec] = &[
         kind: Kind::List,
         doc: "Host headers (\"tv.example.org\" or \"tv.lan:8080\") trusted for links in playlists while streams are signed; another Host gets the first of them. Signed needs this or public_url.",
         check: Some(host_names),
+    },
+    KeySpec {
+        key: "auth.tokens_file",
+        env: Some("XG2G_TOKENS_FILE"),
+        default: DefaultValue::Str("state/tokens.json"),
+        kind: Kind::Text,
+        doc: "Where device tokens (POST /api/v1/tokens) are kept, as SHA-256 hashes, while streams are signed; relative to the working directory (/var/lib/xg2g in the images). A missing file = no tokens.",
+        check: Some(not_empty),
+    },
+    KeySpec {
+        key: "auth.password",
+        env: Some("XG2G_WEB_PASSWORD"),
+        default: DefaultValue::Str(""),
+        kind: Kind::Secret,
+        doc: "Password of the web sign-in while streams are signed (at least 8 characters); the admin token signs in too; empty = the admin token only. Never printed.",
+        check: Some(password),
     },
     KeySpec {
         key: "receiver.base_url",
@@ -745,6 +761,16 @@ fn cors_origin(value: &Value) -> Result<(), String> {
             "must be \"*\", empty, or an origin like \"https://tv.example.org\" (scheme, host, optional port)"
                 .to_owned(),
         )
+    }
+}
+
+/// Empty (unset) or at least 8 characters; the message never holds the password.
+fn password(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Text(s) if !s.is_empty() && s.chars().count() < 8 => {
+            Err(format!("must be at least 8 characters, has {}", s.chars().count()))
+        }
+        _ => Ok(()),
     }
 }
 

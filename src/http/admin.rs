@@ -1,22 +1,41 @@
-//! The admin API: the token check every admin route shares, and `POST /api/v1/refresh`.
+//! The admin API: the token check every admin route shares (wrong tokens throttled per client
+//! address), and `POST /api/v1/refresh`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use subtle::ConstantTimeEq as _;
 
-use super::State;
 use super::error::HttpError;
+use super::{AppState, State};
 use crate::config::Secret;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/refresh", web::post().to(refresh));
 }
 
-/// Lets a request through when it carries the configured API token, in `X-API-Token` or as
-/// `Authorization: Bearer`. Without a configured token the admin API is closed (401, saying how
-/// to open it); without a token in the request 401; with a wrong one 403. The comparison takes
-/// the same time wherever the tokens differ.
-pub(crate) fn authorize(expected: Option<&Secret>, req: &HttpRequest) -> Result<(), HttpError> {
+/// Lets a request through when it carries the configured API token (see [`check_token`]). A
+/// wrong token counts against the client address's budget of wrong credentials, shared with
+/// wrong stream signatures; once it is spent, every admin request from there is 429
+/// `admin-token-throttled`, the right token too, until the budget refills.
+pub(crate) fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
+    let ip = state.trusted_proxies.client_of(req);
+    state
+        .auth_failures
+        .check(ip)
+        .map_err(|retry_after| HttpError::AdminThrottled { retry_after })?;
+    check_token(state.api_token.as_ref(), req).inspect_err(|error| {
+        if matches!(error, HttpError::Forbidden) {
+            state.auth_failures.record(ip);
+            tracing::info!(client = %ip, "Refused a wrong admin token.");
+        }
+    })
+}
+
+/// Whether `req` carries `expected`, in `X-API-Token` or as `Authorization: Bearer`. Without a
+/// configured token the admin API is closed (401, saying how to open it); without a token in
+/// the request 401; with a wrong one 403. The comparison takes the same time wherever the
+/// tokens differ.
+pub(crate) fn check_token(expected: Option<&Secret>, req: &HttpRequest) -> Result<(), HttpError> {
     let Some(expected) = expected else {
         return Err(HttpError::AdminTokenNotSet);
     };
@@ -50,7 +69,7 @@ fn presented_token(req: &HttpRequest) -> Option<&str> {
 
 /// Reloads channels and guide now; answers when done with what it did.
 async fn refresh(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    authorize(state.api_token.as_ref(), &req)?;
+    authorize(&state, &req)?;
     let summary = state.catalog.refresh().await?;
     Ok(HttpResponse::Ok().json(summary))
 }
@@ -67,7 +86,7 @@ mod tests {
             req = req.insert_header((*name, *value));
         }
         let secret = expected.map(Secret::new);
-        authorize(secret.as_ref(), &req.to_http_request()).map_err(|e| e.code())
+        check_token(secret.as_ref(), &req.to_http_request()).map_err(|e| e.code())
     }
 
     #[test]
@@ -100,7 +119,7 @@ mod tests {
             Err("forbidden")
         );
         assert_eq!(check(None, &[("X-API-Token", "anything")]), Err("unauthorized"));
-        let message = authorize(None, &TestRequest::default().to_http_request())
+        let message = check_token(None, &TestRequest::default().to_http_request())
             .unwrap_err()
             .to_string();
         assert!(message.contains("XG2G_API_TOKEN"), "{message}");

@@ -42,8 +42,18 @@ pub(crate) enum HttpError {
     Signature(#[from] crate::auth::AuthError),
     #[error("too many wrong signatures from this address; try again later")]
     SignatureThrottled { retry_after: std::time::Duration },
+    #[error("too many wrong admin tokens or signatures from this address; try again later")]
+    AdminThrottled { retry_after: std::time::Duration },
+    #[error("too many wrong passwords or signatures from this address; try again later")]
+    SignInThrottled { retry_after: std::time::Duration },
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("this form must be sent from xg2g's own page")]
+    CrossSite,
     #[error("auth.streams is \"open\": stream URLs need no signature (set it to \"signed\" with keys to sign)")]
     SigningOff,
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::store::StoreError),
     #[error(transparent)]
     Refresh(#[from] crate::catalog::RefreshError),
     #[error(transparent)]
@@ -111,7 +121,12 @@ impl HttpError {
             HttpError::Forbidden => "forbidden",
             HttpError::Signature(e) => e.code(),
             HttpError::SignatureThrottled { .. } => "signature-throttled",
+            HttpError::AdminThrottled { .. } => "admin-token-throttled",
+            HttpError::SignInThrottled { .. } => "sign-in-throttled",
+            HttpError::WrongPassword => "wrong-password",
+            HttpError::CrossSite => "cross-site-request",
             HttpError::SigningOff => "signing-off",
+            HttpError::Tokens(e) => e.code(),
             HttpError::Refresh(e) => e.code(),
             HttpError::Reload(e) => e.code(),
             HttpError::RateLimited(_) => "rate-limited",
@@ -153,8 +168,19 @@ impl ResponseError for HttpError {
             // Missing: 401, the client may still get a signed URL; wrong or expired: 403.
             HttpError::Signature(crate::auth::AuthError::Missing) => StatusCode::UNAUTHORIZED,
             HttpError::Signature(_) => StatusCode::FORBIDDEN,
-            HttpError::SignatureThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::SignatureThrottled { .. }
+            | HttpError::AdminThrottled { .. }
+            | HttpError::SignInThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::WrongPassword | HttpError::CrossSite => StatusCode::FORBIDDEN,
             HttpError::SigningOff => StatusCode::CONFLICT,
+            HttpError::Tokens(e) => match e {
+                crate::auth::store::StoreError::Name(_) => StatusCode::BAD_REQUEST,
+                crate::auth::store::StoreError::NotFound => StatusCode::NOT_FOUND,
+                crate::auth::store::StoreError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                crate::auth::store::StoreError::Read { .. }
+                | crate::auth::store::StoreError::Invalid { .. }
+                | crate::auth::store::StoreError::Write { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             HttpError::Refresh(e) => match e {
                 crate::catalog::RefreshError::InProgress { .. } => StatusCode::CONFLICT,
                 crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -204,7 +230,10 @@ impl ResponseError for HttpError {
         if let Some(wait) = queue_retry {
             response.insert_header(("Retry-After", wait.as_secs().max(1).to_string()));
         }
-        if let HttpError::SignatureThrottled { retry_after } = self {
+        if let HttpError::SignatureThrottled { retry_after }
+        | HttpError::AdminThrottled { retry_after }
+        | HttpError::SignInThrottled { retry_after } = self
+        {
             let seconds = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
             response.insert_header(("Retry-After", seconds.to_string()));
         }

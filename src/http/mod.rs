@@ -11,11 +11,13 @@ mod pages;
 mod picon;
 mod preview;
 mod reload;
+mod signin;
 mod source;
 mod stream;
+mod tokens;
 mod trace;
 
-pub(crate) use auth::StreamGate;
+pub(crate) use auth::{AuthFailures, StreamGate};
 pub(crate) use client_ip::TrustedProxies;
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
@@ -51,6 +53,8 @@ pub(crate) struct AppState {
     pub resolver: crate::upstream::StreamResolver,
     /// The token the admin API requires; `None` = the admin API is closed.
     pub api_token: Option<crate::config::Secret>,
+    /// The web sign-in's password (the admin token signs in too); `None` = the token only.
+    pub password: Option<crate::config::Secret>,
     /// Where templates reload from (SIGHUP, `POST /api/v1/reload`).
     pub reload: Reloader,
     /// Rate limits on new sessions.
@@ -63,6 +67,8 @@ pub(crate) struct AppState {
     pub previews: crate::preview::PreviewHandle,
     /// Signed stream URLs (`auth.streams = "signed"`); `None` = streams are open.
     pub stream_gate: Option<StreamGate>,
+    /// Wrong signatures and admin tokens per client address.
+    pub auth_failures: AuthFailures,
 }
 
 type State = web::Data<AppState>;
@@ -107,8 +113,10 @@ pub(crate) fn server(
             .configure(picon::routes)
             .configure(preview::routes)
             .configure(reload::routes)
+            .configure(signin::routes)
             .configure(source::routes)
             .configure(stream::routes)
+            .configure(tokens::routes)
             .configure(hls::routes)
             .configure(pages::routes)
             .default_service(web::to(not_found))
@@ -172,8 +180,27 @@ impl Drop for RequestTimer {
     }
 }
 
-async fn index(state: State) -> HttpResponse {
-    pages::index(&state.catalog.snapshot(), guide::unix_now())
+/// `GET /`: the channel list; while signed, only for a signed-in browser (with signed stream
+/// links and a sign-out button), and a sign-in form for anyone else.
+async fn index(state: State, req: HttpRequest) -> HttpResponse {
+    let snapshot = state.catalog.snapshot();
+    let now = guide::unix_now();
+    let Some(gate) = &state.stream_gate else {
+        return pages::index(&snapshot, now, &|_| String::new(), "");
+    };
+    let Some(until) = signin::signed_in_until(&state, &req) else {
+        return pages::sign_in();
+    };
+    let expires = auth::page_link_expiry(until);
+    // The cookie opens watch pages and thumbnails; what a player fetches gets a signature.
+    let query = |path: &str| {
+        if auth::opened_by_cookie(path) {
+            String::new()
+        } else {
+            format!("?{}", gate.sign(path, expires))
+        }
+    };
+    pages::index(&snapshot, now, &query, pages::SIGN_OUT)
 }
 
 async fn healthz() -> HttpResponse {

@@ -91,9 +91,47 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// `GET /`: the channel list with what runs now, as of `now` (Unix seconds).
-pub(crate) fn index(snapshot: &Snapshot, now: i64) -> HttpResponse {
-    page(render_index(snapshot, &STYLE.href(""), &GUIDE_JS.href(""), now))
+/// `GET /`: the channel list with what runs now, as of `now` (Unix seconds); `query` gives each
+/// link's query, `top` markup under the heading.
+pub(crate) fn index(snapshot: &Snapshot, now: i64, query: &dyn Fn(&str) -> String, top: &str) -> HttpResponse {
+    private(page(render_index(
+        snapshot,
+        &STYLE.href(""),
+        &GUIDE_JS.href(""),
+        now,
+        query,
+        top,
+    )))
+}
+
+/// The sign-out button of a signed-in index page.
+pub(crate) const SIGN_OUT: &str =
+    "<form class=\"account\" method=\"post\" action=\"logout\"><button type=\"submit\">Sign out</button></form>";
+
+/// `GET /` while streams are signed and the browser is not signed in.
+pub(crate) fn sign_in() -> HttpResponse {
+    private(page(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Sign in · xg2g</title>\
+         <link rel=\"stylesheet\" href=\"{style}\"></head>\
+         <body><h1>xg2g</h1>\
+         <form class=\"sign-in\" method=\"post\" action=\"login\">\
+         <p><label>Password or admin token <input type=\"password\" name=\"password\" \
+         autocomplete=\"current-password\" required autofocus></label> \
+         <button type=\"submit\">Sign in</button></p></form>\
+         <p>Players and media servers need no sign-in: they use a signed URL or a device token from \
+         the admin.</p></body></html>\n",
+        style = escape(&STYLE.href("")),
+    )))
+}
+
+/// A page that differs by who asks: no shared cache may keep it.
+fn private(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, no-store"),
+    );
+    response
 }
 
 async fn watch(

@@ -136,7 +136,7 @@ pub(crate) async fn reload_templates(state: &AppState, trigger: Trigger) -> Resu
 /// `POST /api/v1/reload`: 200 with what is in place now, or 422 `invalid-templates` with every
 /// problem (the previous templates stay).
 async fn reload(state: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    admin::authorize(state.api_token.as_ref(), &req)?;
+    admin::authorize(&state, &req)?;
     let summary = reload_templates(&state, Trigger::Api).await?;
     Ok(HttpResponse::Ok().json(summary))
 }

@@ -1,4 +1,5 @@
-//! `GET|HEAD /stream/{ref}`: MPEG-TS from a shared session.
+//! `GET|HEAD /stream/{ref}`: MPEG-TS from a shared session. A stream opened with a device token
+//! ends as soon as that token is revoked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -121,6 +122,15 @@ async fn stream(
         req.conn_data::<ConnSocket>().cloned(),
         streaming.max_client_lag,
     );
+    let device = match actix_web::HttpMessage::extensions(&req).get::<super::auth::Access>() {
+        Some(super::auth::Access::Device { id, .. }) => Some(id.clone()),
+        _ => None,
+    };
+    let revoked: BoxFuture<'static, ()> = match (&state.stream_gate, device) {
+        (Some(gate), Some(id)) => Box::pin(gate.tokens.revoked(id)),
+        _ => Box::pin(std::future::pending()),
+    };
+    let body = futures_util::StreamExt::take_until(body, revoked);
     Ok(HttpResponse::Ok()
         .content_type("video/mp2t")
         .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
