@@ -227,6 +227,8 @@ enum Outage {
     For(Duration),
     /// Until the receiver has acted once (the open connection closed): one drop.
     Once,
+    /// Until xg2g gives up and ends the playing client.
+    UntilClientEnds,
 }
 
 /// Whom a row's fault hits.
@@ -259,6 +261,14 @@ enum Expect {
         notice: Duration,
         resume: Duration,
         new: Option<&'static str>,
+    },
+    /// The receiver stays away: once the reconnects are spent (within `within` of the fault)
+    /// the playing client's stream ends cleanly, a new client gets `new`, and a new request
+    /// plays within `resume` of the receiver's return.
+    Ends {
+        within: Duration,
+        new: &'static str,
+        resume: Duration,
     },
     /// A new client gets `answer` (status, code, …) within `within`, and plays within `resume`
     /// of the receiver's return.
@@ -325,6 +335,8 @@ struct Row {
     /// The stream port's circuit breaker after the row (0 closed, 1 open, 2 half-open): every
     /// channel shares it.
     breaker: f64,
+    /// Fault on → the playing client's stream ended, if it did.
+    ended: Option<Duration>,
     /// The new request's status after the receiver is back.
     after: u16,
     new_status: u16,
@@ -441,6 +453,19 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            fault: "gone (404 until the clients end)",
+            target: Target::Playing,
+            outage: Outage::UntilClientEnds,
+            new_client: true,
+            on: Switch::Stream(StreamFault::NotFound),
+            // Reconnects wait 0.5 s, 1 s and 2 s: the fourth failure ends the clients.
+            expect: Expect::Ends {
+                within: Duration::from_secs(5),
+                new: "502 upstream-unavailable",
+                resume: Duration::from_secs(2),
+            },
+        },
+        Case {
             fault: "tuner busy (200, then nothing)",
             target: Target::Start,
             outage: Outage::For(Duration::ZERO),
@@ -545,10 +570,6 @@ async fn run(case: Case) -> Row {
 
     // The fault holds for its outage and until the new request has its answer; meanwhile xg2g's
     // first reconnect is the moment it noticed.
-    let outage_end = match case.outage {
-        Outage::For(d) => Some(fault_on + d),
-        Outage::Once => None,
-    };
     let deadline = fault_on + Duration::from_secs(45);
     let mut back = None;
     let mut tick = tokio::time::interval(POLL);
@@ -556,9 +577,10 @@ async fn run(case: Case) -> Row {
         tick.tick().await;
         let now = Instant::now();
         assert!(now < deadline, "{}: the fault never ended", case.fault);
-        let acted = match outage_end {
-            Some(end) => now >= end,
-            None => demo.stats().active_streams.load(std::sync::atomic::Ordering::Relaxed) < streams_before,
+        let acted = match case.outage {
+            Outage::For(d) => now >= fault_on + d,
+            Outage::Once => demo.stats().active_streams.load(std::sync::atomic::Ordering::Relaxed) < streams_before,
+            Outage::UntilClientEnds => playing.read(|t| t.end.is_some()),
         };
         if acted && new_request.is_finished() {
             demo.set_faults(|f| *f = Faults::default());
@@ -595,6 +617,12 @@ async fn run(case: Case) -> Row {
                 })
             })
             .await;
+            if playing.read(|t| t.end.is_some()) {
+                // The client was ended: with the receiver back, a new request plays.
+                let (status, _, _) = answer(&stream(HD), reqwest::Method::GET).await;
+                row.after = status;
+                row.recover = Some(back.elapsed());
+            }
             // Data flowing again follows a reconnect, if there was one: its poll is due.
             let seen = tokio::time::timeout(Duration::from_secs(1), &mut noticed).await;
             row.detect = match seen {
@@ -633,6 +661,10 @@ async fn run(case: Case) -> Row {
     let playing = playing.stop();
     if matches!(case.target, Target::Playing) {
         row.playing_survived = playing.end.is_none();
+        row.ended = playing
+            .end
+            .as_ref()
+            .map(|(at, _)| at.saturating_duration_since(fault_on));
         row.playing = match &playing.end {
             None => format!(
                 "survived, {} reconnect{}",
@@ -697,6 +729,29 @@ fn check(row: &Row, expect: Expect) -> Vec<String> {
             if let Some(new) = new {
                 holds(row.new == new, format!("a new client gets {new}: {}", row.new));
             }
+        }
+        Expect::Ends {
+            within: limit,
+            new,
+            resume,
+        } => {
+            holds(
+                row.playing.starts_with("ended after"),
+                format!("the playing client's stream ends cleanly: {}", row.playing),
+            );
+            holds(
+                within(row.ended, limit),
+                format!("ended within {limit:?} of the fault: {:?}", row.ended),
+            );
+            holds(row.new == new, format!("a new client gets {new}: {}", row.new));
+            holds(
+                row.after == 200,
+                format!("plays once the receiver is back: {}", row.after),
+            );
+            holds(
+                within(row.recover, resume),
+                format!("plays within {resume:?}: {:?}", row.recover),
+            );
         }
         Expect::Refused {
             answer,
