@@ -95,15 +95,26 @@ pub(crate) fn lineup() -> Vec<LineupEntry> {
         .collect()
 }
 
-/// What a stream connection to one channel does wrong.
+/// What a stream connection to one channel does wrong. A fault switched on while a connection
+/// streams takes effect at its next chunk; byte limits count that connection's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFault {
-    /// The box answers 404 (a service it cannot tune).
+    /// The box answers 404 (a service it cannot tune); an open connection is closed.
     NotFound,
-    /// Sends this many bytes, then nothing while keeping the connection open.
+    /// The box answers with this HTTP status (500: its stream server failed on the service);
+    /// an open connection is closed.
+    Status(u16),
+    /// Sends this many bytes, then nothing while keeping the connection open, for good (a hung
+    /// box; with 0, every tuner busy).
     StallAfter(u64),
+    /// Sends nothing while set, holding connections open; once cleared they go on from the live
+    /// point, as a box does when the signal comes back.
+    Pause,
     /// Sends this many bytes, then closes the connection.
     DropAfter(u64),
+    /// Resets the connection (TCP RST, not a byte more): an open one at its next chunk, a new
+    /// one right after its request, like a stream server that crashed.
+    Reset,
     /// Sends random bytes instead of a transport stream.
     Garbage,
 }
@@ -182,6 +193,8 @@ pub(crate) struct State {
     pub options: DemoOptions,
     pub channels: Vec<LiveChannel>,
     pub faults: Mutex<Faults>,
+    /// Bumped on every change of `faults`, so that streaming connections re-read them only then.
+    pub faults_changed: AtomicU64,
     pub stats: Stats,
     pub stream_port: u16,
 }
@@ -232,6 +245,7 @@ impl DemoReceiver {
             options,
             channels,
             faults: Mutex::new(Faults::default()),
+            faults_changed: AtomicU64::new(0),
             stats: Stats::default(),
             stream_port: stream_addr.port(),
         });
@@ -283,6 +297,7 @@ impl DemoReceiver {
     /// Changes the faults; takes effect for the next request or chunk.
     pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.state.faults.lock().expect("faults poisoned"));
+        self.state.faults_changed.fetch_add(1, Ordering::Release);
     }
 
     /// Service references of the demo channels, in bouquet order.

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{PortFault, State, StreamFault};
+use super::{LiveChannel, PortFault, State, StreamFault};
 use crate::model::ServiceRef;
 
 const HEAD_LIMIT: usize = 8 * 1024;
@@ -172,13 +172,23 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
             return;
         }
     }
-    let fault = channel.and_then(|c| state.faults().streams.get(&c.service_ref.to_string()).copied());
-    let Some(channel) = channel.filter(|_| fault != Some(StreamFault::NotFound)) else {
-        let _ = socket
-            .write_all(b"HTTP/1.0 404 Not Found\r\nConnection: close\r\n\r\n")
-            .await;
+    let mut seen = state.faults_changed.load(Ordering::Acquire);
+    let mut fault = channel.and_then(|c| channel_fault(state, c));
+    let refusal = match fault {
+        Some(StreamFault::NotFound) => Some(404),
+        Some(StreamFault::Status(status)) => Some(status),
+        _ => None,
+    };
+    let Some(channel) = channel.filter(|_| refusal.is_none()) else {
+        let status = refusal.unwrap_or(404);
+        let head = format!("HTTP/1.0 {status} {}\r\nConnection: close\r\n\r\n", reason(status));
+        let _ = socket.write_all(head.as_bytes()).await;
         return;
     };
+    if fault == Some(StreamFault::Reset) {
+        reset(socket);
+        return;
+    }
     if !state.options.tune_delay.is_zero() {
         tokio::time::sleep(state.options.tune_delay).await;
     }
@@ -201,11 +211,17 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
             // A viewer too slow for real time is cut off, as a real box does.
             Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
         };
+        // Faults switched while this connection streams apply from this chunk on.
+        let changed = state.faults_changed.load(Ordering::Acquire);
+        if changed != seen {
+            seen = changed;
+            fault = channel_fault(state, channel);
+        }
         match fault {
             Some(StreamFault::StallAfter(limit) | StreamFault::DropAfter(limit))
                 if sent + chunk.len() as u64 >= limit =>
             {
-                let keep = (limit - sent) as usize;
+                let keep = limit.saturating_sub(sent) as usize;
                 let _ = socket.write_all(&chunk[..keep]).await;
                 if matches!(fault, Some(StreamFault::StallAfter(_))) {
                     drop(rx);
@@ -215,6 +231,13 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
                 }
                 return;
             }
+            Some(StreamFault::NotFound | StreamFault::Status(_)) => return,
+            Some(StreamFault::Reset) => {
+                reset(socket);
+                return;
+            }
+            // The chunk is consumed and not sent: the feed runs on, live.
+            Some(StreamFault::Pause) => continue,
             Some(StreamFault::Garbage) => {
                 let mut bytes = chunk.to_vec();
                 for b in &mut bytes {
@@ -232,6 +255,29 @@ async fn connection(mut socket: TcpStream, port: Port, state: &State) {
         }
         sent += chunk.len() as u64;
     }
+}
+
+fn channel_fault(state: &State, channel: &LiveChannel) -> Option<StreamFault> {
+    state
+        .faults
+        .lock()
+        .expect("faults poisoned")
+        .streams
+        .get(&channel.service_ref.to_string())
+        .copied()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        404 => "Not Found",
+        _ => "Injected Fault",
+    }
+}
+
+/// Closes with a TCP reset: linger zero makes the close send RST instead of FIN.
+fn reset(socket: TcpStream) {
+    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+    drop(socket);
 }
 
 struct ActiveGuard<'a>(&'a State);

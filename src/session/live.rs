@@ -459,6 +459,9 @@ impl Session {
         }
         drop(build);
         let connected = Instant::now();
+        // When this connection's pipeline last put out anything, for a receiver that sends
+        // bytes which are no stream.
+        let mut last_output: Option<Instant> = None;
         let mut idle_since: Option<Instant> = None;
         let mut ticker = tokio::time::interval(TICK);
         loop {
@@ -471,19 +474,22 @@ impl Session {
                     None => fan.accepting = false,
                 },
                 data = data_rx.recv(), if graph.sink.is_some() => match data {
-                    Some(buffer) => match &mut segmenter {
-                        Some(segmenter) => {
-                            for piece in segmenter.push(&buffer) {
-                                self.publish_segment(fan, piece, graph.mux.as_ref(), requested);
+                    Some(buffer) => {
+                        last_output = Some(Instant::now());
+                        match &mut segmenter {
+                            Some(segmenter) => {
+                                for piece in segmenter.push(&buffer) {
+                                    self.publish_segment(fan, piece, graph.mux.as_ref(), requested);
+                                }
+                            }
+                            None => {
+                                fan.received += 1;
+                                for chunk in fan.cache.push(&buffer) {
+                                    self.broadcast(fan, chunk, requested);
+                                }
                             }
                         }
-                        None => {
-                            fan.received += 1;
-                            for chunk in fan.cache.push(&buffer) {
-                                self.broadcast(fan, chunk, requested);
-                            }
-                        }
-                    },
+                    }
                     None => return Outcome::Ended,
                 },
                 message = messages.next() => {
@@ -541,7 +547,15 @@ impl Session {
                     }
                     // A connection that has sent data stalls after `stall_timeout` of silence;
                     // one that has sent nothing yet (a reconnect) gets the start's time to tune.
-                    let stalled = if source.any() { source.silent_for() > self.settings.stall_timeout } else { waited };
+                    // Bytes that make no output (garbage, not a transport stream) are silence
+                    // too: counted from the last output, or from the connect before the first.
+                    let no_output = graph.sink.is_some()
+                        && last_output.map_or(waited, |at| at.elapsed() > self.settings.stall_timeout);
+                    let stalled = if source.any() {
+                        source.silent_for() > self.settings.stall_timeout || no_output
+                    } else {
+                        waited
+                    };
                     if stalled {
                         return Outcome::Stalled;
                     }

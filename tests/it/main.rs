@@ -9,6 +9,7 @@ mod common;
 mod demo_streams;
 mod detect;
 mod encoder_queue;
+mod faults;
 mod guide;
 mod hdhr;
 mod hdhr_discovery;
