@@ -35,10 +35,14 @@ impl ChannelIds {
 const PLACEHOLDER_SECS: i64 = 6 * 3_600;
 /// How far ahead placeholders reach when the guide has nothing that ends later.
 const PLACEHOLDER_MIN_SPAN: i64 = 86_400;
+/// How far ahead placeholders reach at most: a receiver event with a bogus length (years) must
+/// not make every channel without a guide render placeholders up to it.
+const PLACEHOLDER_MAX_SPAN: i64 = 31 * 86_400;
 
 /// Renders the guide; `base` is this server's URL without a trailing slash (for icons), `now`
 /// the current Unix time. A channel without programmes gets placeholders titled with its name,
-/// in 6-hour blocks from the block holding `now` to the end of the guide (at least a day):
+/// in 6-hour blocks from the block holding `now` to the end of the guide (at least a day, at
+/// most 31 days):
 /// media servers hide channels without guide data, and XMLTV validators refuse them.
 pub fn render_xmltv(channels: &[Channel], guide: &Guide, base: &str, ids: ChannelIds, now: i64) -> String {
     let mut out = String::from(
@@ -60,7 +64,8 @@ pub fn render_xmltv(channels: &[Channel], guide: &Guide, base: &str, ids: Channe
     let placeholders_until = guide
         .last_stop()
         .unwrap_or(now)
-        .max(now.saturating_add(PLACEHOLDER_MIN_SPAN));
+        .max(now.saturating_add(PLACEHOLDER_MIN_SPAN))
+        .min(now.saturating_add(PLACEHOLDER_MAX_SPAN));
     for c in channels {
         let id = escape(&ids.of(c));
         let own = guide.programmes(&c.service_ref);
@@ -293,5 +298,31 @@ mod tests {
         // With no guide at all, placeholders still cover a day.
         let empty = render_xmltv(&channels, &Guide::default(), "http://h", ChannelIds::TvgId, now);
         assert_eq!(empty.matches("<programme ").count(), 2 * 5, "{empty}");
+    }
+
+    /// Found by the `playlists` fuzz target: one event of a bogus length (here ~35,000 years)
+    /// made the placeholders of every other channel run up to its end, which never came.
+    #[test]
+    fn placeholders_stop_a_month_ahead_whatever_the_guide_claims() {
+        let channels = [
+            channel(1, "Das Erste HD", "1:0:19:283D:3FB:1:C00000:0:0:0:"),
+            channel(2, "Ö1", "1:0:2:2F1C:441:1:C00000:0:0:0:"),
+        ];
+        let now = 1_700_000_000;
+        let event = EpgEvent {
+            id: 1,
+            service_ref: "1:0:19:283D:3FB:1:C00000:0:0:0:".to_owned(),
+            start: now,
+            duration: 1 << 40,
+            title: "Endlos".to_owned(),
+            short_description: String::new(),
+            long_description: String::new(),
+        };
+        let mut guide = Guide::default();
+        let list = programmes(&channels[0].service_ref, vec![event], GuideWindow::days_from(now, 7));
+        guide.set(channels[0].service_ref.clone(), list);
+        let xml = render_xmltv(&channels, &guide, "http://h", ChannelIds::TvgId, now);
+        // From the block holding now to 31 days ahead: 31 * 4 blocks and the one begun.
+        assert_eq!(xml.matches("<title>Ö1</title>").count(), 31 * 4 + 1, "{xml}");
     }
 }
