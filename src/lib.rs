@@ -7,6 +7,8 @@ mod cache;
 pub mod catalog;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod gpu;
 pub mod hdhr;
 mod http;

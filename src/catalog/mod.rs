@@ -8,6 +8,7 @@ mod page;
 mod refresh;
 mod xmltv;
 
+pub(crate) use guide::programmes;
 pub use guide::{Guide, GuideLoad, GuideWindow, Programme, load_guide};
 pub use m3u::render_m3u;
 pub use now_next::{ChannelNow, NowNext, Slot, now_next};

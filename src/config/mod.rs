@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use error::{ConfigError, Problem, ProblemKind, Source};
+pub(crate) use load::resolve;
 pub use model::{
     AuthConfig, BreakerConfig, CatalogConfig, Config, EpgConfig, HdhrConfig, HlsConfig, LogConfig, LogFormat,
     PiconConfig, PortOverride, RateLimitConfig, ReceiverConfig, Secret, StreamAuth, StreamingConfig, TelemetryConfig,

@@ -17,6 +17,7 @@ pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;
 pub(crate) use latency::read_latency;
+pub(crate) use template::parse as parse_template;
 pub use template::{Graph, Mode, Output, Template, TemplateProblem};
 
 use std::collections::BTreeMap;

@@ -10,6 +10,8 @@ mod segmenter;
 mod ts_cache;
 
 pub use hls::{HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
+pub(crate) use segmenter::Segmenter;
+pub(crate) use ts_cache::TsCache;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -17,6 +17,9 @@ mod wire;
 
 pub use detect::{ConnectFailure, DetectError, RELAY_PROBE_GAP, StreamResolver, StreamSource};
 pub use epg::EpgEvent;
+pub(crate) use epg::{parse_json as parse_epg_json, parse_xml as parse_epg_xml};
 pub use error::UpstreamError;
 pub use lineup::load_channels;
 pub use openwebif::{OpenWebIf, ServiceEntry};
+pub(crate) use text::{decode, parse_whitelist};
+pub(crate) use wire::{BouquetList, ServiceList, parse as parse_wire};
