@@ -175,6 +175,68 @@ fn bad_values_give_exact_messages() {
              must not contain a user name or password",
         },
         Case {
+            name: "zero concurrency",
+            file: Some("[receiver]\nmax_concurrency = 0"),
+            env: &[],
+            overrides: &[],
+            want: "config.toml: key `receiver.max_concurrency`: must be at least 1",
+        },
+        Case {
+            name: "cors origin with a path",
+            file: None,
+            env: &[("XG2G_HLS_CORS_ORIGIN", "https://tv.example.org/player")],
+            overrides: &[],
+            want: "environment variable XG2G_HLS_CORS_ORIGIN: key `hls.cors_origin`: must be \"*\", \
+             empty, or an origin like \"https://tv.example.org\" (scheme, host, optional port)",
+        },
+        Case {
+            name: "cors origin with a trailing slash",
+            file: Some("[hls]\ncors_origin = \"https://tv.example.org/\""),
+            env: &[],
+            overrides: &[],
+            want: "config.toml: key `hls.cors_origin`: must be \"*\", empty, or an origin like \
+             \"https://tv.example.org\" (scheme, host, optional port)",
+        },
+        Case {
+            name: "cors origin not http",
+            file: Some("[hls]\ncors_origin = \"ftp://tv.example.org\""),
+            env: &[],
+            overrides: &[],
+            want: "config.toml: key `hls.cors_origin`: must be \"*\", empty, or an origin like \
+             \"https://tv.example.org\" (scheme, host, optional port)",
+        },
+        Case {
+            name: "port override without a port",
+            file: Some("[receiver]\nport_overrides = [\"1:0:19:283D:3FB:1:C00000:0:0:0:=0\"]"),
+            env: &[],
+            overrides: &[],
+            want: "config.toml: key `receiver.port_overrides`: expected entries like \
+             \"1:0:19:283D:3FB:1:C00000:0:0:0:=17999\", got \"1:0:19:283D:3FB:1:C00000:0:0:0:=0\"",
+        },
+        Case {
+            name: "port override without a reference",
+            file: None,
+            env: &[("XG2G_PORT_OVERRIDES", "=17999")],
+            overrides: &[],
+            want: "environment variable XG2G_PORT_OVERRIDES: key `receiver.port_overrides`: expected \
+             entries like \"1:0:19:283D:3FB:1:C00000:0:0:0:=17999\", got \"=17999\"",
+        },
+        Case {
+            name: "hdhr device id",
+            file: Some("[hdhr]\ndevice_id = \"xyz\""),
+            env: &[],
+            overrides: &[],
+            want: "config.toml: key `hdhr.device_id`: must be 8 hexadecimal digits, e.g. \"10439EFD\"",
+        },
+        Case {
+            name: "hdhr device id with a wrong check digit",
+            file: None,
+            env: &[("XG2G_HDHR_DEVICE_ID", "10439EFE")],
+            overrides: &[],
+            want: "environment variable XG2G_HDHR_DEVICE_ID: key `hdhr.device_id`: \
+             fails the HDHomeRun check digit (Plex ignores such a tuner); 10439EFD would pass",
+        },
+        Case {
             name: "unknown override key",
             file: None,
             env: &[],
@@ -185,6 +247,23 @@ fn bad_values_give_exact_messages() {
     for case in cases {
         let got = problems(case.file, case.env, case.overrides, Requirements::None);
         assert_eq!(got, case.want, "case: {}", case.name);
+    }
+}
+
+/// What the checks accept: an origin with a port, "*", empty; overrides with a port; a device
+/// id with a valid check digit.
+#[test]
+fn good_values_pass_the_checks() {
+    for (file, env) in [
+        ("[hls]\ncors_origin = \"http://tv.example.org:8080\"", &[][..]),
+        ("[hls]\ncors_origin = \"\"", &[]),
+        ("", &[("XG2G_HLS_CORS_ORIGIN", "*")]),
+        ("", &[("XG2G_PORT_OVERRIDES", "1:0:19:283D:3FB:1:C00000:0:0:0:=17999,1:0:1:1:1:1:0:0:0:0:=8001")]),
+        ("[hdhr]\ndevice_id = \"10439EFD\"", &[]),
+    ] {
+        if let Err(err) = try_load(Some(file), env, &[], Requirements::None) {
+            panic!("{file} {env:?}: {err}");
+        }
     }
 }
 
