@@ -129,3 +129,88 @@ pub fn spawn_loader(
     tokio::spawn(task.run(inbox, shutdown));
     CatalogHandle { rx, commands }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(number: u32, bouquet: &str) -> Channel {
+        Channel {
+            number,
+            name: format!("Channel {number}"),
+            service_ref: format!("1:0:19:{number:X}:3FB:1:C00000:0:0:0:").parse().unwrap(),
+            bouquet: bouquet.to_owned(),
+        }
+    }
+
+    fn handle() -> (CatalogHandle, watch::Sender<Snapshot>, mpsc::Receiver<Command>) {
+        let (tx, rx) = watch::channel(Snapshot::default());
+        let (commands, inbox) = mpsc::channel(1);
+        (CatalogHandle { rx, commands }, tx, inbox)
+    }
+
+    #[test]
+    fn bouquets_keep_catalog_order_and_gather_their_channels() {
+        let catalog = Catalog {
+            channels: vec![channel(1, "TV"), channel(2, "Radio"), channel(3, "TV")],
+            loaded_at: SystemTime::UNIX_EPOCH,
+            guide: Arc::default(),
+        };
+        let grouped: Vec<(&str, Vec<u32>)> = catalog
+            .by_bouquet()
+            .into_iter()
+            .map(|(name, list)| (name, list.iter().map(|c| c.number).collect()))
+            .collect();
+        assert_eq!(grouped, [("TV", vec![1, 3]), ("Radio", vec![2])]);
+        let second = &catalog.channels[1].service_ref;
+        assert_eq!(catalog.channel(second).map(|c| c.number), Some(2));
+        assert!(catalog.channel(&channel(9, "TV").service_ref).is_none());
+    }
+
+    #[test]
+    fn the_channel_list_error_comes_before_the_guide_error() {
+        let mut snapshot = Snapshot::default();
+        assert_eq!(snapshot.refresh_error(), None);
+        snapshot.guide_error = Some("guide".to_owned());
+        assert_eq!(snapshot.refresh_error(), Some("guide"));
+        snapshot.last_error = Some("channels".to_owned());
+        assert_eq!(snapshot.refresh_error(), Some("channels"));
+    }
+
+    #[tokio::test]
+    async fn refresh_asks_the_task_and_returns_its_answer() {
+        let (handle, _tx, mut inbox) = handle();
+        let task = tokio::spawn(async move {
+            let Some(Command::Refresh(reply)) = inbox.recv().await else {
+                panic!("a refresh command");
+            };
+            let _ = reply.send(Err(RefreshError::InProgress {
+                retry_after: std::time::Duration::from_secs(7),
+            }));
+            // The task goes away: a later refresh reports it stopped.
+        });
+        let err = handle.refresh().await.unwrap_err();
+        assert_eq!(err.code(), "refresh-in-progress");
+        task.await.unwrap();
+        assert!(matches!(handle.refresh().await, Err(RefreshError::Stopped)));
+    }
+
+    #[tokio::test]
+    async fn ready_waits_for_the_first_catalog() {
+        let (mut handle, tx, _inbox) = handle();
+        assert!(handle.snapshot().catalog.is_none());
+        let load = async {
+            // Let the waiter see the empty snapshot first.
+            tokio::task::yield_now().await;
+            tx.send_modify(|s| {
+                s.catalog = Some(Arc::new(Catalog {
+                    channels: vec![channel(1, "TV")],
+                    loaded_at: SystemTime::UNIX_EPOCH,
+                    guide: Arc::default(),
+                }));
+            });
+        };
+        let (catalog, ()) = tokio::join!(handle.ready(), load);
+        assert_eq!(catalog.channels.len(), 1);
+    }
+}
