@@ -543,3 +543,120 @@ async fn run_registry(
     }
     // Dropping the entries closes every session's command channel; the shutdown token stops them.
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn registry(shutdown: &CancellationToken) -> Registry {
+        let settings = Settings {
+            audio_languages: Vec::new(),
+            idle_grace: Duration::from_secs(1),
+            max_client_lag: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(2),
+            reconnect_attempts: 0,
+            start_timeout: Duration::from_secs(1),
+            hls_target_duration: 2,
+            hls_window: 6,
+            hls_idle_timeout: Duration::from_secs(30),
+        };
+        Registry::spawn(settings, Arc::new(Metrics::new()), shutdown.clone())
+    }
+
+    fn channel(sid: u16) -> ServiceRef {
+        format!("1:0:19:{sid:X}:3FB:1:C00000:0:0:0:").parse().unwrap()
+    }
+
+    /// A probe that counts its runs and answers once `gate` is released.
+    fn probe(
+        runs: &Arc<AtomicUsize>,
+        gate: oneshot::Receiver<Result<VideoCodec, LearnError>>,
+    ) -> futures_util::future::BoxFuture<'static, Result<VideoCodec, LearnError>> {
+        let runs = runs.clone();
+        Box::pin(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            gate.await.unwrap_or(Err(LearnError::ShuttingDown))
+        })
+    }
+
+    #[test]
+    fn the_first_video_stream_names_the_codec() {
+        for (types, codec) in [
+            (&[0x03, 0x1B][..], VideoCodec::H264),
+            (&[0x24, 0x0F], VideoCodec::Hevc),
+            (&[0x02], VideoCodec::Mpeg2),
+            (&[0x01], VideoCodec::Mpeg2),
+            (&[0x10], VideoCodec::Other),
+            (&[0x03, 0x0F, 0x06], VideoCodec::None),
+            (&[], VideoCodec::None),
+            (&[0x03, 0x02, 0x1B], VideoCodec::Mpeg2),
+        ] {
+            assert_eq!(VideoCodec::from_stream_types(types), codec, "{types:x?}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_stable_codes() {
+        let second = Duration::from_secs(1);
+        for (error, code) in [
+            (SessionError::Upstream("x".into()), "upstream-unavailable"),
+            (SessionError::StartTimeout(second), "upstream-unavailable"),
+            (SessionError::NoTuner(second), "no-tuner"),
+            (SessionError::ShuttingDown, "shutting-down"),
+            (SessionError::EncoderFull("nvenc".into()), "encoder-queue-full"),
+            (
+                SessionError::Unplayable {
+                    profile: "copy".into(),
+                },
+                "profile-unplayable",
+            ),
+        ] {
+            assert_eq!(error.code(), code, "{error}");
+        }
+    }
+
+    /// Concurrent requests for one channel's codec share one probe; its answer is remembered,
+    /// a failure is not.
+    #[tokio::test]
+    async fn one_probe_per_channel_and_its_answer_is_remembered() {
+        let shutdown = CancellationToken::new();
+        let registry = registry(&shutdown);
+        let runs = Arc::new(AtomicUsize::new(0));
+        assert_eq!(registry.codec(channel(1)).await, None);
+
+        let (release, gate) = oneshot::channel();
+        let (_unused, never) = oneshot::channel();
+        let first = registry.learn_codec(channel(1), probe(&runs, gate));
+        let second = registry.learn_codec(channel(1), probe(&runs, never));
+        let answer = async {
+            while runs.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            release.send(Ok(VideoCodec::H264)).unwrap();
+        };
+        let (first, second, ()) = tokio::join!(first, second, answer);
+        assert_eq!(first.unwrap(), VideoCodec::H264);
+        assert_eq!(second.unwrap(), VideoCodec::H264);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the second request waited for the first probe");
+        assert_eq!(registry.codec(channel(1)).await, Some(VideoCodec::H264));
+        let (_unused, never) = oneshot::channel();
+        let known = registry.learn_codec(channel(1), probe(&runs, never)).await;
+        assert_eq!(known.unwrap(), VideoCodec::H264);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "a known codec is not probed again");
+
+        let (release, gate) = oneshot::channel();
+        release.send(Err(LearnError::Upstream("no PMT".into()))).unwrap();
+        let failed = registry.learn_codec(channel(2), probe(&runs, gate)).await;
+        assert!(matches!(failed, Err(LearnError::Upstream(_))), "{failed:?}");
+        assert_eq!(registry.codec(channel(2)).await, None, "a failure is not remembered");
+        assert_eq!(registry.count().await, 0);
+
+        shutdown.cancel();
+        let (_unused, never) = oneshot::channel();
+        let late = registry.learn_codec(channel(3), probe(&runs, never)).await;
+        assert!(matches!(late, Err(LearnError::ShuttingDown)), "{late:?}");
+        assert_eq!(registry.count().await, 0);
+    }
+}
