@@ -255,11 +255,13 @@ fn pmt_round_trip(data: &[u8]) {
     assert_eq!(mpegts::pmt_streams(&section), Some(streams));
 }
 
-/// `data` in buffers whose lengths repeat `cuts` (a zero length is skipped).
+/// `data` in buffers whose lengths repeat `cuts` (a zero length is skipped; all zero: one
+/// buffer).
 fn cut<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
     let mut rest = data;
-    for length in cuts.iter().cycle().filter(|n| **n > 0) {
+    let lengths: Vec<usize> = cuts.iter().copied().filter(|n| *n > 0).collect();
+    for length in lengths.iter().cycle() {
         if rest.is_empty() {
             break;
         }
@@ -758,6 +760,15 @@ mod tests {
                 std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
             }
         }
+    }
+
+    /// Inputs cargo-fuzz found, each once a failure (see the commit that adds it).
+    #[test]
+    fn regressions() {
+        // Empty: every cut length zero made the harness's `cut` loop forever (a timeout).
+        super::ts(&[]);
+        assert_eq!(cut(b"abc", &[0, 0]), [&b"abc"[..]]);
+        assert_eq!(cut(b"abcde", &[0, 2]), [&b"ab"[..], b"cd", b"e"]);
     }
 
     /// The seeds meet the properties and reach the interesting paths: segments are cut, the
