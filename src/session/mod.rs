@@ -607,9 +607,7 @@ mod tests {
             (SessionError::ShuttingDown, "shutting-down"),
             (SessionError::EncoderFull("nvenc".into()), "encoder-queue-full"),
             (
-                SessionError::Unplayable {
-                    profile: "copy".into(),
-                },
+                SessionError::Unplayable { profile: "copy".into() },
                 "profile-unplayable",
             ),
         ] {
@@ -639,7 +637,11 @@ mod tests {
         let (first, second, ()) = tokio::join!(first, second, answer);
         assert_eq!(first.unwrap(), VideoCodec::H264);
         assert_eq!(second.unwrap(), VideoCodec::H264);
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the second request waited for the first probe");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the second request waited for the first probe"
+        );
         assert_eq!(registry.codec(channel(1)).await, Some(VideoCodec::H264));
         let (_unused, never) = oneshot::channel();
         let known = registry.learn_codec(channel(1), probe(&runs, never)).await;

@@ -258,7 +258,13 @@ fn good_values_pass_the_checks() {
         ("[hls]\ncors_origin = \"http://tv.example.org:8080\"", &[][..]),
         ("[hls]\ncors_origin = \"\"", &[]),
         ("", &[("XG2G_HLS_CORS_ORIGIN", "*")]),
-        ("", &[("XG2G_PORT_OVERRIDES", "1:0:19:283D:3FB:1:C00000:0:0:0:=17999,1:0:1:1:1:1:0:0:0:0:=8001")]),
+        (
+            "",
+            &[(
+                "XG2G_PORT_OVERRIDES",
+                "1:0:19:283D:3FB:1:C00000:0:0:0:=17999,1:0:1:1:1:1:0:0:0:0:=8001",
+            )],
+        ),
         ("[hdhr]\ndevice_id = \"10439EFD\"", &[]),
     ] {
         if let Err(err) = try_load(Some(file), env, &[], Requirements::None) {
