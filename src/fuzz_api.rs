@@ -14,8 +14,11 @@ use crate::mpegts::{self, PACKET, Packetizer};
 use crate::pipeline::SegmentPlan;
 use crate::session::{HlsState, Segment};
 
+/// A fuzz target: takes any bytes, panics when a property fails.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for drivers that run them all.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ts", ts),
     ("service_ref", service_ref),
     ("config", config),
@@ -98,7 +101,7 @@ pub fn ts(data: &[u8]) {
     }
     pmt_round_trip(stream);
     let a = u64::from_le_bytes(stream.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()) & mpegts::PTS_MASK;
-    let d = u64::from(mode) * 1_000_003 & mpegts::PTS_MASK;
+    let d = (u64::from(mode) * 1_000_003) & mpegts::PTS_MASK;
     assert_eq!(mpegts::pts_diff((a + d) & mpegts::PTS_MASK, a), d);
 
     // The same stream in buffers cut anywhere gives the same whole packets.
@@ -632,13 +635,13 @@ fn seed_stream() -> Vec<u8> {
                 true,
                 None,
                 &[0, 0, 0xB0, 0x0D, 0, 1, 0xC1, 0, 0, 0, 1, 0xF0, 0x00, 0, 0, 0, 0],
-                i / 6 & 0x0F,
+                (i / 6) & 0x0F,
             );
             let pmt = [
                 0, 0x02, 0xB0, 0x1D, 0, 1, 0xC1, 0, 0, 0xE1, 0x00, 0xF0, 0, 0x1B, 0xE1, 0x00, 0xF0, 0, 0x03, 0xE1,
                 0x01, 0xF0, 6, 0x0A, 4, b'd', b'e', b'u', 0, 0, 0, 0, 0,
             ];
-            packet(0x1000, true, None, &pmt, i / 6 & 0x0F);
+            packet(0x1000, true, None, &pmt, (i / 6) & 0x0F);
         }
         let key = i % 3 == 0;
         let video = [&header(0xE0)[..], &[0, 0, 0, 1, 0x67, 0, 0, 0, 1, 0x65]].concat();
