@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("template", template),
     ("openwebif", openwebif),
     ("playlists", playlists),
+    ("requests", requests),
 ];
 
 /// Reads structured values off the fuzzer's bytes; runs dry as zeros.
@@ -563,6 +564,94 @@ fn hls(input: &mut Input<'_>) {
     assert!(parsed.variants[0].bandwidth >= 1);
 }
 
+/// What clients and the LAN send: HDHomeRun discovery and control frames, SSDP `M-SEARCH`
+/// datagrams, signed-URL queries and forwarding headers. Frames are sealed with a valid CRC so
+/// that the field parsers are reached; a control request's reply parses back to its name; an
+/// SSDP answer is a complete HTTP response; a signature holds for its own path only until it
+/// expires, and no fuzzed query is granted; a peer that is not a trusted proxy is the client,
+/// whatever its headers say.
+pub fn requests(data: &[u8]) {
+    use crate::hdhr;
+    let mut input = Input(data);
+    let kind = input.u8();
+    let rest = input.rest();
+    match kind % 4 {
+        0 => {
+            let _ = hdhr::Frame::parse(rest).map(|(_, used)| assert!(used <= rest.len()));
+            let payload = &rest[..rest.len().min(hdhr::MAX_FRAME)];
+            let sealed = hdhr::seal(u16::from(kind), payload);
+            let (frame, used) = hdhr::Frame::parse(&sealed).expect("a sealed frame parses");
+            assert_eq!(
+                (frame.kind, frame.payload, used),
+                (u16::from(kind), payload, sealed.len())
+            );
+            if let Ok(request) = hdhr::DiscoverRequest::parse(&frame) {
+                let _ = request.wants(0x1043_9EFD);
+            }
+            if let Ok(request) = hdhr::GetSetRequest::parse(&frame) {
+                let value = request.value.clone().unwrap_or_default();
+                let reply = hdhr::getset_reply(&request.name, Ok(&value));
+                let (frame, _) = hdhr::Frame::parse(&reply).expect("a reply parses");
+                assert_eq!(frame.kind, hdhr::TYPE_GETSET_RPY);
+                let back = hdhr::GetSetRequest::parse(&frame).expect("a reply's fields parse");
+                assert_eq!((back.name, back.value), (request.name, Some(value)));
+            }
+        }
+        1 => {
+            let udn = "uuid:10439efd-0000-4000-8000-000000000000";
+            if let Some(target) = hdhr::parse_ssdp_search(rest, udn) {
+                let answers = hdhr::ssdp_answers(&target, udn);
+                assert!(!answers.is_empty());
+                for answer in answers {
+                    let text = hdhr::render_answer(&answer, "http://tv.local:8080/device.xml");
+                    let mut headers = [httparse::EMPTY_HEADER; 16];
+                    let mut response = httparse::Response::new(&mut headers);
+                    assert!(
+                        matches!(response.parse(text.as_bytes()), Ok(httparse::Status::Complete(n)) if n == text.len())
+                    );
+                }
+            }
+        }
+        2 => {
+            let text = String::from_utf8_lossy(rest);
+            let (path, query) = text.split_once('?').unwrap_or((&text, ""));
+            let keys = crate::auth::KeySet::parse(["k1:0123456789abcdef0123456789abcdef"]).expect("a valid key");
+            let now = 1_800_000_000;
+            assert!(
+                crate::auth::verify(&keys, path, query, now).is_err(),
+                "a fuzzed query is not granted"
+            );
+            let scope = crate::auth::Scope::of_path(path);
+            let signed = crate::auth::sign(keys.current(), &scope, now + 60);
+            let grant = crate::auth::verify(&keys, path, &signed, now).expect("its own signature holds");
+            assert_eq!((grant.scope, grant.expires), (scope, now + 60));
+            assert!(
+                crate::auth::verify(&keys, path, &signed, now + 60).is_err(),
+                "until it expires"
+            );
+            let _ = crate::auth::KeySet::parse(crate::auth::keys::file_entries(&text));
+        }
+        _ => {
+            let text = String::from_utf8_lossy(rest);
+            let mut parts = text.split('\n');
+            let proxies: Vec<String> = parts.next().unwrap_or_default().split(' ').map(str::to_owned).collect();
+            let proxies = crate::http::TrustedProxies::parse(&proxies).unwrap_or_default();
+            let xff: Vec<&str> = parts.next().map(|l| l.split('|').collect()).unwrap_or_default();
+            let forwarded: Vec<&str> = parts.collect();
+            for peer in ["10.0.0.1", "192.0.2.7", "::ffff:10.0.0.1", "2001:db8::1"] {
+                let peer: std::net::IpAddr = peer.parse().expect("an address");
+                let _ = proxies.client_ip(peer, &xff, &forwarded);
+                let untrusted = crate::http::TrustedProxies::default().client_ip(peer, &xff, &forwarded);
+                assert_eq!(
+                    untrusted,
+                    peer.to_canonical(),
+                    "headers of an untrusted peer are ignored"
+                );
+            }
+        }
+    }
+}
+
 /// Seed inputs of each target: real shapes the fuzzers start from (also written to
 /// `fuzz/corpus/<target>/` by `scripts/fuzz`).
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -584,6 +673,14 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             [&[4][..], b"# relay\n1:0:19:283D:3FB:1:C00000:0:0:0\n1:0:19:283D:3FB:1:C00000:0:0:0:\n\n".as_slice()].concat(),
         ],
         "playlists" => vec![(0u8..=255).cycle().take(600).collect()],
+        "requests" => vec![
+            // hdhomerun_config's discover (unsealed), and a get of /sys/model (sealed again).
+            [&[0][..], &[0, 2, 0, 12, 1, 4, 255, 255, 255, 255, 2, 4, 255, 255, 255, 255, 0x73, 0xCC, 0x7D, 0x8F]].concat(),
+            [&[4][..], &[3, 11][..], b"/sys/model\0", &[4, 4], b"abc\0"].concat(),
+            [&[1][..], b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n"].concat(),
+            [&[2][..], b"/hls/1:0:19:283D:3FB:1:C00000:0:0:0:/aac/index.m3u8?exp=1800000060&kid=k1&sig=AAAA".as_slice()].concat(),
+            [&[3][..], b"10.0.0.0/8 ::1\n203.0.113.9, 10.0.0.2|10.0.0.3\nfor=\"[2001:db8::7]:4711\";proto=https".as_slice()].concat(),
+        ],
         _ => Vec::new(),
     }
 }
@@ -747,6 +844,11 @@ mod tests {
     #[test]
     fn playlists() {
         drive("playlists", super::playlists);
+    }
+
+    #[test]
+    fn requests() {
+        drive("requests", super::requests);
     }
 
     /// With `XG2G_FUZZ_SEEDS_DIR` set, writes each target's seeds to `<dir>/<target>/` (for

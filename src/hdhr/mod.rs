@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use advertised::Advertised;
 pub use device_id::{DeviceId, DeviceIdError};
+pub(crate) use packet::{DiscoverRequest, Frame, GetSetRequest, MAX_FRAME, TYPE_GETSET_RPY, getset_reply, seal};
 pub(crate) use responder::Responder;
+pub(crate) use ssdp_message::{answers as ssdp_answers, parse_search as parse_ssdp_search, render_answer};
 
 /// Errors of the tuner emulation.
 #[derive(Debug, thiserror::Error)]
