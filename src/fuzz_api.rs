@@ -138,12 +138,14 @@ pub fn ts(data: &[u8]) {
     cache_holds_back_only_the_start(&synced, &out.concat());
 
     // Segments: whole packets, each starting with PAT then PMT, the tables' counters running on
-    // from segment to segment.
+    // from segment to segment; also when the clocks are moved to continue an earlier
+    // connection's media (at a fuzzer-chosen time).
     let plan = SegmentPlan::new(
         vec![Duration::from_millis(500); 2],
         Duration::from_secs(1 + u64::from(mode % 4)),
     );
-    let mut segmenter = crate::session::Segmenter::new(plan, 0);
+    let continue_at = (mode & 0x80 != 0).then_some(a);
+    let mut segmenter = crate::session::Segmenter::new(plan, 0, continue_at);
     let mut pieces = Vec::new();
     for buffer in &buffers {
         pieces.extend(segmenter.push(buffer));
@@ -882,7 +884,7 @@ mod tests {
     fn seeds_reach_the_interesting_paths() {
         let stream = seed_stream();
         let plan = SegmentPlan::new(vec![Duration::from_millis(500); 2], Duration::from_secs(1));
-        let mut segmenter = crate::session::Segmenter::new(plan, 0);
+        let mut segmenter = crate::session::Segmenter::new(plan, 0, None);
         assert!(segmenter.push(&stream).len() >= 2);
         let mut cache = crate::session::TsCache::default();
         cache.push(&stream);
