@@ -569,8 +569,9 @@ fn hls(input: &mut Input<'_>) {
 /// What clients and the LAN send: HDHomeRun discovery and control frames, SSDP `M-SEARCH`
 /// datagrams, signed-URL queries and forwarding headers. Frames are sealed with a valid CRC so
 /// that the field parsers are reached; a control request's reply parses back to its name; an
-/// SSDP answer is a complete HTTP response; a signature holds for its own path only until it
-/// expires, and no fuzzed query is granted; a peer that is not a trusted proxy is the client,
+/// SSDP answer is a complete HTTP response; a signature (URL or sign-in cookie) holds for what
+/// it signed until it expires, and no fuzzed one is granted; a device-token file that loads
+/// writes back to the same records; a peer that is not a trusted proxy is the client,
 /// whatever its headers say.
 pub fn requests(data: &[u8]) {
     use crate::hdhr;
@@ -632,6 +633,22 @@ pub fn requests(data: &[u8]) {
                 "until it expires"
             );
             let _ = crate::auth::KeySet::parse(crate::auth::keys::file_entries(&text));
+            // A sign-in cookie: no fuzzed one passes; a real one holds until it expires and
+            // passes for no URL signature, nor a URL signature for one.
+            assert!(crate::auth::verify_session(&keys, &text, now).is_err());
+            let cookie = crate::auth::sign_session(keys.current(), now + 60);
+            assert_eq!(crate::auth::verify_session(&keys, &cookie, now), Ok(now + 60));
+            assert!(crate::auth::verify_session(&keys, &signed, now).is_err());
+            assert!(crate::auth::verify(&keys, path, &cookie, now).is_err());
+            // Device tokens: a fuzzed token is no stored one; a token file that loads writes
+            // back to text that loads to the same records.
+            let _ = crate::auth::tokens::from_query(query);
+            let set = crate::auth::tokens::TokenSet::parse(&text);
+            if let Ok(set) = &set {
+                let again = crate::auth::tokens::TokenSet::parse(&set.to_json()).expect("written tokens load");
+                assert_eq!(again.records(), set.records());
+                assert_eq!(set.index().lookup(&text), None);
+            }
         }
         _ => {
             let text = String::from_utf8_lossy(rest);
@@ -680,7 +697,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             [&[0][..], &[0, 2, 0, 12, 1, 4, 255, 255, 255, 255, 2, 4, 255, 255, 255, 255, 0x73, 0xCC, 0x7D, 0x8F]].concat(),
             [&[4][..], &[3, 11][..], b"/sys/model\0", &[4, 4], b"abc\0"].concat(),
             [&[1][..], b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n"].concat(),
-            [&[2][..], b"/hls/1:0:19:283D:3FB:1:C00000:0:0:0:/aac/index.m3u8?exp=1800000060&kid=k1&sig=AAAA".as_slice()].concat(),
+            [&[2][..], b"/hls/1:0:19:283D:3FB:1:C00000:0:0:0:/aac/index.m3u8?exp=1800000060&kid=k1&sig=AAAA&token=xg2g_dev_AAAA".as_slice()].concat(),
+            [&[2][..], br#"{"version": 1, "tokens": [{"id": "0011223344556677", "name": "Plex", "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "created": 1800000000, "last_used": null}]}"#.as_slice()].concat(),
             [&[3][..], b"10.0.0.0/8 ::1\n203.0.113.9, 10.0.0.2|10.0.0.3\nfor=\"[2001:db8::7]:4711\";proto=https".as_slice()].concat(),
         ],
         _ => Vec::new(),
@@ -893,5 +911,10 @@ mod tests {
         let events = crate::upstream::parse_epg_json(&seeds("openwebif")[0][1..]).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].title, "Tagesschau\nHeute");
+        let tokens = String::from_utf8(seeds("requests")[4][1..].to_vec()).unwrap();
+        assert_eq!(
+            crate::auth::tokens::TokenSet::parse(&tokens).unwrap().records().len(),
+            1
+        );
     }
 }
