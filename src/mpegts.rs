@@ -152,14 +152,8 @@ pub fn pmt_streams(section: &[u8]) -> Option<Vec<PmtStream>> {
 
 /// The PTS of the PES packet that starts in this TS packet, in 90 kHz ticks.
 pub fn pes_pts(packet: &[u8]) -> Option<u64> {
-    if !unit_start(packet) {
-        return None;
-    }
-    let pes = payload(packet)?;
-    if pes.len() < 14 || pes[..3] != [0, 0, 1] || pes[7] & 0x80 == 0 {
-        return None;
-    }
-    Some(read_timestamp(&pes[9..14]))
+    let (pts, _) = pes_timestamp_fields(packet);
+    pts.map(|at| decode_timestamp(&packet[at..]))
 }
 
 /// Whether the PES that starts in this packet carries the codec's parameter sets, which a
@@ -210,32 +204,30 @@ fn pes_timestamp_fields(packet: &[u8]) -> (Option<usize>, Option<usize>) {
     (pts, dts)
 }
 
-fn read_timestamp(p: &[u8]) -> u64 {
-    (u64::from(p[0] & 0x0E) << 29)
-        | (u64::from(p[1]) << 22)
-        | (u64::from(p[2] & 0xFE) << 14)
-        | (u64::from(p[3]) << 7)
-        | (u64::from(p[4]) >> 1)
+/// A PTS or DTS field: the 4-bit prefix, the 33-bit value and its marker bits.
+pub fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
+    [
+        (prefix << 4) | (((ts >> 29) as u8) & 0x0E) | 1,
+        (ts >> 22) as u8,
+        (((ts >> 14) as u8) & 0xFE) | 1,
+        (ts >> 7) as u8,
+        (((ts << 1) as u8) & 0xFE) | 1,
+    ]
 }
 
-/// Writes a 33-bit timestamp, keeping the field's 4-bit prefix and its marker bits.
-fn write_timestamp(p: &mut [u8], ts: u64) {
-    p[0] = (p[0] & 0xF0) | ((ts >> 29) & 0x0E) as u8 | 1;
-    p[1] = (ts >> 22) as u8;
-    p[2] = ((ts >> 14) & 0xFE) as u8 | 1;
-    p[3] = (ts >> 7) as u8;
-    p[4] = ((ts << 1) & 0xFE) as u8 | 1;
+/// The 33-bit value of a PTS or DTS field.
+pub fn decode_timestamp(b: &[u8]) -> u64 {
+    (((b[0] as u64) >> 1) & 0x07) << 30
+        | (b[1] as u64) << 22
+        | ((b[2] as u64) >> 1) << 15
+        | (b[3] as u64) << 7
+        | (b[4] as u64) >> 1
 }
 
 /// The decoding time of the PES that starts in this packet: its DTS, else its PTS (90 kHz).
 pub fn pes_dts(packet: &[u8]) -> Option<u64> {
     let (pts, dts) = pes_timestamp_fields(packet);
-    dts.or(pts).map(|at| read_timestamp(&packet[at..at + 5]))
-}
-
-/// Where the adaptation field keeps a PCR, when it has one.
-fn pcr_field(packet: &[u8]) -> Option<usize> {
-    (packet[3] & 0x20 != 0 && packet[4] >= 7 && packet[5] & 0x10 != 0).then_some(6)
+    dts.or(pts).map(|at| decode_timestamp(&packet[at..]))
 }
 
 /// Moves every clock in the packet by `offset` ticks of 90 kHz, on the 33-bit clock: the PTS
@@ -245,17 +237,14 @@ fn pcr_field(packet: &[u8]) -> Option<usize> {
 pub fn shift_clocks(packet: &mut [u8], offset: u64) {
     let (pts, dts) = pes_timestamp_fields(packet);
     for at in [pts, dts].into_iter().flatten() {
-        let ts = (read_timestamp(&packet[at..at + 5]) + offset) & PTS_MASK;
-        write_timestamp(&mut packet[at..at + 5], ts);
+        let ts = (decode_timestamp(&packet[at..]) + offset) & PTS_MASK;
+        let prefix = packet[at] >> 4;
+        packet[at..at + 5].copy_from_slice(&encode_timestamp(prefix, ts));
     }
-    if let Some(at) = pcr_field(packet) {
-        let p = &mut packet[at..at + 6];
-        let base = (u64::from(p[0]) << 25)
-            | (u64::from(p[1]) << 17)
-            | (u64::from(p[2]) << 9)
-            | (u64::from(p[3]) << 1)
-            | (u64::from(p[4]) >> 7);
+    if let Some(base) = pcr_base(packet) {
+        // The base's 33 bits only: the reserved bits and the 27 MHz extension stay.
         let base = (base + offset) & PTS_MASK;
+        let p = &mut packet[6..11];
         p[0] = (base >> 25) as u8;
         p[1] = (base >> 17) as u8;
         p[2] = (base >> 9) as u8;
@@ -266,8 +255,10 @@ pub fn shift_clocks(packet: &mut [u8], offset: u64) {
 
 /// The PCR base (90 kHz) of the packet's adaptation field, when it carries one.
 pub fn pcr_base(packet: &[u8]) -> Option<u64> {
-    let at = pcr_field(packet)?;
-    let p = &packet[at..at + 5];
+    if !(packet[3] & 0x20 != 0 && packet[4] >= 7 && packet[5] & 0x10 != 0) {
+        return None;
+    }
+    let p = &packet[6..11];
     Some(
         (u64::from(p[0]) << 25)
             | (u64::from(p[1]) << 17)
@@ -412,18 +403,9 @@ pub(crate) mod tests {
         p[9] = (pcr >> 1) as u8;
         p[10] = ((pcr & 1) as u8) << 7 | 0x7E | (pcr_ext >> 8) as u8;
         p[11] = pcr_ext as u8;
-        let stamp = |prefix: u8, ts: u64| {
-            [
-                prefix << 4 | ((ts >> 29) & 0x0E) as u8 | 1,
-                (ts >> 22) as u8,
-                ((ts >> 14) & 0xFE) as u8 | 1,
-                (ts >> 7) as u8,
-                ((ts << 1) & 0xFE) as u8 | 1,
-            ]
-        };
         let mut header = vec![0, 0, 1, 0xE0, 0, 0, 0x80, 0xC0, 10];
-        header.extend(stamp(3, pts));
-        header.extend(stamp(1, dts));
+        header.extend(encode_timestamp(3, pts));
+        header.extend(encode_timestamp(1, dts));
         p[12..12 + header.len()].copy_from_slice(&header);
         p
     }

@@ -4,6 +4,8 @@
 //! due on the wire. The loop is muxed once; [`crate::demo::feed`] replays it forever, patching
 //! continuity counters, PCR, PTS and DTS so that the output is one continuous broadcast.
 
+pub(crate) use crate::mpegts::{decode_timestamp, encode_timestamp};
+
 pub(crate) const PACKET: usize = 188;
 pub(crate) const TS_WRAP: u64 = 1 << 33;
 const PAT_PID: u16 = 0x0000;
@@ -384,24 +386,6 @@ fn crc32_mpeg2(data: &[u8]) -> u32 {
         }
     }
     crc
-}
-
-pub(crate) fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
-    [
-        (prefix << 4) | (((ts >> 29) as u8) & 0x0E) | 1,
-        (ts >> 22) as u8,
-        (((ts >> 14) as u8) & 0xFE) | 1,
-        (ts >> 7) as u8,
-        (((ts << 1) as u8) & 0xFE) | 1,
-    ]
-}
-
-pub(crate) fn decode_timestamp(b: &[u8]) -> u64 {
-    (((b[0] as u64) >> 1) & 0x07) << 30
-        | (b[1] as u64) << 22
-        | ((b[2] as u64) >> 1) << 15
-        | (b[3] as u64) << 7
-        | (b[4] as u64) >> 1
 }
 
 /// A PCR with the given 90 kHz base and no 27 MHz extension.

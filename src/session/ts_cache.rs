@@ -181,7 +181,7 @@ impl TsCache {
             counter.last = Some(mpegts::continuity(packet));
         }
         // An adaptation field with a PCR: flag the time base's discontinuity there.
-        if self.mark_pcr && packet[3] & 0x20 != 0 && packet[4] > 0 && packet[5] & 0x10 != 0 {
+        if self.mark_pcr && mpegts::pcr_base(packet).is_some() {
             packet[5] |= 0x80;
             self.mark_pcr = false;
         }
