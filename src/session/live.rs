@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
-use super::segmenter::{Piece, Segmenter};
+use super::segmenter::{Piece, Segmenter, media_end};
 use super::ts_cache::TsCache;
 use super::{
     Chunk, ClientGuard, HlsView, SessionClock, SessionError, SessionKey, Settings, SourceOutcome, StartSpec,
@@ -78,8 +78,6 @@ struct Fanout {
     received: u64,
     hls_state: HlsState,
     next_sequence: u64,
-    /// Where the published segments' media ends (90 kHz): a reconnect's clocks continue there.
-    published_end: Option<u64>,
     /// The next segment follows an upstream reconnect.
     discontinuity: bool,
     /// Whether the join channel is still open (closed once the session starts ending).
@@ -132,7 +130,6 @@ impl Session {
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
             next_sequence: 0,
-            published_end: None,
             discontinuity: false,
             accepting: true,
             start_trace: Some(start_trace),
@@ -332,8 +329,7 @@ impl Session {
     /// codecs from the muxer's input caps.
     fn publish_segment(&self, fan: &mut Fanout, piece: Piece, mux: Option<&gst::Element>, requested: Instant) {
         let Some((tx, _)) = &self.hls else { return };
-        let Piece { bytes, duration, end } = piece;
-        fan.published_end = Some(end);
+        let Piece { bytes, duration } = piece;
         if let Some(mux) = mux.filter(|_| fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()) {
             for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
                 if fan.hls_state.video.is_none() {
@@ -439,10 +435,11 @@ impl Session {
             drop(data_tx);
         }
         // HLS: segments are cut from the muxer's output, numbered on from the session's last.
-        let mut segmenter = self
-            .hls
-            .is_some()
-            .then(|| Segmenter::new(plan.clone(), fan.next_sequence, fan.published_end));
+        let mut segmenter = self.hls.is_some().then(|| {
+            // A reconnect's clocks continue where the last published segment's media ends.
+            let last = fan.hls_state.last_sequence().and_then(|s| fan.hls_state.segment(s));
+            Segmenter::new(plan.clone(), fan.next_sequence, last.and_then(|s| media_end(&s.bytes)))
+        });
         let Some(bus) = graph.guard.pipeline().bus() else {
             return Outcome::Failed("pipeline without bus".into());
         };

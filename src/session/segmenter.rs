@@ -27,9 +27,6 @@ const LAST_FRAME_90K: u64 = 3_600;
 pub(crate) struct Piece {
     pub bytes: Bytes,
     pub duration: Duration,
-    /// Where its media ends on the published time line (90 kHz): its latest timestamp and a
-    /// frame. A later connection continues from here.
-    pub end: u64,
 }
 
 /// The segment being written.
@@ -67,7 +64,7 @@ pub(crate) struct Segmenter {
 
 impl Segmenter {
     /// `index` is the number of segments the session already has; `continue_at` is where the
-    /// last of them ends ([`Piece::end`]), when there is one.
+    /// last of them ends ([`media_end`]), when there is one.
     pub(crate) fn new(plan: SegmentPlan, index: u64, continue_at: Option<u64>) -> Self {
         Self {
             plan,
@@ -172,22 +169,16 @@ impl Segmenter {
     fn finish(&mut self, length: u64) -> Option<Piece> {
         let mut open = self.open.take()?;
         self.index += 1;
-        // Decoding times around the segment's start, signed: audio may lead its key frame.
-        let around = |ts: u64| {
-            let d = mpegts::pts_diff(ts, open.start);
-            if d > PTS_MASK / 2 {
-                d as i64 - (PTS_MASK as i64 + 1)
-            } else {
-                d as i64
-            }
-        };
-        let packets = || open.bytes.chunks_exact(PACKET).skip(2);
-        let earliest = packets().filter_map(mpegts::pes_dts).map(around).min().unwrap_or(0);
-        let latest = packets().filter_map(mpegts::pes_pts).map(around).max().unwrap_or(0);
         // The first segment of a connection fixes how far its clocks move: its earliest
         // decoding time lands where the published media ends.
         let offset = *self.offset.get_or_insert_with(|| match self.continue_at {
-            Some(end) => mpegts::pts_diff(end, open.start.wrapping_add_signed(earliest) & PTS_MASK),
+            Some(end) => {
+                let earliest = media(&open.bytes)
+                    .filter_map(mpegts::pes_dts)
+                    .map(|t| around(t, open.start))
+                    .min();
+                mpegts::pts_diff(end, open.start.wrapping_add_signed(earliest.unwrap_or(0)) & PTS_MASK)
+            }
             None => 0,
         });
         if offset != 0 {
@@ -195,12 +186,36 @@ impl Segmenter {
                 mpegts::shift_clocks(packet, offset);
             }
         }
-        let end = (open.start.wrapping_add_signed(latest) + offset + LAST_FRAME_90K) & PTS_MASK;
         Some(Piece {
             bytes: open.bytes.freeze(),
             duration: Duration::from_micros(length * 100 / 9),
-            end,
         })
+    }
+}
+
+/// Where a published segment's media ends on the session's time line (90 kHz): its latest
+/// timestamp and a frame. A reconnect's clocks continue from the last segment's end.
+pub(crate) fn media_end(segment: &[u8]) -> Option<u64> {
+    let start = media(segment).find_map(mpegts::pes_pts)?;
+    let latest = media(segment)
+        .filter_map(mpegts::pes_pts)
+        .map(|t| around(t, start))
+        .max()?;
+    Some((start.wrapping_add_signed(latest) + LAST_FRAME_90K) & PTS_MASK)
+}
+
+/// A segment's packets after the PAT and PMT it starts with.
+fn media(segment: &[u8]) -> impl Iterator<Item = &[u8]> {
+    segment.chunks_exact(PACKET).skip(2)
+}
+
+/// `ts` relative to `start`, signed, across the wrap: audio may lead its key frame.
+fn around(ts: u64, start: u64) -> i64 {
+    let d = mpegts::pts_diff(ts, start);
+    if d > PTS_MASK / 2 {
+        d as i64 - (PTS_MASK as i64 + 1)
+    } else {
+        d as i64
     }
 }
 
@@ -357,7 +372,7 @@ mod tests {
             5_000_000,
             "the first connection keeps its clocks"
         );
-        let end = before.last().unwrap().end;
+        let end = media_end(&before.last().unwrap().bytes).unwrap();
         let latest = stamps(&before, VIDEO)
             .into_iter()
             .chain(stamps(&before, AUDIO))
@@ -391,7 +406,7 @@ mod tests {
             "segment lengths as without the move"
         );
         assert_eq!(
-            after.last().unwrap().end,
+            media_end(&after.last().unwrap().bytes).unwrap(),
             video.iter().chain(&audio).max().unwrap() + LAST_FRAME_90K
         );
     }
