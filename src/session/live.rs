@@ -456,9 +456,10 @@ impl Session {
         }
         drop(build);
         let connected = Instant::now();
-        // When this connection's pipeline last put out anything, for a receiver that sends
-        // bytes which are no stream.
+        // When this connection's pipeline last put out anything (read on the ticker, so the
+        // per-buffer path only sets a flag), for a receiver that sends bytes which are no stream.
         let mut last_output: Option<Instant> = None;
+        let mut output_since_tick = false;
         let mut idle_since: Option<Instant> = None;
         let mut ticker = tokio::time::interval(TICK);
         loop {
@@ -472,7 +473,7 @@ impl Session {
                 },
                 data = data_rx.recv(), if graph.sink.is_some() => match data {
                     Some(buffer) => {
-                        last_output = Some(Instant::now());
+                        output_since_tick = true;
                         match &mut segmenter {
                             Some(segmenter) => {
                                 for piece in segmenter.push(&buffer) {
@@ -546,6 +547,9 @@ impl Session {
                     // one that has sent nothing yet (a reconnect) gets the start's time to tune.
                     // Bytes that make no output (garbage, not a transport stream) are silence
                     // too: counted from the last output, or from the connect before the first.
+                    if std::mem::take(&mut output_since_tick) {
+                        last_output = Some(Instant::now());
+                    }
                     let no_output = graph.sink.is_some()
                         && last_output.map_or(waited, |at| at.elapsed() > self.settings.stall_timeout);
                     let stalled = if source.any() {
