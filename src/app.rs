@@ -135,6 +135,7 @@ fn streaming(config: &Config, metrics: &Arc<Metrics>, shutdown: &CancellationTok
         source: SourceTarget { authorization },
         hls: http::HlsOptions {
             cors_origin: config.hls.cors_origin.clone(),
+            program_date_time: config.hls.program_date_time,
             start_timeout: s.start_timeout,
         },
     })

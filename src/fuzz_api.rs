@@ -536,7 +536,8 @@ fn hls(input: &mut Input<'_>) {
         .map(|b| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789-_=&.~"[usize::from(*b) % 42]))
         .collect();
     let query = (!query.is_empty()).then_some(query);
-    let text = state.media_playlist(query.as_deref());
+    let dated = input.u8() & 1 == 1;
+    let text = state.media_playlist(query.as_deref(), dated);
     let playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes())
         .unwrap_or_else(|e| panic!("the media playlist parses: {e:?}\n{text}"));
     let stored: Vec<std::sync::Arc<Segment>> = (0..=sequence)

@@ -107,6 +107,8 @@ pub struct HlsConfig {
     pub idle_timeout: Duration,
     /// `Access-Control-Allow-Origin` of playlists and segments; `None` sends none.
     pub cors_origin: Option<String>,
+    /// Date segments with `#EXT-X-PROGRAM-DATE-TIME`.
+    pub program_date_time: bool,
 }
 
 /// Stream sessions: templates, track choice, lifetimes.
@@ -356,6 +358,7 @@ impl Config {
                 window: v.count("hls.window"),
                 idle_timeout: v.duration("hls.idle_timeout"),
                 cors_origin: v.optional_text("hls.cors_origin"),
+                program_date_time: v.boolean("hls.program_date_time"),
             },
             rate_limit: RateLimitConfig {
                 enabled: v.boolean("rate_limit.enabled"),

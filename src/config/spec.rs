@@ -577,6 +577,14 @@ pub(crate) static SPEC: &[KeySpec] = &[
         check: Some(cors_origin),
     },
     KeySpec {
+        key: "hls.program_date_time",
+        env: Some("XG2G_HLS_PROGRAM_DATE_TIME"),
+        default: DefaultValue::Bool(false),
+        kind: Kind::Bool,
+        doc: "Date every segment with #EXT-X-PROGRAM-DATE-TIME (Apple rule 8.4). Off by default: Chromium's built-in HLS player fails with \"Parsed buffers not in DTS sequence\" after its first rebuffer when the tag is there.",
+        check: None,
+    },
+    KeySpec {
         key: "rate_limit.enabled",
         env: Some("XG2G_RATE_LIMIT_ENABLED"),
         default: DefaultValue::Bool(true),

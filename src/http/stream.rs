@@ -38,6 +38,8 @@ pub(crate) struct Streaming {
 pub(crate) struct HlsOptions {
     /// `Access-Control-Allow-Origin` of playlists and segments; `None` sends none.
     pub cors_origin: Option<String>,
+    /// Date segments with `#EXT-X-PROGRAM-DATE-TIME` (`hls.program_date_time`).
+    pub program_date_time: bool,
     /// How long a first playlist request waits for a playable playlist.
     pub start_timeout: Duration,
 }

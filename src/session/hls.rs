@@ -22,11 +22,12 @@ const SPARE: usize = 12;
 /// them here; copied video is cut at the source's first key frame past each length.
 pub(crate) const FAST_START: [Duration; PLAYABLE_SEGMENTS] = [Duration::from_millis(500); PLAYABLE_SEGMENTS];
 
-/// Segments a first playlist waits for before it is answered. Three is what Chromium's own
-/// player needs to start at all; the fourth is the buffer that keeps it from rebuffering when it
-/// reloads the playlist only once a target duration (measured: with three 0.5 s segments it
-/// waited twice in 20 s on a transcoded channel, with four never; README "HLS").
-pub const PLAYABLE_SEGMENTS: usize = 4;
+/// Segments a first playlist waits for before it is answered: Chromium's own player will not
+/// start a live playlist of two (`DEMUXER_ERROR_COULD_NOT_PARSE`), and plays three 0.5 s
+/// segments on without rebuffering although it reloads the playlist only once a target
+/// duration. (A fourth was needed while segments carried program date times, which make that
+/// player fail after a rebuffer; README "HLS".)
+pub const PLAYABLE_SEGMENTS: usize = 3;
 
 /// One media segment, in memory.
 #[derive(Debug, Clone)]
@@ -131,8 +132,10 @@ impl HlsState {
     }
 
     /// The media playlist; segment URIs are `<sequence>.ts`, relative to the playlist, each
-    /// followed by `?{query}` when one is given (a signature for the session's folder).
-    pub fn media_playlist(&self, query: Option<&str>) -> String {
+    /// followed by `?{query}` when one is given (a signature for the session's folder). With
+    /// `dated`, every segment carries `#EXT-X-PROGRAM-DATE-TIME` (Apple rule 8.4); Chromium's
+    /// built-in HLS player fails after its first rebuffer when it does (README "HLS").
+    pub fn media_playlist(&self, query: Option<&str>, dated: bool) -> String {
         let suffix = query.map(|q| format!("?{q}")).unwrap_or_default();
         let skipped = self.segments.len().saturating_sub(self.window);
         let discontinuity_sequence = self.evicted_discontinuities
@@ -155,13 +158,14 @@ impl HlsState {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = write!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},\n{}.ts{suffix}\n",
-                humantime::format_rfc3339_millis(s.started_at),
-                s.duration,
-                s.sequence
-            );
+            if dated {
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    humantime::format_rfc3339_millis(s.started_at)
+                );
+            }
+            let _ = write!(out, "#EXTINF:{:.3},\n{}.ts{suffix}\n", s.duration, s.sequence);
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
@@ -249,7 +253,7 @@ mod tests {
         for i in 0..12 {
             hls.push(seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
         }
-        let text = hls.media_playlist(None);
+        let text = hls.media_playlist(None, true);
         assert_eq!(
             text,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:6\n\
@@ -265,7 +269,14 @@ mod tests {
             "window of six (the minimum), one discontinuity already left it"
         );
         assert_eq!(hls.last_sequence(), Some(11));
-        let signed = hls.media_playlist(Some("exp=9&kid=k&sig=S"));
+        let undated = hls.media_playlist(None, false);
+        assert!(!undated.contains("PROGRAM-DATE-TIME"), "{undated}");
+        assert_eq!(
+            undated.lines().filter(|l| l.starts_with("#EXTINF:")).count(),
+            6,
+            "{undated}"
+        );
+        let signed = hls.media_playlist(Some("exp=9&kid=k&sig=S"), true);
         assert_eq!(signed.matches(".ts?exp=9&kid=k&sig=S\n").count(), 6, "{signed}");
         for i in 12..19 {
             hls.push(seg(i, 1.92, false));
@@ -279,7 +290,7 @@ mod tests {
         let mut hls = HlsState::new(6, Duration::from_secs(2));
         hls.push(seg(0, 0.3, false));
         assert!(
-            hls.media_playlist(None).contains("#EXT-X-TARGETDURATION:2\n"),
+            hls.media_playlist(None, true).contains("#EXT-X-TARGETDURATION:2\n"),
             "short first segments keep it"
         );
         hls.push(seg(1, 3.4, false));
@@ -289,11 +300,11 @@ mod tests {
             let next = hls.last_sequence().unwrap() + 1;
             hls.push(seg(next, 1.0, false));
         }
-        let text = hls.media_playlist(None);
+        let text = hls.media_playlist(None, true);
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "and it stays: {text}");
         assert!(!text.contains("#EXT-X-ENDLIST"));
         hls.end();
-        let text = hls.media_playlist(None);
+        let text = hls.media_playlist(None, true);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
         assert!(!text.contains("CAN-BLOCK-RELOAD"), "nothing to wait for");
         assert!(hls.is_ended());

@@ -18,6 +18,8 @@ struct Media {
     target: u64,
     sequence: u64,
     segments: Vec<(f64, String, bool)>, // duration, uri, discontinuity before it
+    /// Every segment has `#EXT-X-PROGRAM-DATE-TIME`.
+    dated: bool,
 }
 
 /// Checks the Apple rules and returns the parsed playlist; panics naming the broken rule.
@@ -34,6 +36,7 @@ fn check_media(text: &str) -> Media {
     let mut segments = Vec::new();
     let mut discontinuity = false;
     let mut dated = false;
+    let mut dated_segments = 0;
     for (i, line) in lines.iter().enumerate() {
         if *line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
@@ -48,7 +51,7 @@ fn check_media(text: &str) -> Media {
                 duration.round() as u64 <= target,
                 "segment of {duration} s exceeds target {target}"
             );
-            assert!(dated, "every segment has a program date time");
+            dated_segments += usize::from(dated);
             let uri = lines[i + 1];
             assert!(
                 !uri.starts_with('#') && !uri.contains("://"),
@@ -59,9 +62,16 @@ fn check_media(text: &str) -> Media {
             dated = false;
         }
     }
+    // Program date times are opt-in (`hls.program_date_time`): on every segment, or on none.
+    assert!(
+        dated_segments == 0 || dated_segments == segments.len(),
+        "{dated_segments} of {} segments have a program date time",
+        segments.len()
+    );
     Media {
         target,
         sequence,
+        dated: dated_segments > 0,
         segments,
     }
 }
@@ -469,6 +479,25 @@ async fn blocking_playlist_reload() {
     let (status, _) = text(&format!("{url}?_HLS_msn=soon")).await;
     assert_eq!(status, 400);
     running.stop().await;
+}
+
+/// `#EXT-X-PROGRAM-DATE-TIME` is opt-in: Chromium's built-in HLS player fails with `Parsed
+/// buffers not in DTS sequence` after its first rebuffer when live segments are dated (measured
+/// against the same segments served undated, which play on; README "HLS"). With
+/// `hls.program_date_time` every segment is dated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_date_time_is_opt_in() {
+    let demo = demo().await;
+    for (dated, overrides) in [(false, &[][..]), (true, &[("hls.program_date_time", "true")][..])] {
+        let (running, base) = start_app(&config_for(&demo, overrides)).await;
+        ready(&running).await;
+        let (status, body) = text(&format!("{base}/hls/{RADIO}/aac/media.m3u8")).await;
+        assert_eq!(status, 200, "{body}");
+        let media = check_media(&body);
+        assert!(!media.segments.is_empty(), "{body}");
+        assert_eq!(media.dated, dated, "hls.program_date_time = {dated}: {body}");
+        running.stop().await;
+    }
 }
 
 /// A receiver that refuses the channel for good after it played: the playlist ends, so players
