@@ -62,6 +62,13 @@ pub async fn ready(running: &Running) {
         .expect("catalog loads within 30 s");
 }
 
+/// Starts xg2g on `config` and waits, bounded, for its channel list: the app and its base URL.
+pub async fn start_ready(config: &Config) -> (Running, String) {
+    let (running, base) = start_app(config).await;
+    ready(&running).await;
+    (running, base)
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -69,16 +76,40 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Sends `request` and returns its body as text (any status).
+pub async fn send_text(request: reqwest::RequestBuilder) -> String {
+    request.send().await.expect("request").text().await.expect("text body")
+}
+
 /// GET `url` and return its body as text (any status).
 pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
-    client()
-        .get(url)
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text body")
+    send_text(client().get(url)).await
+}
+
+/// Sends `request` and returns its body as JSON (any status).
+pub async fn send_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.expect("request").json().await.expect("JSON body")
+}
+
+/// GET `url` and return its body as JSON (any status).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    send_json(client().get(url)).await
+}
+
+/// The stream URLs (`URL` of each entry) of the HDHomeRun lineup at `url`.
+pub async fn lineup_urls(url: impl reqwest::IntoUrl) -> Vec<String> {
+    let lineup = get_json(url).await;
+    let entries = lineup.as_array().expect("the lineup is an array");
+    entries
+        .iter()
+        .map(|entry| entry["URL"].as_str().expect("each entry has a URL").to_owned())
+        .collect()
+}
+
+/// The `error.code` of a response's JSON error body.
+pub async fn error_code(response: reqwest::Response) -> serde_json::Value {
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    body["error"]["code"].clone()
 }
 
 /// Reads a live stream for `duration` of wall time (a capture window, not synchronisation).

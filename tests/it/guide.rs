@@ -14,7 +14,10 @@ use xg2g::config::{Config, ReceiverConfig};
 use xg2g::demo::{DemoOptions, DemoReceiver};
 use xg2g::upstream::{OpenWebIf, load_channels};
 
-use crate::common::{client, config_for, demo, demo_with, get_text, guide_loaded, ready, start_app};
+use crate::common::{
+    client, config_for, demo, demo_with, error_code, get_json, get_text, guide_loaded, send_text, start_app,
+    start_ready,
+};
 
 /// The demo guide's fixed "now": 2026-01-01 18:20:00 UTC.
 const ANCHOR: i64 = 1_767_291_600;
@@ -135,8 +138,7 @@ async fn golden_playlist_and_guide_from_the_demo() {
 
     // The playlist through the HTTP route.
     let config = config_for(&demo, &[("public_url", PUBLIC_URL), ("epg.enabled", "false")]);
-    let (running, base) = start_app(&config).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config).await;
     let m3u = get_text(format!("{base}/playlist.m3u")).await;
     running.stop().await;
     assert_golden("playlist.m3u", &m3u);
@@ -195,8 +197,7 @@ async fn xmltv_route_gzips_validates_and_keys_by_number() {
 
     let early = http.get(format!("{base}/xmltv.xml")).send().await.unwrap();
     assert_eq!(early.status(), 503);
-    let body: serde_json::Value = early.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "catalog-not-ready");
+    assert_eq!(error_code(early).await, "catalog-not-ready");
 
     demo.set_faults(|f| f.api_delay = Duration::ZERO);
     let catalog = guide_loaded(&running).await;
@@ -267,14 +268,7 @@ async fn xmltv_route_gzips_validates_and_keys_by_number() {
     // The default ids (`1.0.19.283D…`) pass the tool outright.
     tv_validate(&xml);
 
-    let by_number = http
-        .get(format!("{base}/xmltv.xml?ids=number"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let by_number = send_text(http.get(format!("{base}/xmltv.xml?ids=number"))).await;
     let (numbers, used) = xmltv_ids(&by_number);
     assert_eq!(numbers, ["1.xg2g", "2.xg2g", "3.xg2g", "4.xg2g", "5.xg2g"]);
     assert!(used.iter().all(|id| numbers.contains(id)));
@@ -288,8 +282,7 @@ async fn xmltv_route_gzips_validates_and_keys_by_number() {
 
     let bad = http.get(format!("{base}/xmltv.xml?ids=name")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
-    let body: serde_json::Value = bad.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "invalid-parameter");
+    assert_eq!(error_code(bad).await, "invalid-parameter");
     running.stop().await;
 }
 
@@ -304,14 +297,12 @@ async fn refresh_needs_the_token() {
     let none = http.post(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
     assert!(none.headers().contains_key("www-authenticate"));
-    let body: serde_json::Value = none.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(error_code(none).await, "unauthorized");
 
     for (name, value) in [("x-api-token", "wrong"), ("authorization", "Bearer t0ken-for-test")] {
         let wrong = http.post(&url).header(name, value).send().await.unwrap();
         assert_eq!(wrong.status(), 403, "{name}");
-        let body: serde_json::Value = wrong.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "forbidden");
+        assert_eq!(error_code(wrong).await, "forbidden");
     }
 
     let before = demo.stats().api_requests.load(Ordering::Relaxed);
@@ -379,8 +370,7 @@ async fn a_second_refresh_while_one_runs_is_409() {
     assert_eq!(second.status(), 409);
     let retry_after: u64 = second.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    let body: serde_json::Value = second.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "refresh-in-progress");
+    assert_eq!(error_code(second).await, "refresh-in-progress");
 
     let first = first.await.unwrap();
     assert_eq!(first.status(), 200);
@@ -397,14 +387,7 @@ async fn a_failed_refresh_keeps_the_old_catalog() {
     let (running, base) = start_app(&config).await;
     let loaded = guide_loaded(&running).await;
     let http = client();
-    let m3u_before = http
-        .get(format!("{base}/playlist.m3u"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m3u_before = get_text(format!("{base}/playlist.m3u")).await;
 
     demo.set_faults(|f| f.api_fail_next = 1_000);
     let failed = http
@@ -414,8 +397,7 @@ async fn a_failed_refresh_keeps_the_old_catalog() {
         .await
         .unwrap();
     assert_eq!(failed.status(), 502);
-    let body: serde_json::Value = failed.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "upstream-unavailable");
+    assert_eq!(error_code(failed).await, "upstream-unavailable");
 
     let still = running.catalog().snapshot().catalog.expect("a catalog");
     assert!(Arc::ptr_eq(&still, &loaded), "the catalog is the one from before");
@@ -424,26 +406,12 @@ async fn a_failed_refresh_keeps_the_old_catalog() {
     assert_eq!(playlist.text().await.unwrap(), m3u_before);
     let xmltv = http.get(format!("{base}/xmltv.xml")).send().await.unwrap();
     assert_eq!(xmltv.status(), 200);
-    let ready: serde_json::Value = http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(format!("{base}/readyz")).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["channels"], 5);
     let error = ready["last_refresh_error"].as_str().unwrap_or_default();
     assert!(error.contains("HTTP 500"), "readyz says why: {ready}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{base}/metrics")).await;
     assert!(
         metrics.contains("xg2g_catalog_loads_total{result=\"error\"} 1"),
         "{metrics}"
@@ -464,14 +432,7 @@ async fn a_failed_refresh_keeps_the_old_catalog() {
     assert_eq!(ok.status(), 200);
     let now = running.catalog().snapshot().catalog.expect("a catalog");
     assert!(!Arc::ptr_eq(&now, &loaded), "a new catalog replaced the old one");
-    let ready: serde_json::Value = http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(format!("{base}/readyz")).await;
     assert!(ready.get("last_refresh_error").is_none(), "{ready}");
     running.stop().await;
 }

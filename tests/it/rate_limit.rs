@@ -8,12 +8,14 @@
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use crate::common::{client, config_for, demo, get_text, ready, start_app};
+use crate::common::{client, config_for, demo, get_text, start_ready};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
 const ORF: &str = "1:0:19:132F:3EF:1:C00000:0:0:0:";
 const LOCAL: &str = "1:0:1:2EE3:441:1:C00000:0:0:0:";
+/// New sessions at 1/s per address with a burst of one.
+const BURST_OF_ONE: [(&str, &str); 2] = [("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "1")];
 
 /// A GET with optional extra headers; the response once its head is in.
 async fn get(url: String, headers: Vec<(&'static str, String)>) -> reqwest::Response {
@@ -60,12 +62,11 @@ fn split(responses: Vec<reqwest::Response>) -> (Vec<reqwest::Response>, Vec<reqw
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_third_new_session_is_refused_and_joins_are_free() {
     let demo = demo().await;
-    let (running, base) = start_app(&config_for(
+    let (running, base) = start_ready(&config_for(
         &demo,
         &[("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "2")],
     ))
     .await;
-    ready(&running).await;
     let url = |channel: &str| format!("{base}/stream/{channel}?profile=copy");
 
     // Three new sessions at once from one address: a burst of two, then 429.
@@ -102,12 +103,7 @@ async fn the_third_new_session_is_refused_and_joins_are_free() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_first_playlists_are_charged_and_segments_are_free() {
     let demo = demo().await;
-    let (running, base) = start_app(&config_for(
-        &demo,
-        &[("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "1")],
-    ))
-    .await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &BURST_OF_ONE)).await;
     let master = |channel: &str| format!("{base}/hls/{channel}/aac/index.m3u8");
 
     // Two first playlists at once with a burst of one: one session starts, one is refused.
@@ -144,14 +140,12 @@ async fn hls_first_playlists_are_charged_and_segments_are_free() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_count_only_from_trusted_proxies() {
     let demo = demo().await;
-    let limits = [("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "1")];
     let forwarded_for = |ip: &str| vec![("x-forwarded-for", ip.to_owned())];
 
     // Loopback is a trusted proxy: its X-Forwarded-For names the clients.
-    let mut trusted = limits.to_vec();
+    let mut trusted = BURST_OF_ONE.to_vec();
     trusted.push(("rate_limit.trusted_proxies", "127.0.0.1/32"));
-    let (running, base) = start_app(&config_for(&demo, &trusted)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &trusted)).await;
     let url = |channel: &str| format!("{base}/stream/{channel}?profile=copy");
     let responses = join_all([
         get(url(HD), forwarded_for("198.51.100.1")),
@@ -171,8 +165,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
     running.stop().await;
 
     // Without trusted proxies the same headers are ignored: one address, one burst.
-    let (running, base) = start_app(&config_for(&demo, &limits)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &BURST_OF_ONE)).await;
     let url = |channel: &str| format!("{base}/stream/{channel}?profile=copy");
     let responses = join_all([
         get(url(HD), forwarded_for("198.51.100.1")),
@@ -194,12 +187,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_probes_are_charged_once_and_shared() {
     let demo = demo().await;
-    let (running, base) = start_app(&config_for(
-        &demo,
-        &[("rate_limit.per_ip_rate", "1"), ("rate_limit.per_ip_burst", "1")],
-    ))
-    .await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &BURST_OF_ONE)).await;
     let streams = || {
         demo.stats()
             .stream_connections
@@ -225,8 +213,7 @@ async fn auto_probes_are_charged_once_and_shared() {
     running.stop().await;
 
     // Without limits, eight requests at once for a new channel share one probe.
-    let (running, base) = start_app(&config_for(&demo, &[("rate_limit.enabled", "false")])).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &[("rate_limit.enabled", "false")])).await;
     let before = streams();
     let responses = join_all((0..8).map(|_| get(format!("{base}/hls/{SD}/auto/index.m3u8"), Vec::new()))).await;
     for response in responses {
@@ -245,7 +232,7 @@ async fn auto_probes_are_charged_once_and_shared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_tunes_at_most_its_share_of_channels() {
     let demo = demo().await;
-    let (running, base) = start_app(&config_for(
+    let (running, base) = start_ready(&config_for(
         &demo,
         &[
             ("rate_limit.max_channels_per_client", "2"),
@@ -253,7 +240,6 @@ async fn a_client_tunes_at_most_its_share_of_channels() {
         ],
     ))
     .await;
-    ready(&running).await;
     let from = |ip: &str| vec![("x-forwarded-for", ip.to_owned())];
     let url = |channel: &str, profile: &str| format!("{base}/stream/{channel}?profile={profile}");
     let mut readers = Vec::new();

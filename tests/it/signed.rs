@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use xg2g::auth::{KeySet, Scope, sign};
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{
+    client, config_for, demo, error_code, get_json, get_text, lineup_urls, send_json, send_text, start_ready,
+};
 
 pub(crate) const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 pub(crate) const CURRENT: &str = "k2:0123456789abcdef0123456789abcdef";
@@ -59,8 +61,7 @@ pub(crate) fn local(base: &str, link: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_route_refuses_unsigned_requests_and_the_rest_stays_open() {
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     for path in [
         format!("/stream/{HD}"),
         format!("/hls/{HD}/aac/index.m3u8"),
@@ -96,19 +97,15 @@ async fn every_stream_route_refuses_unsigned_requests_and_the_rest_stays_open() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_expired_and_unknown_key_urls_get_their_codes() {
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     // The admin API mints a URL; it works as given.
-    let minted: Value = client()
-        .post(format!("{base}/api/v1/sign"))
-        .header("X-API-Token", ADMIN)
-        .json(&json!({"path": "/playlist.m3u", "ttl": "10m"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let minted = send_json(
+        client()
+            .post(format!("{base}/api/v1/sign"))
+            .header("X-API-Token", ADMIN)
+            .json(&json!({"path": "/playlist.m3u", "ttl": "10m"})),
+    )
+    .await;
     let path = minted["path"].as_str().unwrap().to_owned();
     let expires = minted["expires"].as_u64().unwrap();
     assert!((now() + 590..=now() + 600).contains(&expires), "{minted}");
@@ -142,20 +139,11 @@ async fn tampered_expired_and_unknown_key_urls_get_their_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn playlists_list_links_signed_until_their_own_expiry() {
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     let expires = now() + 300;
     let m3u_path = signed_with(CURRENT, "/playlist.m3u", expires);
     // A Host of the requester's choosing does not make it into the links.
-    let m3u = client()
-        .get(format!("{base}{m3u_path}"))
-        .header("Host", "evil.example")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m3u = send_text(client().get(format!("{base}{m3u_path}")).header("Host", "evil.example")).await;
     let streams: Vec<&str> = m3u.lines().filter(|l| l.contains("/stream/")).collect();
     assert!(!streams.is_empty(), "{m3u}");
     for link in &streams {
@@ -180,29 +168,13 @@ async fn playlists_list_links_signed_until_their_own_expiry() {
     let other = hd.replace(HD, "1:0:1:6F0B:44D:1:C00000:0:0:0:");
     assert_eq!(status(&base, &local(&base, &other)[base.len()..]).await.0, 403);
 
-    let discover: Value = client()
-        .get(format!("{base}{}", signed_with(CURRENT, "/discover.json", expires)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discover = get_json(format!("{base}{}", signed_with(CURRENT, "/discover.json", expires))).await;
     let lineup_url = discover["LineupURL"].as_str().unwrap();
     assert!(
         lineup_url.starts_with(&format!("http://{PUBLIC_HOST}/lineup.json?exp={expires}&")),
         "{discover}"
     );
-    let lineup: Value = client()
-        .get(local(&base, lineup_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for entry in lineup.as_array().unwrap() {
-        let url = entry["URL"].as_str().unwrap();
+    for url in lineup_urls(local(&base, lineup_url)).await {
         assert!(
             url.contains(&format!("?profile=copy&exp={expires}&kid=k2&sig=")),
             "{url}"
@@ -223,8 +195,7 @@ pub(crate) fn uris(playlist: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_signed_hls_clients_share_one_session() {
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     let folder = format!("{base}/hls/{HD}/aac/");
     // Two clients, two signatures (different expiries) for the same session folder.
     let mut segments = Vec::new();
@@ -235,14 +206,7 @@ async fn two_signed_hls_clients_share_one_session() {
         assert_eq!(master.status().as_u16(), 200);
         let master = master.text().await.unwrap();
         assert_eq!(uris(&master), [format!("media.m3u8?{query}")], "{master}");
-        let media = client()
-            .get(format!("{folder}media.m3u8?{query}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let media = get_text(format!("{folder}media.m3u8?{query}")).await;
         let listed = uris(&media);
         assert!(listed.len() >= xg2g::session::PLAYABLE_SEGMENTS, "{media}");
         for uri in &listed {
@@ -269,8 +233,7 @@ async fn two_signed_hls_clients_share_one_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_signatures_are_throttled_per_client_address() {
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     let good = signed_with(CURRENT, "/playlist.m3u", now() + 60);
     let wrong = good.replace("/playlist.m3u", "/xmltv.xml");
     for attempt in 0..10 {
@@ -280,8 +243,7 @@ async fn wrong_signatures_are_throttled_per_client_address() {
     assert_eq!(throttled.status().as_u16(), 429);
     let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    let body: Value = throttled.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "signature-throttled");
+    assert_eq!(error_code(throttled).await, "signature-throttled");
     // While throttled, not even a good signature is checked.
     assert_eq!(status(&base, &good).await, (429, "signature-throttled".into()));
     running.stop().await;
@@ -290,17 +252,9 @@ async fn wrong_signatures_are_throttled_per_client_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_need_no_signature_and_mint_none() {
     let demo = demo().await;
-    let (running, base) = start_app(&config_for(&demo, &[("api_token", ADMIN)])).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &[("api_token", ADMIN)])).await;
     assert_eq!(status(&base, "/playlist.m3u").await.0, 200);
-    let m3u = client()
-        .get(format!("{base}/playlist.m3u"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m3u = get_text(format!("{base}/playlist.m3u")).await;
     assert!(!m3u.contains("sig="), "{m3u}");
     let refused = client()
         .post(format!("{base}/api/v1/sign"))
@@ -310,8 +264,7 @@ async fn open_streams_need_no_signature_and_mint_none() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 409);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "signing-off");
+    assert_eq!(error_code(refused).await, "signing-off");
     running.stop().await;
 }
 
@@ -319,8 +272,7 @@ async fn open_streams_need_no_signature_and_mint_none() {
 async fn wrong_admin_tokens_are_throttled_per_client_address() {
     let demo = demo().await;
     // Open streams: the admin API is guarded all the same.
-    let (running, base) = start_app(&config_for(&demo, &[("api_token", ADMIN)])).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&config_for(&demo, &[("api_token", ADMIN)])).await;
     let refresh = |token: &'static str| {
         client()
             .post(format!("{base}/api/v1/refresh"))
@@ -338,8 +290,7 @@ async fn wrong_admin_tokens_are_throttled_per_client_address() {
     assert_eq!(throttled.status().as_u16(), 429);
     let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    let body: Value = throttled.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "admin-token-throttled");
+    assert_eq!(error_code(throttled).await, "admin-token-throttled");
     // While throttled, not even the right token is checked; a missing token costs nothing.
     assert_eq!(refresh(ADMIN).await.unwrap().status().as_u16(), 429);
     running.stop().await;

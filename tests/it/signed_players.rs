@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::browser::{Chromium, Report, chromium, parse_report};
-use crate::common::{client, demo, ready, start_app};
+use crate::common::{demo, get_text, start_ready};
 use crate::signed::{CURRENT, HD, PUBLIC_HOST, signed_config, signed_with};
 
 /// How long the watch page's signature lasts. The issue asks for 60 s; 30 s checks the same
@@ -73,8 +73,7 @@ async fn hls_js_and_chromiums_own_player_play_a_signed_url_until_it_expires_and_
         return;
     };
     let demo = demo().await;
-    let (running, base) = start_app(&signed_config(&demo)).await;
-    ready(&running).await;
+    let (running, base) = start_ready(&signed_config(&demo)).await;
     let expires = crate::signed::now() + VALIDITY;
     let page = signed_with(CURRENT, &format!("/watch/{HD}"), expires);
     // Both players at once, each in a frame of one page: the page hands each the HLS URL signed
@@ -211,20 +210,9 @@ async fn vlc_plays_an_m3u_fetched_with_a_device_token() {
     }
     let dir = tempfile::tempdir().unwrap();
     let demo = demo().await;
-    let (running, base) = start_app(&crate::tokens::token_config(&demo, &dir.path().join("tokens.json"))).await;
-    ready(&running).await;
-    let token = crate::tokens::create(&base, "VLC").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let m3u = client()
-        .get(format!("{base}/playlist.m3u?token={token}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (running, base) = crate::tokens::start_with_tokens(&demo, dir.path()).await;
+    let token = crate::tokens::device_token(&base, "VLC").await;
+    let m3u = get_text(format!("{base}/playlist.m3u?token={token}")).await;
     let links = crate::tokens::stream_links(&m3u);
     assert!(!links.is_empty(), "{m3u}");
     // As fetched, but naming this test's server instead of the public host it cannot reach.
@@ -260,14 +248,7 @@ async fn vlc_plays_an_m3u_fetched_with_a_device_token() {
     .unwrap();
     assert!(vlc.status.success(), "{}", String::from_utf8_lossy(&vlc.stderr));
     // Every entry was answered with its stream: none refused.
-    let metrics = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{base}/metrics")).await;
     let streamed: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("xg2g_http_requests_total{route=\"/stream/{ref}\""))

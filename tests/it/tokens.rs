@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::common::{client, config_for, demo, ready, start_app};
+use crate::common::{
+    client, config_for, demo, get_json, get_text, lineup_urls, ready, send_json, start_app, start_ready,
+};
 use crate::signed::{ADMIN, CURRENT, HD, PUBLIC_HOST, local, status};
 
 pub(crate) fn token_config(demo: &xg2g::demo::DemoReceiver, tokens_file: &Path) -> xg2g::config::Config {
@@ -47,6 +49,16 @@ async fn revoke(base: &str, id: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// Mints a device token named `name` through the admin API; the token itself.
+pub(crate) async fn device_token(base: &str, name: &str) -> String {
+    create(base, name).await["token"].as_str().unwrap().to_owned()
+}
+
+/// Starts xg2g with device tokens kept in `dir`, and waits for its channel list.
+pub(crate) async fn start_with_tokens(demo: &xg2g::demo::DemoReceiver, dir: &Path) -> (xg2g::app::Running, String) {
+    start_ready(&token_config(demo, &dir.join("tokens.json"))).await
 }
 
 /// The stream links of an M3U.
@@ -95,15 +107,12 @@ async fn tokens_are_made_listed_revoked_and_survive_a_restart() {
     let (running, base) = start_app(&config).await;
     ready(&running).await;
     assert_eq!(status(&base, &m3u_path).await.0, 200);
-    let listed: Value = client()
-        .get(format!("{base}/api/v1/tokens"))
-        .header("X-API-Token", ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = send_json(
+        client()
+            .get(format!("{base}/api/v1/tokens"))
+            .header("X-API-Token", ADMIN),
+    )
+    .await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["name"], "Plex");
@@ -142,17 +151,9 @@ async fn a_corrupt_token_file_stops_start_up_and_names_the_file() {
 async fn a_device_token_m3u_and_lineup_list_urls_that_carry_it_and_play() {
     let dir = tempfile::tempdir().unwrap();
     let demo = demo().await;
-    let (running, base) = start_app(&token_config(&demo, &dir.path().join("tokens.json"))).await;
-    ready(&running).await;
-    let token = create(&base, "VLC").await["token"].as_str().unwrap().to_owned();
-    let m3u = client()
-        .get(format!("{base}/playlist.m3u?token={token}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (running, base) = start_with_tokens(&demo, dir.path()).await;
+    let token = device_token(&base, "VLC").await;
+    let m3u = get_text(format!("{base}/playlist.m3u?token={token}")).await;
     let links = stream_links(&m3u);
     assert!(!links.is_empty(), "{m3u}");
     for link in &links {
@@ -192,26 +193,10 @@ async fn a_device_token_m3u_and_lineup_list_urls_that_carry_it_and_play() {
     assert!(seconds >= 2.5, "{seconds} s");
 
     // The HDHomeRun answers fetched with the token hand it on.
-    let discover: Value = client()
-        .get(format!("{base}/discover.json?token={token}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discover = get_json(format!("{base}/discover.json?token={token}")).await;
     let lineup_url = discover["LineupURL"].as_str().unwrap();
     assert_eq!(lineup_url, format!("http://{PUBLIC_HOST}/lineup.json?token={token}"));
-    let lineup: Value = client()
-        .get(local(&base, lineup_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for entry in lineup.as_array().unwrap() {
-        let url = entry["URL"].as_str().unwrap();
+    for url in lineup_urls(local(&base, lineup_url)).await {
         assert!(url.ends_with(&format!("?profile=copy&token={token}")), "{url}");
     }
     running.stop().await;
@@ -221,11 +206,10 @@ async fn a_device_token_m3u_and_lineup_list_urls_that_carry_it_and_play() {
 async fn a_revoked_token_is_refused_at_once_and_its_streams_end() {
     let dir = tempfile::tempdir().unwrap();
     let demo = demo().await;
-    let (running, base) = start_app(&token_config(&demo, &dir.path().join("tokens.json"))).await;
-    ready(&running).await;
+    let (running, base) = start_with_tokens(&demo, dir.path()).await;
     let made = create(&base, "Threadfin").await;
     let token = made["token"].as_str().unwrap().to_owned();
-    let other = create(&base, "Kodi").await["token"].as_str().unwrap().to_owned();
+    let other = device_token(&base, "Kodi").await;
 
     // A TS stream of each device, both delivering.
     let open = |token: String| {
@@ -246,23 +230,9 @@ async fn a_revoked_token_is_refused_at_once_and_its_streams_end() {
     let mut revoked_body = open(token.clone()).await;
     let mut kept_body = open(other.clone()).await;
     // And HLS with the token: the master lists the media playlist with it.
-    let master = client()
-        .get(format!("{base}/hls/{HD}/aac/index.m3u8?token={token}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let master = get_text(format!("{base}/hls/{HD}/aac/index.m3u8?token={token}")).await;
     assert_eq!(crate::signed::uris(&master), [format!("media.m3u8?token={token}")]);
-    let media = client()
-        .get(format!("{base}/hls/{HD}/aac/media.m3u8?token={token}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let media = get_text(format!("{base}/hls/{HD}/aac/media.m3u8?token={token}")).await;
     let segment = crate::signed::uris(&media)[0].clone();
     assert!(segment.ends_with(&format!(".ts?token={token}")), "{segment}");
 
@@ -296,9 +266,8 @@ async fn a_revoked_token_is_refused_at_once_and_its_streams_end() {
 async fn wrong_device_tokens_are_throttled_per_client_address() {
     let dir = tempfile::tempdir().unwrap();
     let demo = demo().await;
-    let (running, base) = start_app(&token_config(&demo, &dir.path().join("tokens.json"))).await;
-    ready(&running).await;
-    let token = create(&base, "Jellyfin").await["token"].as_str().unwrap().to_owned();
+    let (running, base) = start_with_tokens(&demo, dir.path()).await;
+    let token = device_token(&base, "Jellyfin").await;
     let good = format!("/playlist.m3u?token={token}");
     assert_eq!(status(&base, &good).await.0, 200);
     // Guesses: the real token with its last character changed, and made-up ones.
