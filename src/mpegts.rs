@@ -273,6 +273,16 @@ pub fn pts_diff(later: u64, earlier: u64) -> u64 {
     later.wrapping_sub(earlier) & PTS_MASK
 }
 
+/// `ts - reference` on the 33-bit PTS clock, signed: the nearer way round the wrap.
+pub fn pts_offset(ts: u64, reference: u64) -> i64 {
+    let d = pts_diff(ts, reference);
+    if d > PTS_MASK / 2 {
+        d as i64 - (PTS_MASK as i64 + 1)
+    } else {
+        d as i64
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -540,6 +550,9 @@ pub(crate) mod tests {
         }
         assert_eq!(pes_pts(&packet(0x100, false, false, 0)), None, "no PES starts here");
         assert_eq!(pts_diff(10, PTS_MASK - 9), 20, "across the wrap");
+        assert_eq!(pts_offset(10, PTS_MASK - 9), 20, "ahead, across the wrap");
+        assert_eq!(pts_offset(PTS_MASK - 9, 10), -20, "behind, across the wrap");
+        assert_eq!(pts_offset(1_000, 4_600), -3_600, "audio before its key frame");
         assert_eq!(pts_diff(90_000, 0), 90_000);
     }
 }

@@ -175,7 +175,7 @@ impl Segmenter {
             Some(end) => {
                 let earliest = media(&open.bytes)
                     .filter_map(mpegts::pes_dts)
-                    .map(|t| around(t, open.start))
+                    .map(|t| mpegts::pts_offset(t, open.start))
                     .min();
                 mpegts::pts_diff(end, open.start.wrapping_add_signed(earliest.unwrap_or(0)) & PTS_MASK)
             }
@@ -199,7 +199,7 @@ pub(crate) fn media_end(segment: &[u8]) -> Option<u64> {
     let start = media(segment).find_map(mpegts::pes_pts)?;
     let latest = media(segment)
         .filter_map(mpegts::pes_pts)
-        .map(|t| around(t, start))
+        .map(|t| mpegts::pts_offset(t, start))
         .max()?;
     Some((start.wrapping_add_signed(latest) + LAST_FRAME_90K) & PTS_MASK)
 }
@@ -207,16 +207,6 @@ pub(crate) fn media_end(segment: &[u8]) -> Option<u64> {
 /// A segment's packets after the PAT and PMT it starts with.
 fn media(segment: &[u8]) -> impl Iterator<Item = &[u8]> {
     segment.chunks_exact(PACKET).skip(2)
-}
-
-/// `ts` relative to `start`, signed, across the wrap: audio may lead its key frame.
-fn around(ts: u64, start: u64) -> i64 {
-    let d = mpegts::pts_diff(ts, start);
-    if d > PTS_MASK / 2 {
-        d as i64 - (PTS_MASK as i64 + 1)
-    } else {
-        d as i64
-    }
 }
 
 fn ticks(duration: Duration) -> u64 {
