@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
-use super::ts::{PACKET, TS_WRAP, TsLoop, decode_timestamp, encode_pcr, encode_timestamp};
+use super::ts::{TS_WRAP, TsLoop, encode_pcr};
+use crate::mpegts::{PACKET, decode_timestamp, encode_timestamp};
 
 const TICK: Duration = Duration::from_millis(40);
 /// Chunks a subscriber may fall behind before it is cut off (about 5 s).
@@ -203,8 +204,7 @@ mod tests {
                     assert_eq!(cc, (prev + 1) & 0x0F, "continuity on pid {pid}");
                 }
                 last_cc[pid] = Some(cc);
-                if p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x10 != 0 {
-                    let pcr = decode_pcr(&p[6..12]);
+                if let Some(pcr) = crate::mpegts::pcr_base(p) {
                     if let Some(prev) = last_pcr {
                         assert!(pcr > prev && pcr - prev <= 2_160, "pcr step {prev} -> {pcr}");
                     }
@@ -221,9 +221,5 @@ mod tests {
             }
         }
         assert!(last_pts.is_some() && last_pcr.is_some());
-    }
-
-    fn decode_pcr(b: &[u8]) -> u64 {
-        (b[0] as u64) << 25 | (b[1] as u64) << 17 | (b[2] as u64) << 9 | (b[3] as u64) << 1 | (b[4] as u64) >> 7
     }
 }

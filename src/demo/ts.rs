@@ -4,10 +4,10 @@
 //! due on the wire. The loop is muxed once; [`crate::demo::feed`] replays it forever, patching
 //! continuity counters, PCR, PTS and DTS so that the output is one continuous broadcast.
 
-pub(crate) use crate::mpegts::{decode_timestamp, encode_timestamp};
+use crate::mpegts::{PACKET, PTS_MASK, encode_timestamp};
 
-pub(crate) const PACKET: usize = 188;
-pub(crate) const TS_WRAP: u64 = 1 << 33;
+/// The 33-bit PTS/DTS/PCR-base clock wraps here.
+pub(crate) const TS_WRAP: u64 = PTS_MASK + 1;
 const PAT_PID: u16 = 0x0000;
 const PSI_INTERVAL: i64 = 9_000; // 100 ms
 const MUX_DELAY: i64 = 45_000; // 500 ms between a frame's arrival and its decode time
@@ -404,6 +404,7 @@ pub(crate) fn encode_pcr(base: u64) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpegts::decode_timestamp;
 
     fn audio(frames: usize, duration: i64) -> EsStream {
         EsStream {
