@@ -253,8 +253,8 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
         super::stream::start_session(state, req, service_ref, profile, template, Output::Hls, admitted).await?;
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
-    // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments:
-    // a new session's first answers wait for three short ones.
+    // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
+    // and may rebuffer on three: a new session's first answers wait for four short ones.
     let playable = |s: &HlsState| s.len() >= PLAYABLE_SEGMENTS;
     if !playable(&view.state.borrow()) {
         wait_until(&view, state.streaming.hls.start_timeout, playable).await;
