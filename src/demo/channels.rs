@@ -29,8 +29,10 @@ pub(crate) struct DemoChannel {
     /// Plays only through the stream relay; the plain stream port sends it scrambled.
     pub whitelisted: bool,
     pub pmt_pid: u16,
+    /// 0 where the channel has no such stream.
     pub video_pid: u16,
     pub mp2_pid: u16,
+    /// AC-3 or E-AC-3.
     pub ac3_pid: u16,
     /// Whether the receiver has guide events for it (small radio stations often have none).
     pub guide: bool,
@@ -122,11 +124,12 @@ pub(crate) const NESTED: &[DemoBouquet] = &[DemoBouquet {
     entries: &[Entry::Channel(DemoChannel {
         name: "ORF1 HD",
         reference: "1:0:19:132F:3EF:1:C00000:0:0:0:",
-        media: MediaKind::Hd,
+        // E-AC-3 5.1 is its only sound, as on some HD channels: no MP2 to fall back on.
+        media: MediaKind::HdEac3,
         whitelisted: true,
         pmt_pid: 0x44C,
         video_pid: 0x4B0,
-        mp2_pid: 0x4B1,
+        mp2_pid: 0,
         ac3_pid: 0x4B3,
         guide: true,
     })],

@@ -1,8 +1,10 @@
 //! Elementary streams of the demo channels, encoded once with GStreamer and cached on disk.
 //!
 //! Every stream covers exactly one loop ([`LOOP_90K`], 4.8 s): 240 frames of 720p50 H.264,
-//! 120 frames of 576i25 MPEG-2, 200 MP2 frames, 150 AC-3 frames. The loop length is a multiple
-//! of every frame duration, so the replay is seamless.
+//! 120 frames of 576i25 MPEG-2, 200 MP2 frames, 150 AC-3 or E-AC-3 frames. The loop length is a
+//! multiple of every frame duration, so the replay is seamless. Each media kind comes at two
+//! [`DemoBitrate`]s: light (simple pictures, about 1 Mbit/s) and broadcast (pictures with fine
+//! moving detail that the encoder spends the bits of a real channel on).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -13,11 +15,12 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::DemoBitrate;
 use super::ts::{EsKind, EsStream, Frame};
 
 /// Loop length in 90 kHz ticks (4.8 s).
 pub(crate) const LOOP_90K: i64 = 432_000;
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 4;
 
 /// The media a demo channel carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +31,8 @@ pub(crate) enum MediaKind {
     Sd,
     /// MP2 stereo only.
     Radio,
+    /// H.264 1280x720p50 (the HD pictures), E-AC-3 5.1 as the only sound.
+    HdEac3,
 }
 
 impl MediaKind {
@@ -36,6 +41,7 @@ impl MediaKind {
             MediaKind::Hd => "hd",
             MediaKind::Sd => "sd",
             MediaKind::Radio => "radio",
+            MediaKind::HdEac3 => "hd-eac3",
         }
     }
 }
@@ -44,7 +50,8 @@ impl MediaKind {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Media {
     pub video: Option<EsStream>,
-    pub mp2: EsStream,
+    pub mp2: Option<EsStream>,
+    /// AC-3 or E-AC-3.
     pub ac3: Option<EsStream>,
 }
 
@@ -56,24 +63,29 @@ pub(crate) enum MediaError {
     Pipeline { pipeline: String, message: String },
 }
 
-/// Returns the media of a kind, encoding it on first use (a few seconds) or reading the cache.
-pub(crate) fn media(kind: MediaKind) -> Result<Arc<Media>, MediaError> {
-    static HD: OnceLock<Arc<Media>> = OnceLock::new();
-    static SD: OnceLock<Arc<Media>> = OnceLock::new();
-    static RADIO: OnceLock<Arc<Media>> = OnceLock::new();
-    let cell = match kind {
-        MediaKind::Hd => &HD,
-        MediaKind::Sd => &SD,
-        MediaKind::Radio => &RADIO,
+/// Returns the media of a kind, encoding it on first use (light: a few seconds; broadcast:
+/// about half a minute on 2 cores) or reading the cache.
+pub(crate) fn media(kind: MediaKind, bitrate: DemoBitrate) -> Result<Arc<Media>, MediaError> {
+    const KINDS: usize = 4;
+    static CELLS: [OnceLock<Arc<Media>>; 2 * KINDS] = [const { OnceLock::new() }; 2 * KINDS];
+    let index = match kind {
+        MediaKind::Hd => 0,
+        MediaKind::Sd => 1,
+        MediaKind::Radio => 2,
+        MediaKind::HdEac3 => 3,
+    } + match bitrate {
+        DemoBitrate::Light => 0,
+        DemoBitrate::Broadcast => KINDS,
     };
+    let cell = &CELLS[index];
     if let Some(media) = cell.get() {
         return Ok(Arc::clone(media));
     }
-    let media = match read_cache(kind) {
+    let media = match read_cache(kind, bitrate) {
         Some(media) => media,
         None => {
-            let media = encode(kind)?;
-            if let Err(error) = write_cache(kind, &media) {
+            let media = encode(kind, bitrate)?;
+            if let Err(error) = write_cache(kind, bitrate, &media) {
                 tracing::debug!(%error, "demo media cache not written");
             }
             media
@@ -82,46 +94,68 @@ pub(crate) fn media(kind: MediaKind) -> Result<Arc<Media>, MediaError> {
     Ok(Arc::clone(cell.get_or_init(|| Arc::new(media))))
 }
 
-fn encode(kind: MediaKind) -> Result<Media, MediaError> {
+/// H.264 720p50, two-second GOPs of 24 frames with B-frames, as HD channels send it. Light: a
+/// ball on a plain background (about 1 Mbit/s whatever the rate asked). Broadcast: a moving
+/// zone plate, fine detail in motion that takes all of 10 Mbit/s.
+fn hd_video(bitrate: DemoBitrate) -> String {
+    let (pattern, kbits) = match bitrate {
+        DemoBitrate::Light => ("pattern=ball motion=sweep", 3_000),
+        DemoBitrate::Broadcast => ("pattern=zone-plate kx2=20 ky2=20 kt=1 kxt=2", 10_000),
+    };
+    format!(
+        "videotestsrc {pattern} num-buffers=240 ! \
+         video/x-raw,format=I420,width=1280,height=720,framerate=50/1 ! \
+         x264enc bitrate={kbits} key-int-max=24 bframes=2 b-adapt=false speed-preset=veryfast \
+         option-string=scenecut=0:open-gop=0:aud=1 ! h264parse config-interval=-1 ! \
+         video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+    )
+}
+
+/// MPEG-2 576i25 (interlaced, flagged so), 16:9 anamorphic, closed GOPs of 12; mpeg2enc holds
+/// the rate it is given: 3 Mbit/s light, 4.5 Mbit/s broadcast.
+fn sd_video(bitrate: DemoBitrate) -> String {
+    let kbits = match bitrate {
+        DemoBitrate::Light => 3_000,
+        DemoBitrate::Broadcast => 4_500,
+    };
+    format!(
+        "videotestsrc pattern=smpte horizontal-speed=4 num-buffers=120 ! \
+         video/x-raw,format=I420,width=720,height=576,framerate=25/1,interlace-mode=interleaved,\
+         pixel-aspect-ratio=64/45 ! mpeg2enc format=3 bitrate={kbits} min-gop-size=12 max-gop-size=12 \
+         closed-gop=true sequence-header-every-gop=true interlace-mode=1 aspect=3 ! \
+         mpegvideoparse ! appsink name=sink sync=false"
+    )
+}
+
+fn encode(kind: MediaKind, bitrate: DemoBitrate) -> Result<Media, MediaError> {
     gst::init()?;
     let started = std::time::Instant::now();
     let media = match kind {
         MediaKind::Hd => Media {
-            video: Some(encode_video(
-                "videotestsrc pattern=ball motion=sweep num-buffers=240 ! \
-                 video/x-raw,format=I420,width=1280,height=720,framerate=50/1 ! \
-                 x264enc bitrate=3000 key-int-max=24 bframes=2 b-adapt=false speed-preset=veryfast \
-                 option-string=scenecut=0:open-gop=0:aud=1 ! h264parse config-interval=-1 ! \
-                 video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false",
-                EsKind::H264,
-                240,
-                1_800,
-            )?),
-            mp2: encode_audio(EsKind::Mp2, 440, 2)?,
-            ac3: Some(encode_audio(EsKind::Ac3, 660, 2)?),
+            video: Some(encode_video(&hd_video(bitrate), EsKind::H264, 240, 1_800)?),
+            mp2: Some(encode_audio(EsKind::Mp2, 440, 2, bitrate)?),
+            ac3: Some(encode_audio(EsKind::Ac3, 660, 2, bitrate)?),
         },
         MediaKind::Sd => Media {
-            video: Some(encode_video(
-                "videotestsrc pattern=smpte horizontal-speed=4 num-buffers=120 ! \
-                 video/x-raw,format=I420,width=720,height=576,framerate=25/1,interlace-mode=interleaved,\
-                 pixel-aspect-ratio=64/45 ! mpeg2enc format=3 bitrate=3000 min-gop-size=12 max-gop-size=12 \
-                 closed-gop=true sequence-header-every-gop=true interlace-mode=1 aspect=3 ! \
-                 mpegvideoparse ! appsink name=sink sync=false",
-                EsKind::Mpeg2Video,
-                120,
-                3_600,
-            )?),
-            mp2: encode_audio(EsKind::Mp2, 523, 2)?,
-            ac3: Some(encode_audio(EsKind::Ac3, 330, 6)?),
+            video: Some(encode_video(&sd_video(bitrate), EsKind::Mpeg2Video, 120, 3_600)?),
+            mp2: Some(encode_audio(EsKind::Mp2, 523, 2, bitrate)?),
+            ac3: Some(encode_audio(EsKind::Ac3, 330, 6, bitrate)?),
         },
         MediaKind::Radio => Media {
             video: None,
-            mp2: encode_audio(EsKind::Mp2, 392, 2)?,
+            mp2: Some(encode_audio(EsKind::Mp2, 392, 2, bitrate)?),
             ac3: None,
+        },
+        // The HD pictures again (encoded once), with other sound.
+        MediaKind::HdEac3 => Media {
+            video: media(MediaKind::Hd, bitrate)?.video.clone(),
+            mp2: None,
+            ac3: Some(encode_audio(EsKind::Eac3, 587, 6, bitrate)?),
         },
     };
     tracing::info!(
         kind = kind.name(),
+        ?bitrate,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Encoded demo media."
     );
@@ -173,9 +207,14 @@ fn encode_video(description: &str, kind: EsKind, frames: usize, duration: i64) -
     })
 }
 
-fn encode_audio(kind: EsKind, freq: u32, channels: u32) -> Result<EsStream, MediaError> {
-    let (encoder, parser, samples, bitrate) = match kind {
+/// One loop of audio: a tone (light), or a tone over pink noise (broadcast), which an audio
+/// encoder finds as hard as programme sound; on a bare tone FFmpeg's AAC coders cost the same,
+/// on programme sound its fast coder costs half of its default.
+fn encode_audio(kind: EsKind, freq: u32, channels: u32, bitrate: DemoBitrate) -> Result<EsStream, MediaError> {
+    let (encoder, parser, samples, kbits) = match kind {
         EsKind::Mp2 => ("avenc_mp2", "mpegaudioparse", 1_152i64, 192_000),
+        // E-AC-3 5.1 as DVB HD channels send it (ac3parse frames both).
+        EsKind::Eac3 => ("avenc_eac3", "ac3parse", 1_536, 256_000),
         _ => ("avenc_ac3", "ac3parse", 1_536, 448_000),
     };
     let duration = samples * 90_000 / 48_000;
@@ -186,12 +225,22 @@ fn encode_audio(kind: EsKind, freq: u32, channels: u32) -> Result<EsStream, Medi
         ""
     };
     // A few frames more than a loop: encoders hold some samples back.
-    let description = format!(
-        "audiotestsrc wave=sine freq={freq} volume=0.3 samplesperbuffer={samples} num-buffers={} ! \
-         audio/x-raw,format=F32LE,rate=48000,channels={channels}{mask} ! audioconvert ! \
-         {encoder} bitrate={bitrate} ! {parser} ! appsink name=sink sync=false",
-        frames + 4
-    );
+    let raw = format!("audio/x-raw,format=F32LE,rate=48000,channels={channels}{mask}");
+    let source = |wave: &str, volume: f64| {
+        format!(
+            "audiotestsrc {wave} volume={volume} samplesperbuffer={samples} num-buffers={} ! {raw}",
+            frames + 4
+        )
+    };
+    let encode = format!("audioconvert ! {encoder} bitrate={kbits} ! {parser} ! appsink name=sink sync=false");
+    let description = match bitrate {
+        DemoBitrate::Light => format!("{} ! {encode}", source(&format!("wave=sine freq={freq}"), 0.3)),
+        DemoBitrate::Broadcast => format!(
+            "audiomixer name=mix ! {raw} ! {encode} {} ! mix. {} ! mix.",
+            source(&format!("wave=sine freq={freq}"), 0.25),
+            source("wave=pink-noise", 0.1)
+        ),
+    };
     let buffers = run_to_eos(&description)?;
     if buffers.len() < frames {
         return Err(MediaError::Pipeline {
@@ -276,17 +325,24 @@ impl Drop for NullOnDrop {
     }
 }
 
-fn cache_path(kind: MediaKind) -> Option<PathBuf> {
+fn cache_path(kind: MediaKind, bitrate: DemoBitrate) -> Option<PathBuf> {
     let dir = std::env::var_os("XG2G_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("xg2g")))
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/xg2g")))?;
-    Some(dir.join(format!("demo-media-v{CACHE_VERSION}-{}.bin", kind.name())))
+    let weight = match bitrate {
+        DemoBitrate::Light => "light",
+        DemoBitrate::Broadcast => "broadcast",
+    };
+    Some(dir.join(format!("demo-media-v{CACHE_VERSION}-{}-{weight}.bin", kind.name())))
 }
 
-fn read_cache(kind: MediaKind) -> Option<Media> {
+fn read_cache(kind: MediaKind, bitrate: DemoBitrate) -> Option<Media> {
     let mut bytes = Vec::new();
-    fs::File::open(cache_path(kind)?).ok()?.read_to_end(&mut bytes).ok()?;
+    fs::File::open(cache_path(kind, bitrate)?)
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
     let mut r = Reader(&bytes);
     let mut streams = Vec::new();
     for _ in 0..r.u32()? {
@@ -299,17 +355,17 @@ fn read_cache(kind: MediaKind) -> Option<Media> {
         match s.kind {
             EsKind::H264 | EsKind::Mpeg2Video => video = Some(s),
             EsKind::Mp2 => mp2 = Some(s),
-            EsKind::Ac3 => ac3 = Some(s),
+            EsKind::Ac3 | EsKind::Eac3 => ac3 = Some(s),
         }
     }
-    Some(Media { video, mp2: mp2?, ac3 })
+    (mp2.is_some() || ac3.is_some()).then_some(Media { video, mp2, ac3 })
 }
 
-fn write_cache(kind: MediaKind, media: &Media) -> io::Result<()> {
-    let path = cache_path(kind).ok_or_else(|| io::Error::other("no cache directory"))?;
+fn write_cache(kind: MediaKind, bitrate: DemoBitrate, media: &Media) -> io::Result<()> {
+    let path = cache_path(kind, bitrate).ok_or_else(|| io::Error::other("no cache directory"))?;
     let dir = path.parent().ok_or_else(|| io::Error::other("no cache directory"))?;
     fs::create_dir_all(dir)?;
-    let streams: Vec<&EsStream> = media.video.iter().chain([&media.mp2]).chain(media.ac3.iter()).collect();
+    let streams: Vec<&EsStream> = media.video.iter().chain(&media.mp2).chain(&media.ac3).collect();
     let mut out = Vec::new();
     out.extend_from_slice(&(streams.len() as u32).to_le_bytes());
     for s in streams {
@@ -318,6 +374,7 @@ fn write_cache(kind: MediaKind, media: &Media) -> io::Result<()> {
             EsKind::Mpeg2Video => 1,
             EsKind::Mp2 => 2,
             EsKind::Ac3 => 3,
+            EsKind::Eac3 => 4,
         });
         out.extend_from_slice(&s.frame_duration.to_le_bytes());
         out.extend_from_slice(&(s.frames.len() as u32).to_le_bytes());
@@ -358,6 +415,7 @@ impl Reader<'_> {
             1 => EsKind::Mpeg2Video,
             2 => EsKind::Mp2,
             3 => EsKind::Ac3,
+            4 => EsKind::Eac3,
             _ => return None,
         };
         let frame_duration = self.i64()?;

@@ -44,6 +44,20 @@ pub struct DemoOptions {
     /// A fixed "now" (unix seconds) for the guide, so its events do not move: golden files.
     /// `None` = the real clock.
     pub epg_anchor: Option<i64>,
+    /// How heavy the channels' media is: light for tests, broadcast for load measurements.
+    pub bitrate: DemoBitrate,
+}
+
+/// The bitrates of the demo channels' media.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoBitrate {
+    /// About 1 Mbit/s a channel (simple pictures): quick to make, cheap to serve; the tests use it.
+    #[default]
+    Light,
+    /// As heavy as a real receiver: HD H.264 720p50 at about 10 Mbit/s, SD MPEG-2 576i at
+    /// about 4.5 Mbit/s, 5.1 audio at broadcast rates (README "Performance").
+    Broadcast,
 }
 
 impl Default for DemoOptions {
@@ -57,6 +71,7 @@ impl Default for DemoOptions {
             tune_delay: Duration::ZERO,
             epg_days: 7,
             epg_anchor: None,
+            bitrate: DemoBitrate::default(),
         }
     }
 }
@@ -86,7 +101,7 @@ pub(crate) fn lineup() -> Vec<LineupEntry> {
             name: c.name,
             reference: c.reference,
             video: match c.media {
-                MediaKind::Hd => LineupVideo::H264,
+                MediaKind::Hd | MediaKind::HdEac3 => LineupVideo::H264,
                 MediaKind::Sd => LineupVideo::Mpeg2,
                 MediaKind::Radio => LineupVideo::None,
             },
@@ -222,7 +237,8 @@ pub struct DemoReceiver {
 impl DemoReceiver {
     /// Encodes (or loads) the demo media and starts the API and both stream ports.
     pub async fn start(options: DemoOptions) -> Result<Self, DemoError> {
-        let channels = tokio::task::spawn_blocking(build_channels)
+        let bitrate = options.bitrate;
+        let channels = tokio::task::spawn_blocking(move || build_channels(bitrate))
             .await
             .map_err(|e| DemoError::Media(e.to_string()))??;
         let bind = |what: &'static str, port: u16| {
@@ -334,10 +350,10 @@ impl Drop for DemoReceiver {
     }
 }
 
-fn build_channels() -> Result<Vec<LiveChannel>, DemoError> {
+fn build_channels(bitrate: DemoBitrate) -> Result<Vec<LiveChannel>, DemoError> {
     let mut out = Vec::new();
     for def in channels::channels() {
-        let media = media::media(def.media).map_err(|e| DemoError::Media(e.to_string()))?;
+        let media = media::media(def.media, bitrate).map_err(|e| DemoError::Media(e.to_string()))?;
         let service_ref: ServiceRef = def
             .reference
             .parse()
@@ -367,11 +383,13 @@ fn mux_channel(def: &DemoChannel, service_ref: &ServiceRef, media: &Media) -> ts
             stream: video,
         });
     }
-    tracks.push(Track {
-        pid: def.mp2_pid,
-        language: Some("deu"),
-        stream: &media.mp2,
-    });
+    if let Some(mp2) = &media.mp2 {
+        tracks.push(Track {
+            pid: def.mp2_pid,
+            language: Some("deu"),
+            stream: mp2,
+        });
+    }
     if let Some(ac3) = &media.ac3 {
         tracks.push(Track {
             pid: def.ac3_pid,
@@ -379,10 +397,10 @@ fn mux_channel(def: &DemoChannel, service_ref: &ServiceRef, media: &Media) -> ts
             stream: ac3,
         });
     }
-    let pcr_pid = if media.video.is_some() {
-        def.video_pid
-    } else {
-        def.mp2_pid
+    let pcr_pid = match (&media.video, &media.mp2) {
+        (Some(_), _) => def.video_pid,
+        (None, Some(_)) => def.mp2_pid,
+        (None, None) => def.ac3_pid,
     };
     let program = Program {
         transport_stream_id: 0x3FB,

@@ -19,6 +19,7 @@ pub(crate) enum EsKind {
     Mpeg2Video,
     Mp2,
     Ac3,
+    Eac3,
 }
 
 impl EsKind {
@@ -27,8 +28,8 @@ impl EsKind {
             EsKind::H264 => 0x1B,
             EsKind::Mpeg2Video => 0x02,
             EsKind::Mp2 => 0x03,
-            // DVB carries AC-3 as private PES data, announced by an AC-3 descriptor.
-            EsKind::Ac3 => 0x06,
+            // DVB carries AC-3 and E-AC-3 as private PES data, announced by a descriptor.
+            EsKind::Ac3 | EsKind::Eac3 => 0x06,
         }
     }
 
@@ -36,7 +37,7 @@ impl EsKind {
         match self {
             EsKind::H264 | EsKind::Mpeg2Video => 0xE0,
             EsKind::Mp2 => 0xC0,
-            EsKind::Ac3 => 0xBD,
+            EsKind::Ac3 | EsKind::Eac3 => 0xBD,
         }
     }
 
@@ -348,8 +349,11 @@ fn pmt_section(program: &Program<'_>) -> Vec<u8> {
     body.extend_from_slice(&0xF000u16.to_be_bytes());
     for track in &program.tracks {
         let mut descriptors = Vec::new();
-        if track.stream.kind == EsKind::Ac3 {
-            descriptors.extend_from_slice(&[0x6A, 1, 0x00]);
+        match track.stream.kind {
+            EsKind::Ac3 => descriptors.extend_from_slice(&[0x6A, 1, 0x00]),
+            // enhanced_AC-3_descriptor (EN 300 468 annex D), no optional fields.
+            EsKind::Eac3 => descriptors.extend_from_slice(&[0x7A, 1, 0x00]),
+            _ => {}
         }
         if let Some(lang) = track.language {
             descriptors.extend_from_slice(&[0x0A, 4]);

@@ -186,7 +186,7 @@ async fn every_channel_streams_valid_continuous_mpeg_ts() {
             Expect {
                 pmt_program: 0x132F,
                 pcr_pid: 0x4B0,
-                streams: &[("h264", 0x4B0, None), ("mp2", 0x4B1, Some(2)), ("ac3", 0x4B3, Some(2))],
+                streams: &[("h264", 0x4B0, None), ("eac3", 0x4B3, Some(6))],
             },
         ),
     );
@@ -205,7 +205,7 @@ async fn whitelisted_channel_is_scrambled_on_the_stream_port() {
         .chunks(188)
         .filter(|p| {
             let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
-            pid == 0x4B0 || pid == 0x4B1
+            pid == 0x4B0 || pid == 0x4B3
         })
         .collect();
     assert!(!es_packets.is_empty());
