@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::batch::Batcher;
 use super::hls::{HlsState, Segment, VideoInfo, avc1_codec};
 use super::segmenter::{Piece, Segmenter, media_end};
 use super::ts_cache::TsCache;
@@ -415,19 +416,34 @@ impl Session {
                 return Outcome::Refused(message);
             }
         };
-        let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(512);
+        // Batches (up to 64 KiB or 20 ms), not the muxer's 1316-byte buffers: each send may
+        // wake the runtime. The session task only copies and forwards; a send waits only if
+        // it is gone or 64 batches behind.
+        let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(64);
         if let Some(sink) = &graph.sink {
+            let batcher = Arc::new(std::sync::Mutex::new(Batcher::default()));
+            let at_eos = (Arc::clone(&batcher), data_tx.clone());
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
                         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                        // The session task only copies and forwards; this waits only if it is gone.
-                        data_tx
-                            .blocking_send(Bytes::copy_from_slice(map.as_slice()))
-                            .map_err(|_| gst::FlowError::Flushing)?;
+                        let batch = batcher
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(map.as_slice(), Instant::now());
+                        if let Some(batch) = batch {
+                            data_tx.blocking_send(batch).map_err(|_| gst::FlowError::Flushing)?;
+                        }
                         Ok(gst::FlowSuccess::Ok)
+                    })
+                    .eos(move |_| {
+                        let (batcher, data_tx) = &at_eos;
+                        let tail = batcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                        if let Some(tail) = tail {
+                            let _ = data_tx.blocking_send(tail);
+                        }
                     })
                     .build(),
             );
