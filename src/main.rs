@@ -37,7 +37,12 @@ enum Command {
     /// Serve against the configured receiver (the default).
     Serve,
     /// Serve against the embedded demo receiver on loopback ports.
-    Demo,
+    Demo {
+        /// The channels' bitrates: `light` (about 1 Mbit/s) or `broadcast` (as heavy as a real
+        /// receiver: HD at about 10 Mbit/s, SD at 4.5; the first start encodes it, then it is cached).
+        #[arg(long, value_enum, default_value = "light")]
+        bitrate: xg2g::demo::DemoBitrate,
+    },
     /// Print the effective config (secrets redacted) and exit 0, or every problem and exit 2.
     CheckConfig,
     /// Print a signed URL for a stream route (auth.streams = "signed"), e.g.
@@ -76,8 +81,8 @@ struct BenchArgs {
     /// Scenarios to run, comma-separated: aac-one, aac-channels, aac-shared, hls, h264, mixed [default: all].
     #[arg(long = "scenario", value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Clients on one channel in aac-shared.
-    #[arg(long, default_value_t = 100)]
+    /// Clients on one channel in aac-shared (viewers of one popular channel).
+    #[arg(long, default_value_t = 150)]
     shared_clients: usize,
     /// Clients of the mixed load (and the soak).
     #[arg(long, default_value_t = 50)]
@@ -97,6 +102,9 @@ struct BenchArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/bench.json")]
     json: PathBuf,
+    /// The demo receiver's media; `broadcast` gives figures that compare with a real receiver.
+    #[arg(long, value_enum, default_value = "broadcast")]
+    demo_bitrate: xg2g::demo::DemoBitrate,
 }
 
 fn main() -> ExitCode {
@@ -150,9 +158,13 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let mut overrides = Vec::new();
     let mut demo = None;
-    if matches!(command, Command::Demo) {
+    if let Command::Demo { bitrate } = command {
         // The demo's media is encoded before logging is configured; keep that quiet.
-        match xg2g::demo::DemoReceiver::start(xg2g::demo::DemoOptions::default()).await {
+        let options = xg2g::demo::DemoOptions {
+            bitrate: *bitrate,
+            ..Default::default()
+        };
+        match xg2g::demo::DemoReceiver::start(options).await {
             Ok(receiver) => {
                 let origin = "the embedded demo receiver";
                 overrides.push(Override::new("receiver.base_url", receiver.api_url(), origin));
@@ -178,7 +190,7 @@ async fn run(cli: Cli) -> ExitCode {
     }
     // Flags come last: they beat everything, the demo's receiver settings included.
     overrides.extend(flag_overrides(&cli));
-    let requirements = if matches!(command, Command::CheckConfig | Command::Serve | Command::Demo) {
+    let requirements = if matches!(command, Command::CheckConfig | Command::Serve | Command::Demo { .. }) {
         Requirements::Receiver
     } else {
         Requirements::None
@@ -258,6 +270,7 @@ async fn bench(args: &BenchArgs) -> ExitCode {
         json: Some(args.json.clone()),
         keep_logs: args.keep_logs,
         exe,
+        demo_bitrate: args.demo_bitrate,
     };
     match xg2g::bench::run(options).await {
         Ok(()) => ExitCode::SUCCESS,

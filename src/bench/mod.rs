@@ -1,5 +1,6 @@
 //! `xg2g bench`: load scenarios against the embedded demo receiver, xg2g beside one FFmpeg
-//! process per client, with CPU, memory, time to first byte, stalls and errors for both.
+//! process per client, with CPU, memory, time to first byte, stalls, the slowest client's
+//! speed and errors for both, and xg2g's transcode latency from its `/metrics`.
 //!
 //! The bench process runs the demo receiver and every client; the two servers under test run
 //! as child processes ([`servers`]) and are measured from `/proc` ([`procfs`]). Runs of the two
@@ -7,17 +8,22 @@
 //! scenario repeats to give a spread. Linux only: it reads `/proc`.
 
 pub(crate) mod client;
+mod goals;
+mod histogram;
 pub mod peer;
 mod procfs;
 mod report;
 mod scenario;
 mod servers;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::ValueEnum as _;
 use tokio::time::Instant;
 
+use crate::demo::DemoBitrate;
 use client::{ClientOutcome, ClientSpec};
 use report::{Quantiles, RunResult};
 use scenario::{Channels, Endpoints, Scenario, Server};
@@ -61,6 +67,7 @@ pub struct BenchOptions {
     pub repeats: usize,
     /// Scenario families; empty = all.
     pub scenarios: Vec<String>,
+    /// Clients of `aac-shared` on its one channel.
     pub shared_clients: usize,
     pub mixed_clients: usize,
     /// The h264 ramp stops here (at most two sessions a video channel: TS and HLS).
@@ -74,18 +81,30 @@ pub struct BenchOptions {
     pub keep_logs: bool,
     /// The xg2g binary to start as the server (normally this one).
     pub exe: PathBuf,
+    /// The demo receiver's media: `Broadcast` for figures that compare with a real receiver.
+    pub demo_bitrate: DemoBitrate,
+}
+
+/// `light` or `broadcast`, as `--demo-bitrate` spells it.
+fn bitrate_name(bitrate: DemoBitrate) -> String {
+    bitrate
+        .to_possible_value()
+        .map_or_else(|| format!("{bitrate:?}"), |v| v.get_name().to_owned())
 }
 
 /// Everything the bench writes to JSON.
 #[derive(Debug, serde::Serialize)]
 struct Output {
     machine: Machine,
+    demo_bitrate: DemoBitrate,
     duration_s: f64,
     warmup_s: f64,
     repeats: usize,
     results: Vec<RunResult>,
     rows: Vec<report::Row>,
-    goals: Vec<report::Goal>,
+    goals: Vec<goals::Goal>,
+    /// Figures printed beside the goals, without a goal of their own.
+    reported: Vec<goals::Reported>,
     soak: Option<Soak>,
 }
 
@@ -175,7 +194,11 @@ async fn run_in(
     ffmpeg: bool,
     work: &std::path::Path,
 ) -> Result<(), BenchError> {
-    let demo = crate::demo::DemoReceiver::start(crate::demo::DemoOptions::default()).await?;
+    let demo = crate::demo::DemoReceiver::start(crate::demo::DemoOptions {
+        bitrate: options.demo_bitrate,
+        ..Default::default()
+    })
+    .await?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
@@ -322,6 +345,21 @@ impl Bench<'_> {
         out
     }
 
+    /// xg2g's `/metrics`; `None` for the FFmpeg proxy, or when the scrape fails (the run then
+    /// lacks its latency figures, nothing else).
+    async fn scrape(&self, server: &ServerProcess) -> Option<String> {
+        match server.server {
+            Server::Xg2g => match server.metrics(self.http).await {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    eprintln!("bench: no transcode latency for this run: {e}");
+                    None
+                }
+            },
+            Server::Ffmpeg => None,
+        }
+    }
+
     /// One run of one scenario against one server.
     async fn run_once(
         &self,
@@ -342,10 +380,13 @@ impl Bench<'_> {
         let pid = server.pid;
         // Memory and sessions are read three times in the window and the largest kept: on a
         // saturated machine the sampler itself may run late, when clients are already leaving.
+        // xg2g's `/metrics` is read at the window's start and end, for the transcode latency
+        // of the window alone.
         let sampler = async {
             tokio::time::sleep_until(window_start).await;
             let cpu0 = procfs::tree_cpu_seconds(pid);
             let t0 = Instant::now();
+            let metrics0 = self.scrape(server).await;
             let mut snapshots = Vec::new();
             for at in [2, 3] {
                 tokio::time::sleep_until(window_start + self.options.duration * at / 4).await;
@@ -355,9 +396,13 @@ impl Bench<'_> {
             let cpu1 = procfs::tree_cpu_seconds(pid);
             let window = t0.elapsed();
             snapshots.push((server.sessions(self.http).await, procfs::tree_memory(pid)));
-            (cpu0, cpu1, window, snapshots)
+            let latency = match (metrics0, self.scrape(server).await) {
+                (Some(start), Some(end)) => Some(histogram::transcode_p95(&start, &end)),
+                _ => None,
+            };
+            (cpu0, cpu1, window, snapshots, latency)
         };
-        let (outcomes, (cpu0, cpu1, window, snapshots)) =
+        let (outcomes, (cpu0, cpu1, window, snapshots, latency)) =
             tokio::join!(self.clients(&specs, window_start, window_end + LINGER), sampler);
         let io = |what: &str, source| BenchError::Io {
             what: format!("{what} of the {} server", server.server),
@@ -392,6 +437,7 @@ impl Bench<'_> {
             cpu,
             idle,
             memory,
+            latency,
         );
         eprintln!(
             "bench: {:<16} {:<6} repeat {} — {:.1} % CPU, {} sessions, {} stalls, {} errors",
@@ -476,34 +522,50 @@ impl Bench<'_> {
             }
         }
         let rows = report::rows(&results);
-        let goals = report::goals(&rows);
+        let goals = goals::goals(&rows);
+        let reported = goals::reported(&rows);
+        println!(
+            "{}\n",
+            report::header(
+                &bitrate_name(options.demo_bitrate),
+                options.repeats,
+                options.duration.as_secs_f64(),
+                options.warmup.as_secs_f64()
+            )
+        );
         println!("{}", report::table(&rows));
+        let mut held_lines = String::new();
         for server in [Server::Xg2g, Server::Ffmpeg] {
-            let held = rows
-                .iter()
-                .filter(|r| r.server == server && r.scenario.family() == "h264" && r.runs_kept_up == r.runs)
-                .filter_map(|r| match r.scenario {
-                    Scenario::H264 { streams } => Some(streams),
-                    _ => None,
-                })
-                .max();
-            if ramp && (server == Server::Xg2g || peer.is_some()) {
-                println!(
-                    "h264 transcodes held in real time in every repeat, {server}: {}",
-                    held.map_or_else(|| "none".into(), |n| n.to_string())
+            if let Some(held) = goals::held(&rows, server) {
+                let top = if held.at_top {
+                    " (the ramp's top, --max-h264)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    held_lines,
+                    "h264 transcodes held in real time in every repeat, {server}: {}{top}",
+                    held.streams
                 );
             }
         }
-        println!();
-        print!("{}", report::goals_text(&goals));
+        // Each block of lines after the table, a blank line after each.
+        for block in [report::latency_text(&rows), held_lines] {
+            if !block.is_empty() {
+                println!("{block}");
+            }
+        }
+        print!("{}", goals::text(&goals, &reported));
         Ok(Output {
             machine: machine(),
+            demo_bitrate: options.demo_bitrate,
             duration_s: options.duration.as_secs_f64(),
             warmup_s: options.warmup.as_secs_f64(),
             repeats: options.repeats,
             results,
             rows,
             goals,
+            reported,
             soak: None,
         })
     }
@@ -533,8 +595,9 @@ impl Bench<'_> {
             samples
         };
         eprintln!(
-            "bench: soak, {clients} mixed clients on xg2g for {}",
-            humantime::format_duration(options.duration)
+            "bench: soak, {clients} mixed clients on xg2g for {}, demo bitrate {}",
+            humantime::format_duration(options.duration),
+            bitrate_name(options.demo_bitrate)
         );
         let (outcomes, rss_samples) = tokio::join!(self.clients(&specs, window_start, end), sampler);
         // Warm-up for the slope: the client ramp and the first fifth of the run, when caches
@@ -596,12 +659,14 @@ impl Bench<'_> {
         }
         Ok(Output {
             machine: machine(),
+            demo_bitrate: options.demo_bitrate,
             duration_s: options.duration.as_secs_f64(),
             warmup_s: options.warmup.as_secs_f64(),
             repeats: 1,
             results: vec![],
             rows: vec![],
             goals: vec![],
+            reported: vec![],
             soak: Some(soak),
         })
     }
@@ -630,6 +695,7 @@ fn summarise(
     cpu_s: f64,
     idle: procfs::Memory,
     loaded: procfs::Memory,
+    transcode_p95: Option<Vec<report::TranscodeP95>>,
 ) -> RunResult {
     let ttfb: Vec<Duration> = outcomes.iter().filter_map(|o| o.ttfb).collect();
     let playlists: Vec<Duration> = outcomes.iter().filter_map(|o| o.first_playlist).collect();
@@ -657,6 +723,7 @@ fn summarise(
         errors: outcomes.iter().map(|o| o.errors.len()).sum(),
         error_samples: error_samples(outcomes),
         min_speed: outcomes.iter().filter_map(|o| o.speed).min_by(f64::total_cmp),
+        transcode_p95,
     }
 }
 

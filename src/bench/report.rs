@@ -1,5 +1,5 @@
 //! The bench's figures: one run's result, the spread over repeats, the xg2g / FFmpeg ratios,
-//! the goals of issue 7, and the Markdown table. Pure: no IO.
+//! and the Markdown table with the lines printed around it. Pure: no IO.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -76,6 +76,20 @@ pub(crate) struct RunResult {
     pub error_samples: Vec<String>,
     /// The slowest client's media time per wall second in the window.
     pub min_speed: Option<f64>,
+    /// xg2g: the P95 of each transcode stage in the window; `None` for FFmpeg, or when xg2g's
+    /// `/metrics` could not be read.
+    pub transcode_p95: Option<Vec<TranscodeP95>>,
+}
+
+/// The P95 of one transcode stage (`xg2g_transcode_latency_seconds{mode, encoder}`) in a run's
+/// measured window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct TranscodeP95 {
+    pub mode: String,
+    pub encoder: String,
+    pub p95_ms: f64,
+    /// Buffers the histogram counted in the window.
+    pub samples: u64,
 }
 
 impl RunResult {
@@ -190,7 +204,20 @@ pub(crate) struct Row {
     pub stalls: u32,
     pub errors: usize,
     pub runs_kept_up: usize,
+    /// The slowest client's speed in the worst repeat.
     pub min_speed: Option<f64>,
+    /// The slowest client's speed in each repeat, over the repeats.
+    pub slowest_client_speed: Option<Spread>,
+    /// xg2g: each transcode stage's P95 over the repeats, by mode and encoder.
+    pub transcode_p95_ms: Vec<StageP95>,
+}
+
+/// One transcode stage's P95 over the repeats that measured it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct StageP95 {
+    pub mode: String,
+    pub encoder: String,
+    pub p95_ms: Spread,
 }
 
 pub(crate) fn rows(results: &[RunResult]) -> Vec<Row> {
@@ -222,7 +249,30 @@ pub(crate) fn rows(results: &[RunResult]) -> Vec<Row> {
                 errors: runs.iter().map(|r| r.errors).sum(),
                 runs_kept_up: runs.iter().filter(|r| r.kept_up()).count(),
                 min_speed: runs.iter().filter_map(|r| r.min_speed).min_by(f64::total_cmp),
+                slowest_client_speed: spread(&|r| r.min_speed),
+                transcode_p95_ms: stages(&runs),
             }
+        })
+        .collect()
+}
+
+/// Each transcode stage's P95 over the runs, in mode and encoder order.
+fn stages(runs: &[&RunResult]) -> Vec<StageP95> {
+    let mut by_stage: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for stage in runs.iter().filter_map(|r| r.transcode_p95.as_ref()).flatten() {
+        by_stage
+            .entry((&stage.mode, &stage.encoder))
+            .or_default()
+            .push(stage.p95_ms);
+    }
+    by_stage
+        .into_iter()
+        .filter_map(|((mode, encoder), p95s)| {
+            Some(StageP95 {
+                mode: mode.to_owned(),
+                encoder: encoder.to_owned(),
+                p95_ms: Spread::of(p95s)?,
+            })
         })
         .collect()
 }
@@ -233,70 +283,7 @@ pub(crate) fn ratio(xg2g: Option<Spread>, ffmpeg: Option<Spread>) -> Option<f64>
     (f > 0.0).then(|| x / f)
 }
 
-/// One goal of issue 7 and where this run stands.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Goal {
-    pub what: &'static str,
-    pub target: &'static str,
-    /// The measured figure, or `None` when the scenarios it needs did not run.
-    pub measured: Option<f64>,
-    pub met: Option<bool>,
-}
-
-fn find<'a>(rows: &'a [Row], family: &str, server: Server) -> Option<&'a Row> {
-    rows.iter()
-        .find(|r| r.scenario.family() == family && r.server == server)
-}
-
-pub(crate) fn goals(rows: &[Row]) -> Vec<Goal> {
-    let pair = |family: &str, f: &dyn Fn(&Row) -> Option<Spread>| {
-        ratio(
-            find(rows, family, Server::Xg2g).and_then(f),
-            find(rows, family, Server::Ffmpeg).and_then(f),
-        )
-    };
-    let goal = |what, target, measured: Option<f64>, limit: f64| Goal {
-        what,
-        target,
-        measured,
-        met: measured.map(|m| m <= limit),
-    };
-    let sharing = match (
-        find(rows, "aac-shared", Server::Xg2g),
-        find(rows, "aac-one", Server::Xg2g),
-    ) {
-        (Some(many), Some(one)) => ratio(many.cpu_percent, one.cpu_percent),
-        _ => None,
-    };
-    vec![
-        goal(
-            "aac session CPU, xg2g / ffmpeg (aac-channels)",
-            "≤ 1.0",
-            pair("aac-channels", &|r| r.cpu_per_stream_minute),
-            1.0,
-        ),
-        goal(
-            "aac session memory, xg2g / ffmpeg (aac-channels)",
-            "≤ 0.25",
-            pair("aac-channels", &|r| r.memory_per_session_mib),
-            0.25,
-        ),
-        goal(
-            "time to first byte, xg2g / ffmpeg (aac-channels, median)",
-            "≤ 0.5",
-            pair("aac-channels", &|r| r.ttfb_median_ms),
-            0.5,
-        ),
-        goal(
-            "CPU of many clients on one channel / one client (xg2g)",
-            "≤ 1.2",
-            sharing,
-            1.2,
-        ),
-    ]
-}
-
-fn cell(spread: Option<Spread>, digits: usize) -> String {
+pub(crate) fn cell(spread: Option<Spread>, digits: usize) -> String {
     match spread {
         Some(s) if (s.max - s.min) > f64::EPSILON => {
             format!("{:.digits$} ({:.digits$}–{:.digits$})", s.median, s.min, s.max)
@@ -314,9 +301,9 @@ fn ratio_cell(r: Option<f64>) -> String {
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | server | clients | sessions | CPU % of a core | CPU s / stream-min | memory MiB / session | TTFB ms median (P95) | first playlist ms median (P95) | first segment ms median (P95) | stalls | errors |\n",
+        "| scenario | server | clients | sessions | CPU % of a core | CPU s / stream-min | memory MiB / session | TTFB ms median (P95) | first playlist ms median (P95) | first segment ms median (P95) | stalls | slowest client × real time | errors |\n",
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     let mut scenarios: Vec<Scenario> = rows.iter().map(|r| r.scenario).collect();
     scenarios.dedup();
     for scenario in scenarios {
@@ -328,7 +315,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 scenario.label(),
                 row.server,
                 row.clients,
@@ -340,13 +327,14 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 latency(row.first_playlist_median_ms, row.first_playlist_p95_ms),
                 latency(row.first_segment_median_ms, row.first_segment_p95_ms),
                 row.stalls,
+                cell(row.slowest_client_speed, 2),
                 row.errors,
             );
         }
         if let (Some(x), Some(f)) = (of(Server::Xg2g), of(Server::Ffmpeg)) {
             let _ = writeln!(
                 out,
-                "| {} | xg2g / ffmpeg | | | {} | {} | {} | {} | {} | {} | | |",
+                "| {} | xg2g / ffmpeg | | | {} | {} | {} | {} | {} | {} | | | |",
                 scenario.label(),
                 ratio_cell(ratio(x.cpu_percent, f.cpu_percent)),
                 ratio_cell(ratio(x.cpu_per_stream_minute, f.cpu_per_stream_minute)),
@@ -360,26 +348,45 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The goals as a Markdown list.
-pub(crate) fn goals_text(goals: &[Goal]) -> String {
+/// The line above the table: what the demo receiver sent, and how long each run measured.
+pub(crate) fn header(demo_bitrate: &str, repeats: usize, window_s: f64, warmup_s: f64) -> String {
+    let repeats = match repeats {
+        1 => "1 repeat".to_owned(),
+        n => format!("{n} repeats"),
+    };
+    format!("Demo bitrate {demo_bitrate}; {repeats} of a {window_s:.0} s window after {warmup_s:.0} s of warm-up.")
+}
+
+/// xg2g's transcode P95s after the table, a line per scenario that transcoded:
+/// `- h264 ×2: gpu/avenc_aac 40 ms; gpu/x264enc 180 (170–190) ms`. Empty when none did.
+pub(crate) fn latency_text(rows: &[Row]) -> String {
     let mut out = String::new();
-    for g in goals {
-        let status = match g.met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "not measured in this run",
-        };
-        let measured = g.measured.map_or_else(|| "–".into(), |m| format!("{m:.2}"));
-        let _ = writeln!(out, "- {}: {} (goal {}): {status}", g.what, measured, g.target);
+    for row in rows
+        .iter()
+        .filter(|r| r.server == Server::Xg2g && !r.transcode_p95_ms.is_empty())
+    {
+        let stages: Vec<String> = row
+            .transcode_p95_ms
+            .iter()
+            .map(|s| format!("{}/{} {} ms", s.mode, s.encoder, cell(Some(s.p95_ms), 0)))
+            .collect();
+        let _ = writeln!(out, "- {}: {}", row.scenario.label(), stages.join("; "));
+    }
+    if !out.is_empty() {
+        out.insert_str(
+            0,
+            "P95 transcode latency, xg2g (each run's window; median over repeats, range in brackets):\n",
+        );
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run(server: Server, repeat: usize, cpu_s: f64, loaded_kib: u64, ttfb: &[u64]) -> RunResult {
+    /// An `aac-channels` run of 4 clients over 30 s, 10 MiB idle.
+    pub(crate) fn run(server: Server, repeat: usize, cpu_s: f64, loaded_kib: u64, ttfb: &[u64]) -> RunResult {
         RunResult {
             scenario: Scenario::AacChannels,
             server,
@@ -399,6 +406,16 @@ mod tests {
             errors: 0,
             error_samples: vec![],
             min_speed: Some(1.0),
+            transcode_p95: None,
+        }
+    }
+
+    fn stage(mode: &str, encoder: &str, p95_ms: f64) -> TranscodeP95 {
+        TranscodeP95 {
+            mode: mode.into(),
+            encoder: encoder.into(),
+            p95_ms,
+            samples: 100,
         }
     }
 
@@ -439,10 +456,6 @@ mod tests {
         assert!((ratio(x.cpu_per_stream_minute, f.cpu_per_stream_minute).expect("ratio") - 0.6).abs() < 1e-9);
         // Memory: (14 - 10) MiB / 4 sessions = 1 MiB vs (90 - 10) / 4 = 20 MiB.
         assert!((ratio(x.memory_per_session_mib, f.memory_per_session_mib).expect("ratio") - 0.05).abs() < 1e-9);
-        let goals = goals(&rows);
-        assert_eq!(goals[0].met, Some(true));
-        assert_eq!(goals[1].met, Some(true));
-        assert_eq!(goals[3].met, None, "the sharing goal needs aac-one and aac-shared");
         let table = table(&rows);
         assert!(table.contains("| aac-channels | xg2g / ffmpeg |"), "{table}");
         assert!(table.contains("**0.60×**"), "{table}");
@@ -457,5 +470,69 @@ mod tests {
         r.min_speed = Some(1.0);
         r.stalls = 1;
         assert!(!r.kept_up());
+    }
+
+    #[test]
+    fn the_slowest_client_column_shows_each_repeats_slowest_over_the_repeats() {
+        let mut results = vec![
+            run(Server::Xg2g, 0, 3.0, 14 * 1024, &[200]),
+            run(Server::Xg2g, 1, 3.0, 14 * 1024, &[200]),
+            run(Server::Xg2g, 2, 3.0, 14 * 1024, &[200]),
+            run(Server::Ffmpeg, 0, 6.0, 90 * 1024, &[1500]),
+        ];
+        for (r, speed) in results.iter_mut().zip([0.9, 1.0, 0.98, 0.995]) {
+            r.min_speed = Some(speed);
+        }
+        let rows = rows(&results);
+        assert_eq!(rows[0].min_speed, Some(0.9), "the JSON keeps the worst repeat");
+        let table = table(&rows);
+        assert!(
+            table.contains("| stalls | slowest client × real time | errors |"),
+            "{table}"
+        );
+        assert!(table.contains("| 0 | 0.98 (0.90–1.00) | 0 |"), "{table}");
+        assert!(table.contains("| 0 | 0.99 | 0 |"), "one repeat, no range: {table}");
+        // Every line has the header's number of cells.
+        let cells = |line: &str| line.matches('|').count();
+        assert!(table.lines().all(|l| cells(l) == 14), "{table}");
+    }
+
+    #[test]
+    fn transcode_p95s_aggregate_by_stage_and_print_per_scenario() {
+        let mut results = vec![
+            run(Server::Xg2g, 0, 3.0, 14 * 1024, &[200]),
+            run(Server::Xg2g, 1, 3.0, 14 * 1024, &[200]),
+            run(Server::Ffmpeg, 0, 6.0, 90 * 1024, &[1500]),
+        ];
+        results[0].transcode_p95 = Some(vec![
+            stage("gpu", "x264enc", 170.0),
+            stage("audio_proxy", "avenc_aac", 31.0),
+        ]);
+        results[1].transcode_p95 = Some(vec![stage("gpu", "x264enc", 190.0)]);
+        let rows = rows(&results);
+        let x = &rows[0];
+        assert_eq!(x.transcode_p95_ms.len(), 2);
+        assert_eq!(
+            (x.transcode_p95_ms[0].mode.as_str(), x.transcode_p95_ms[0].p95_ms.median),
+            ("audio_proxy", 31.0)
+        );
+        assert_eq!(x.transcode_p95_ms[1].p95_ms.median, 180.0);
+        assert!(rows[1].transcode_p95_ms.is_empty());
+        let text = latency_text(&rows);
+        assert_eq!(
+            text,
+            "P95 transcode latency, xg2g (each run's window; median over repeats, range in brackets):\n\
+             - aac-channels: audio_proxy/avenc_aac 31 ms; gpu/x264enc 180 (170–190) ms\n"
+        );
+        assert_eq!(latency_text(&rows[1..]), "", "nothing to say without a transcode");
+    }
+
+    #[test]
+    fn the_header_names_the_demo_bitrate() {
+        assert_eq!(
+            header("broadcast", 3, 20.0, 5.0),
+            "Demo bitrate broadcast; 3 repeats of a 20 s window after 5 s of warm-up."
+        );
+        assert!(header("light", 1, 5.0, 5.0).starts_with("Demo bitrate light; 1 repeat of"));
     }
 }

@@ -195,19 +195,20 @@ impl ServerProcess {
     pub(crate) async fn sessions(&self, http: &reqwest::Client) -> Result<usize, BenchError> {
         match self.server {
             Server::Ffmpeg => Ok(procfs::children(self.pid).len()),
-            Server::Xg2g => {
-                let text = http
-                    .get(format!("{}/metrics", self.base))
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| self.not_ready(format!("/metrics: {e}")))?
-                    .text()
-                    .await
-                    .map_err(|e| self.not_ready(format!("/metrics: {e}")))?;
-                Ok(sum_metric(&text, "xg2g_sessions_active") as usize)
-            }
+            Server::Xg2g => Ok(sum_metric(&self.metrics(http).await?, "xg2g_sessions_active") as usize),
         }
+    }
+
+    /// xg2g's `/metrics` text (the FFmpeg proxy has none).
+    pub(crate) async fn metrics(&self, http: &reqwest::Client) -> Result<String, BenchError> {
+        http.get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| self.not_ready(format!("/metrics: {e}")))?
+            .text()
+            .await
+            .map_err(|e| self.not_ready(format!("/metrics: {e}")))
     }
 
     /// Waits until no session runs (the proxy is told to drop its HLS children first).
