@@ -20,7 +20,7 @@ use super::ts::{EsKind, EsStream, Frame};
 
 /// Loop length in 90 kHz ticks (4.8 s).
 pub(crate) const LOOP_90K: i64 = 432_000;
-const CACHE_VERSION: u32 = 4;
+const CACHE_VERSION: u32 = 5;
 
 /// The media a demo channel carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,7 +100,7 @@ pub(crate) fn media(kind: MediaKind, bitrate: DemoBitrate) -> Result<Arc<Media>,
 fn hd_video(bitrate: DemoBitrate) -> String {
     let (pattern, kbits) = match bitrate {
         DemoBitrate::Light => ("pattern=ball motion=sweep", 3_000),
-        DemoBitrate::Broadcast => ("pattern=zone-plate kx2=20 ky2=20 kt=1 kxt=2", 10_000),
+        DemoBitrate::Broadcast => ("pattern=zone-plate kx2=6 ky2=6 kt=1", 10_000),
     };
     format!(
         "videotestsrc {pattern} num-buffers=240 ! \

@@ -40,9 +40,15 @@ fn ttfb_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 12))
 }
 
+/// Transcode latency buckets, in seconds: 10 ms steps from 10 to 100 ms, where an audio
+/// encoder's frame and look-ahead put it and where the 50 ms goal lies (doubling buckets put
+/// 32 to 64 ms in one), then coarser to 1 s for video encoders.
+const LATENCY_BUCKETS: [f64; 18] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 1 ms to ~1 s.
-    Histogram::new(exponential_buckets(0.001, 2.0, 11))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 #[derive(Debug, Clone)]
