@@ -117,7 +117,7 @@ pub(crate) fn goals(rows: &[Row]) -> Vec<Goal> {
         goal(
             "aac-shared, xg2g slowest client × real time (worst repeat)",
             "≥ 0.95",
-            shared.and_then(|r| r.min_speed),
+            shared.and_then(|r| r.slowest_client_speed).map(|s| s.min),
             &|m| m >= 0.95,
         ),
         aac_latency_goal(rows),
