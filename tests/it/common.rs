@@ -9,9 +9,18 @@ use xg2g::app::{self, Running};
 use xg2g::config::{self, Config, Override, Requirements, Sources};
 use xg2g::demo::{DemoOptions, DemoReceiver};
 
-/// Starts a demo receiver on ephemeral loopback ports.
+/// Starts a demo receiver on ephemeral loopback ports, with light media unless
+/// `XG2G_TEST_DEMO_BITRATE=broadcast` asks for the broadcast bitrates (a run by hand).
 pub async fn demo() -> DemoReceiver {
-    demo_with(DemoOptions::default()).await
+    let bitrate = match std::env::var("XG2G_TEST_DEMO_BITRATE").as_deref() {
+        Ok("broadcast") => xg2g::demo::DemoBitrate::Broadcast,
+        _ => xg2g::demo::DemoBitrate::Light,
+    };
+    demo_with(DemoOptions {
+        bitrate,
+        ..Default::default()
+    })
+    .await
 }
 
 pub async fn demo_with(options: DemoOptions) -> DemoReceiver {
