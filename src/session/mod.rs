@@ -456,10 +456,30 @@ async fn run_registry(
             } => {
                 let join = live::Join { reply };
                 let join = match sessions.get(&key) {
-                    // A session that is ending refuses; then a new one starts below.
                     Some(entry) => match entry.tx.try_send(join) {
                         Ok(()) => continue,
-                        Err(mpsc::error::TrySendError::Full(join) | mpsc::error::TrySendError::Closed(join)) => join,
+                        // A session busy starting or reconnecting has a full queue: this join
+                        // waits for room in it, off this task. Starting a second session here
+                        // would run a duplicate pipeline and overwrite the entry.
+                        Err(mpsc::error::TrySendError::Full(join)) => {
+                            let session = entry.tx.clone();
+                            let registry = tx.clone();
+                            tokio::spawn(async move {
+                                // Gone while this join waited: it comes back as a new join.
+                                if let Err(mpsc::error::SendError(join)) = session.send(join).await {
+                                    let again = Command::Join {
+                                        key,
+                                        start,
+                                        reply: join.reply,
+                                        trace,
+                                    };
+                                    let _ = registry.send(again).await;
+                                }
+                            });
+                            continue;
+                        }
+                        // A session that is ending refuses; then a new one starts below.
+                        Err(mpsc::error::TrySendError::Closed(join)) => join,
                     },
                     None => join,
                 };
@@ -580,6 +600,76 @@ mod tests {
             runs.fetch_add(1, Ordering::SeqCst);
             gate.await.unwrap_or(Err(LearnError::ShuttingDown))
         })
+    }
+
+    /// A receiver that never answers where its stream is: a session stays in its start, and
+    /// each start is counted.
+    struct Unanswered {
+        starts: Arc<AtomicUsize>,
+    }
+
+    impl SourceLocator for Unanswered {
+        fn locate(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>> {
+            self.starts.fetch_add(1, Ordering::SeqCst);
+            Box::pin(futures_util::future::pending())
+        }
+        fn connected(&self, _: SourceOutcome) {}
+    }
+
+    /// More joins than a session's join queue holds, all while it starts: one session, one
+    /// start. (A full queue was once taken for an ending session, and a second pipeline ran.)
+    #[tokio::test(start_paused = true)]
+    async fn joins_beyond_the_queue_during_a_start_share_one_session() {
+        let shutdown = CancellationToken::new();
+        let registry = registry(&shutdown);
+        let template = Arc::new(
+            crate::pipeline::parse_template(
+                std::path::Path::new("pipelines/copy.toml"),
+                include_str!("../../pipelines/copy.toml"),
+            )
+            .expect("copy.toml parses"),
+        );
+        let starts = Arc::new(AtomicUsize::new(0));
+        let locator: Arc<dyn SourceLocator> = Arc::new(Unanswered {
+            starts: Arc::clone(&starts),
+        });
+        let key = SessionKey {
+            service_ref: channel(1),
+            profile: "copy".into(),
+            output: Output::Ts,
+        };
+        let mut replies = Vec::new();
+        for _ in 0..100 {
+            let (reply, rx) = oneshot::channel();
+            let start = StartSpec {
+                template: Arc::clone(&template),
+                encoder: None,
+                locator: Arc::clone(&locator),
+                authorization: None,
+                encoder_slot: None,
+            };
+            let join = Command::Join {
+                key: key.clone(),
+                start,
+                reply,
+                trace: tracing::Span::none(),
+            };
+            registry.tx.send(join).await.unwrap();
+            replies.push(rx);
+        }
+        // The registry answers in order: every join above has been handled.
+        assert_eq!(registry.count().await, 1);
+        // With the clock paused, this returns once every task is idle: each session started
+        // has asked for its source by then.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1, "one session for 100 joins");
+        assert!(
+            replies
+                .iter_mut()
+                .all(|r| r.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty)),
+            "every join still waits for the one session's first bytes"
+        );
+        shutdown.cancel();
     }
 
     #[test]
