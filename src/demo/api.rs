@@ -82,7 +82,7 @@ async fn gate(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
             );
         }
     }
-    let mut guard = state.faults.lock().expect("faults poisoned");
+    let mut guard = state.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if guard.api_fail_next > 0 {
         guard.api_fail_next -= 1;
         return Some(HttpResponse::InternalServerError().body("Internal Server Error"));

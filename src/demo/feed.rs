@@ -36,7 +36,7 @@ impl Feed {
 
     /// Joins the running broadcast, starting the producer when this is the first viewer.
     pub(crate) fn subscribe(self: &Arc<Self>) -> broadcast::Receiver<Bytes> {
-        let mut slot = self.slot.lock().expect("feed slot poisoned");
+        let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = slot.as_ref() {
             return tx.subscribe();
         }
@@ -59,7 +59,7 @@ impl Feed {
             }
             if tx.receiver_count() == 0 {
                 // Re-check under the lock so that a subscriber arriving now is not orphaned.
-                let mut slot = self.slot.lock().expect("feed slot poisoned");
+                let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if tx.receiver_count() == 0 {
                     *slot = None;
                     return;

@@ -17,6 +17,7 @@ use gstreamer_app as gst_app;
 
 use super::DemoBitrate;
 use super::ts::{EsKind, EsStream, Frame};
+use crate::pipeline::PipelineGuard;
 
 /// Loop length in 90 kHz ticks (4.8 s).
 pub(crate) const LOOP_90K: i64 = 432_000;
@@ -286,7 +287,7 @@ fn run_to_eos(description: &str) -> Result<Vec<Encoded>, MediaError> {
         .map_err(|e| fail(e.to_string()))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| fail("not a pipeline".into()))?;
-    let guard = NullOnDrop(pipeline.clone());
+    let guard = PipelineGuard::new(pipeline.clone());
     let sink = pipeline
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -317,15 +318,6 @@ fn run_to_eos(description: &str) -> Result<Vec<Encoded>, MediaError> {
     }
     drop(guard);
     Ok(out)
-}
-
-/// Sets a pipeline to Null when dropped, whatever path left the scope.
-struct NullOnDrop(gst::Pipeline);
-
-impl Drop for NullOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
-    }
 }
 
 fn cache_path(kind: MediaKind, bitrate: DemoBitrate) -> Option<PathBuf> {

@@ -220,7 +220,10 @@ impl State {
     }
 
     pub(crate) fn faults(&self) -> Faults {
-        self.faults.lock().expect("faults poisoned").clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -312,7 +315,13 @@ impl DemoReceiver {
 
     /// Changes the faults; takes effect for the next request or chunk.
     pub fn set_faults(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.state.faults.lock().expect("faults poisoned"));
+        change(
+            &mut self
+                .state
+                .faults
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         self.state.faults_changed.fetch_add(1, Ordering::Release);
     }
 

@@ -261,7 +261,7 @@ fn channel_fault(state: &State, channel: &LiveChannel) -> Option<StreamFault> {
     state
         .faults
         .lock()
-        .expect("faults poisoned")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .streams
         .get(&channel.service_ref.to_string())
         .copied()

@@ -23,10 +23,6 @@ use tokio::sync::oneshot;
 use crate::pipeline::PipelineGuard;
 use crate::pipeline::build::{caps_name, discard};
 
-/// How long setting the pipeline to Null may take before the caller moves on (the blocking
-/// thread finishes it alone).
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// What to grab.
 pub(crate) struct GrabSpec<'a> {
     pub url: &'a str,
@@ -61,7 +57,11 @@ struct Shared {
 
 impl Shared {
     fn answer(&self, result: Result<Bytes, GrabError>) {
-        let sender = self.frame.lock().expect("frame sender poisoned").take();
+        let sender = self
+            .frame
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(sender) = sender {
             let _ = sender.send(result);
         }
@@ -78,7 +78,7 @@ pub(crate) async fn first_frame(spec: &GrabSpec<'_>) -> Result<Bytes, GrabError>
     });
     let guard = build(spec, &shared).map_err(GrabError::Failed)?;
     let result = run(&guard, frame, &shared, spec.timeout).await;
-    stop(guard).await;
+    guard.stop().await;
     result
 }
 
@@ -261,16 +261,5 @@ async fn run(
                 });
             }
         }
-    }
-}
-
-/// Sets the pipeline to Null on a blocking thread, waiting at most [`STOP_TIMEOUT`].
-async fn stop(guard: PipelineGuard) {
-    let stopping = tokio::task::spawn_blocking(move || drop(guard));
-    if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
-        tracing::warn!(
-            timeout_s = STOP_TIMEOUT.as_secs(),
-            "Preview pipeline still stopping; leaving it to its thread."
-        );
     }
 }

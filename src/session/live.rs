@@ -416,6 +416,27 @@ impl Session {
                 return Outcome::Refused(message);
             }
         };
+        let outcome = self
+            .run_graph(fan, joins, shutdown, requested, &graph, build, &plan)
+            .await;
+        // Set to Null on a blocking thread, bounded: a source stuck in a read must not hold a
+        // runtime worker, nor this session's next connect.
+        graph.guard.stop().await;
+        outcome
+    }
+
+    /// Plays one connection's graph until it ends, fails, stalls or the session idles.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_graph(
+        &self,
+        fan: &mut Fanout,
+        joins: &mut mpsc::Receiver<Join>,
+        shutdown: &CancellationToken,
+        requested: Instant,
+        graph: &pipeline::SessionGraph,
+        build: tracing::Span,
+        plan: &pipeline::SegmentPlan,
+    ) -> Outcome {
         // Batches (up to 64 KiB or 20 ms), not the muxer's 1316-byte buffers: each send may
         // wake the runtime. The session task only copies and forwards; a send waits only if
         // it is gone or 64 batches behind.
