@@ -864,7 +864,7 @@ fn port_overrides(value: &Value) -> Result<(), String> {
 fn hdhr_device_id(value: &Value) -> Result<(), String> {
     match value {
         Value::Text(s) if !s.trim().is_empty() => s
-            .parse::<crate::hdhr::DeviceId>()
+            .parse::<crate::model::DeviceId>()
             .map(|_| ())
             .map_err(|e| e.to_string()),
         _ => Ok(()),

@@ -6,7 +6,6 @@
 //! `ssdp` and `discovery` are the tasks with sockets.
 
 mod advertised;
-mod device_id;
 mod discovery;
 mod packet;
 pub(crate) mod render;
@@ -20,8 +19,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+pub use crate::model::{DeviceId, DeviceIdError};
 use advertised::Advertised;
-pub use device_id::{DeviceId, DeviceIdError};
 pub(crate) use packet::{DiscoverRequest, Frame, GetSetRequest, MAX_FRAME, TYPE_GETSET_RPY, getset_reply, seal};
 pub(crate) use responder::Responder;
 pub(crate) use ssdp_message::{answers as ssdp_answers, parse_search as parse_ssdp_search, render_answer};
@@ -73,7 +72,7 @@ impl Device {
                 }
             });
         let id = configured.unwrap_or_else(|| {
-            let id = DeviceId::derive(&device_id::host_seed());
+            let id = DeviceId::derive(&host_seed());
             tracing::info!(device_id = %id, "HDHomeRun device id derived from this host; set hdhr.device_id to pin it.");
             id
         });
@@ -146,4 +145,24 @@ fn advertise(
             .map(|u| u.as_str().trim_end_matches('/').to_owned()),
         http_addr,
     })
+}
+
+/// What identifies this host across restarts: `/etc/machine-id`, else the host name. Containers
+/// often have neither stable; they should set `hdhr.device_id`.
+fn host_seed() -> Vec<u8> {
+    for path in [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/hostname",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let text = text.trim();
+            if !text.is_empty() {
+                return text.as_bytes().to_vec();
+            }
+        }
+    }
+    std::env::var("HOSTNAME")
+        .unwrap_or_else(|_| "xg2g".to_owned())
+        .into_bytes()
 }

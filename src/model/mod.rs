@@ -1,7 +1,9 @@
-//! Domain types shared by every layer: service references, bouquets, channels.
+//! Domain types shared by every layer: service references, bouquets, channels, tuner ids.
 
+mod device_id;
 mod service_ref;
 
+pub use device_id::{DeviceId, DeviceIdError};
 pub use service_ref::{ParseServiceRefError, RawRef, ServiceKind, ServiceRef};
 
 /// A bouquet as the receiver lists it: an opaque reference and a display name.

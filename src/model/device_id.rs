@@ -109,26 +109,6 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
-/// What identifies this host across restarts: `/etc/machine-id`, else the host name. Containers
-/// often have neither stable; they should set `hdhr.device_id`.
-pub(crate) fn host_seed() -> Vec<u8> {
-    for path in [
-        "/etc/machine-id",
-        "/var/lib/dbus/machine-id",
-        "/proc/sys/kernel/hostname",
-    ] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let text = text.trim();
-            if !text.is_empty() {
-                return text.as_bytes().to_vec();
-            }
-        }
-    }
-    std::env::var("HOSTNAME")
-        .unwrap_or_else(|_| "xg2g".to_owned())
-        .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
