@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::catalog::{self, CatalogHandle};
 use crate::config::Config;
@@ -12,9 +13,9 @@ use base64::Engine as _;
 use std::sync::RwLock;
 
 use crate::http::{self, AppState, SourceTarget, Streaming};
-pub use crate::http::{ReloadError, Reloaded};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, TemplateErrors};
+pub use crate::pipeline::{ReloadError, Reloaded};
 use crate::session::{Registry, Settings};
 use crate::upstream::{OpenWebIf, UpstreamError};
 
@@ -219,7 +220,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         resolver,
         api_token: config.api_token.clone(),
         password: config.auth.password.clone(),
-        reload: http::Reloader::new(config.streaming.pipelines_dir.clone()),
+        reload: pipeline::Reloader::new(config.streaming.pipelines_dir.clone()),
         admission,
         trusted_proxies,
         encoder_queue,
@@ -241,7 +242,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hdhr_discovery = hdhr
         .as_ref()
         .and_then(|device| crate::hdhr::start_discovery(config, device, addr, shutdown.clone()));
-    let sighup = http::spawn_on_sighup(Arc::clone(&state), shutdown.clone());
+    let sighup = spawn_on_sighup(Arc::clone(&state), shutdown.clone());
     let gpu_stats = config
         .gpu
         .stats_enabled
@@ -285,7 +286,12 @@ impl Running {
     /// Reloads the pipeline templates from `streaming.pipelines_dir`, as SIGHUP and
     /// `POST /api/v1/reload` do: all valid → swapped in; any problem → the previous templates stay.
     pub async fn reload_templates(&self) -> Result<Reloaded, ReloadError> {
-        http::reload_templates(&self.state, http::Trigger::Signal).await
+        pipeline::reload_templates(
+            &self.state.reload,
+            &self.state.streaming.profiles,
+            pipeline::Trigger::Signal,
+        )
+        .await
     }
 
     /// Stops accepting, lets open requests finish within the shutdown timeout, then stops the
@@ -358,5 +364,43 @@ impl Signals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reloads the templates on every SIGHUP until `shutdown`. Unix only: elsewhere, or when the
+/// handler cannot be installed (logged), `None`.
+fn spawn_on_sighup(state: Arc<AppState>, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Installed here, before returning, so that a SIGHUP right after start is not lost.
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot catch SIGHUP; templates reload only through the API.");
+                return None;
+            }
+        };
+        let task = async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    received = hangups.recv() => {
+                        if received.is_none() {
+                            return;
+                        }
+                        tracing::info!(signal = "SIGHUP", "Signal received; reloading the templates.");
+                        // Failures are logged inside; the previous templates stay.
+                        let _ = pipeline::reload_templates(&state.reload, &state.streaming.profiles, pipeline::Trigger::Signal).await;
+                    }
+                }
+            }
+        };
+        Some(tokio::spawn(task.instrument(tracing::info_span!("template-reload"))))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (state, shutdown);
+        None
     }
 }

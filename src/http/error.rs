@@ -57,7 +57,7 @@ pub(crate) enum HttpError {
     #[error(transparent)]
     Refresh(#[from] crate::catalog::RefreshError),
     #[error(transparent)]
-    Reload(#[from] super::ReloadError),
+    Reload(#[from] crate::pipeline::ReloadError),
     #[error(transparent)]
     RateLimited(#[from] crate::limits::RateLimited),
     #[error("this client already watches {cap} channels, the most one client may tune at once")]
@@ -186,8 +186,8 @@ impl ResponseError for HttpError {
                 crate::catalog::RefreshError::Upstream(_) => StatusCode::BAD_GATEWAY,
                 crate::catalog::RefreshError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             },
-            HttpError::Reload(super::ReloadError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            HttpError::Reload(super::ReloadError::Interrupted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::Reload(crate::pipeline::ReloadError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            HttpError::Reload(crate::pipeline::ReloadError::Interrupted { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::RateLimited(_) | HttpError::TooManyChannels { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Queue(_) | HttpError::Preview(crate::preview::PreviewError::Queue(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -255,12 +255,21 @@ impl ResponseError for HttpError {
             tracing::warn!(code = self.code(), error = %self, "answered a request with an error");
         }
         let mut body = json!({ "error": { "code": self.code(), "message": message } });
-        if let HttpError::Reload(super::ReloadError::Invalid(errors)) = self {
+        if let HttpError::Reload(crate::pipeline::ReloadError::Invalid(errors)) = self {
             // Every problem, each with its file, line and element, for tools to show.
-            body["error"]["problems"] = super::reload::problems_json(errors);
+            body["error"]["problems"] = problems_json(errors);
         }
         response.json(body)
     }
+}
+
+/// The problems of a rejected reload as JSON, one object per problem in the order found.
+fn problems_json(errors: &crate::pipeline::TemplateErrors) -> serde_json::Value {
+    errors
+        .0
+        .iter()
+        .map(|p| serde_json::json!({ "file": p.file, "line": p.line, "element": p.element, "message": p.message }))
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@ mod trace;
 
 pub(crate) use auth::{AuthFailures, StreamGate};
 pub(crate) use client_ip::TrustedProxies;
-pub use reload::{ReloadError, Reloaded};
-pub(crate) use reload::{Reloader, Trigger, reload_templates, spawn_on_sighup};
 pub(crate) use stream::{ConnSocket, HlsOptions, SourceTarget, Streaming};
 
 use std::sync::Arc;
@@ -56,7 +54,7 @@ pub(crate) struct AppState {
     /// The web sign-in's password (the admin token signs in too); `None` = the token only.
     pub password: Option<crate::config::Secret>,
     /// Where templates reload from (SIGHUP, `POST /api/v1/reload`).
-    pub reload: Reloader,
+    pub reload: crate::pipeline::Reloader,
     /// Rate limits on new sessions.
     pub admission: crate::limits::AdmissionHandle,
     /// Whose forwarding headers name the client for the per-client rate limit.

@@ -8,6 +8,7 @@ mod encoders;
 mod guard;
 mod keyframes;
 mod latency;
+mod reload;
 mod template;
 
 pub use build::{
@@ -17,6 +18,8 @@ pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;
 pub(crate) use latency::read_latency;
+pub use reload::{ReloadError, Reloaded};
+pub(crate) use reload::{Reloader, Trigger, reload_templates};
 pub(crate) use template::parse as parse_template;
 pub use template::{Graph, Mode, Output, Template, TemplateProblem};
 
