@@ -203,6 +203,13 @@ fn mac(key: &Key, scope: &Scope, expires: u64) -> HmacSha256 {
     mac
 }
 
+/// The system clock in Unix seconds: what signatures, sign-ins and device tokens expire by.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,7 +193,7 @@ impl Owner {
         match command {
             Command::Create { name, reply } => {
                 let mut next = self.set.clone();
-                let minted = next.mint(&name, rand::random(), rand::random(), unix_now());
+                let minted = next.mint(&name, rand::random(), rand::random(), super::unix_now());
                 let answer = match minted {
                     Err(e) => Err(StoreError::Name(e)),
                     // Written before it is handed out: a token that works must survive a restart.
@@ -272,12 +272,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::error::HttpError;
 use super::{AppState, State};
 use crate::auth::store::TokenStore;
+use crate::auth::unix_now;
 use crate::auth::{AuthError, KeySet, Scope};
 use crate::limits::rate::FailureThrottle;
 
@@ -202,10 +203,6 @@ fn check(state: &AppState, req: &HttpRequest) -> Result<Access, HttpError> {
         }
         HttpError::Signature(error)
     })
-}
-
-pub(crate) fn unix_now() -> u64 {
-    u64::try_from(super::guide::unix_now()).unwrap_or(0)
 }
 
 /// `path` (no query) as a link for the answer to `req`: with the request's own kind of

@@ -49,7 +49,7 @@ async fn login(state: State, req: HttpRequest, form: web::Form<SignIn>) -> Resul
         tracing::info!(client = %ip, "Refused a web sign-in.");
         return Err(HttpError::WrongPassword);
     }
-    let expires = super::auth::unix_now() + SESSION_TTL.as_secs();
+    let expires = crate::auth::unix_now() + SESSION_TTL.as_secs();
     let value = gate.sign_session(expires);
     tracing::info!(client = %ip, "Signed in on the web page.");
     Ok(HttpResponse::SeeOther()
