@@ -8,6 +8,7 @@
 //! Loading converts each layer's value for each key on its own and reports every problem from
 //! every layer at once, each naming the key and where the value came from.
 
+mod checks;
 mod error;
 mod load;
 mod model;
