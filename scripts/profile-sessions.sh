@@ -4,6 +4,7 @@
 # channel with the given profile, and `perf record -g` samples only the xg2g process.
 # Prints xg2g's CPU over the window (% of one core) and the top libraries and symbols.
 # Usage: scripts/profile-sessions.sh [profile=aac] [seconds=60]. Needs linux-perf. Loopback only.
+# CHANNELS="ref ..." picks the channels (default: the four video channels, one session each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-aac}
@@ -21,8 +22,10 @@ XG2G_STREAM_PORT=$stream XG2G_RELAY_PORT=$relay XG2G_LISTEN=$listen \
   ./target/release/xg2g --receiver "http://127.0.0.1:$api" serve >"$out/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -s -o /dev/null -w '%{http_code}' "http://$listen/readyz" | grep -q 200 && break; sleep 0.3; done
-for ref in 1:0:19:283D:3FB:1:C00000:0:0:0: 1:0:1:6F0B:44D:1:C00000:0:0:0: \
-  1:0:19:132F:3EF:1:C00000:0:0:0: 1:0:1:2EE3:441:1:C00000:0:0:0:; do
+channels=${CHANNELS:-1:0:19:283D:3FB:1:C00000:0:0:0: 1:0:1:6F0B:44D:1:C00000:0:0:0: \
+  1:0:19:132F:3EF:1:C00000:0:0:0: 1:0:1:2EE3:441:1:C00000:0:0:0:}
+count=$(wc -w <<<"$channels")
+for ref in $channels; do
   curl -s -o /dev/null --max-time $((secs + 10)) "http://$listen/stream/$ref?profile=$profile" &
 done
 sleep 5 # every session started before the window opens
@@ -30,8 +33,8 @@ ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 t0=$(ticks)
 perf record -F 499 -g -p "$server" -o "$out/perf.data" -- sleep "$secs" >/dev/null 2>&1
 t1=$(ticks)
-awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v s="$secs" -v p="$profile" 'BEGIN {
-  printf "xg2g serve, 4 %s sessions at broadcast bitrates: %.1f%% of one core over %d s\n", p, 100 * (b - a) / hz / s, s }'
+awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v s="$secs" -v p="$profile" -v n="$count" 'BEGIN {
+  printf "xg2g serve, %d %s sessions at broadcast bitrates: %.1f%% of one core over %d s\n", n, p, 100 * (b - a) / hz / s, s }'
 perf report -i "$out/perf.data" --no-children --sort dso -q -g none 2>/dev/null | head -10
 perf report -i "$out/perf.data" --no-children --sort sym -q -g none 2>/dev/null | head -15
 kill "$server" "$receiver" 2>/dev/null || true
