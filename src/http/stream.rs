@@ -2,7 +2,7 @@
 //! ends as soon as that token is revoked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -14,9 +14,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::{Output, Profiles};
-use crate::session::{Registry, SessionClock, SessionKey, SourceLocator, SourceOutcome, StartSpec, Subscription};
+use crate::session::{Registry, SessionClock, SessionKey, StartSpec, Subscription};
 use crate::telemetry::step;
-use crate::upstream::{ConnectFailure, StreamResolver};
+use crate::upstream::PortLocator;
+use crate::upstream::SourceLocator;
 use futures_util::future::BoxFuture;
 use tracing::Instrument as _;
 
@@ -47,42 +48,6 @@ pub(crate) struct HlsOptions {
 /// Credentials for the receiver's stream ports, sent up front.
 pub(crate) struct SourceTarget {
     pub authorization: Option<String>,
-}
-
-/// Sessions find their source through port detection, before every connect.
-struct Located {
-    resolver: StreamResolver,
-    service_ref: ServiceRef,
-    port: Mutex<Option<u16>>,
-}
-
-impl SourceLocator for Located {
-    fn locate(&self) -> BoxFuture<'_, Result<String, String>> {
-        Box::pin(async move {
-            let source = self
-                .resolver
-                .resolve(&self.service_ref)
-                .await
-                .map_err(|e| e.to_string())?;
-            *self.port.lock().expect("port lock poisoned") = Some(source.port);
-            Ok(source.url.to_string())
-        })
-    }
-
-    /// Only what says something about the port reaches its breaker: one broken channel must
-    /// not take every channel on the port down with it.
-    fn connected(&self, outcome: SourceOutcome) {
-        let Some(port) = *self.port.lock().expect("port lock poisoned") else {
-            return;
-        };
-        match outcome {
-            SourceOutcome::Delivered => self.resolver.report_connect(port, Ok(())),
-            SourceOutcome::PortFailed => self.resolver.report_connect(port, Err(ConnectFailure::Reset)),
-            SourceOutcome::ChannelFailed => {
-                tracing::debug!(port, service_ref = %self.service_ref, "The channel failed, not its port.");
-            }
-        }
-    }
 }
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -220,11 +185,7 @@ pub(crate) struct ConnSocket(pub Arc<std::net::TcpStream>);
 
 /// A session's way to its source: port detection, asked before every connect.
 pub(crate) fn locator(state: &super::AppState, service_ref: &ServiceRef) -> Arc<dyn SourceLocator> {
-    Arc::new(Located {
-        resolver: state.resolver.clone(),
-        service_ref: service_ref.clone(),
-        port: Mutex::new(None),
-    })
+    Arc::new(PortLocator::new(state.resolver.clone(), service_ref.clone()))
 }
 
 /// The preamble, then live chunks until the session ends or this client falls too far behind.

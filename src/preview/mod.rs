@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 use crate::config::Config;
 use crate::limits::queue::{EncoderQueue, QueueError, Request};
 use crate::model::ServiceRef;
-use crate::session::{SourceLocator, SourceOutcome};
+use crate::upstream::{SourceLocator, SourceOutcome};
 use cache::PreviewCache;
 use grab::{GrabError, GrabSpec};
 

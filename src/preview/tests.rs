@@ -58,7 +58,7 @@ impl SourceLocator for Nowhere {
         Box::pin(async { Ok("http://127.0.0.1:9/".to_owned()) })
     }
 
-    fn connected(&self, _outcome: crate::session::SourceOutcome) {}
+    fn connected(&self, _outcome: crate::upstream::SourceOutcome) {}
 }
 
 fn start(fake: Fake) -> (PreviewHandle, Arc<Fake>) {

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::model::ServiceRef;
 use crate::pipeline::{EncoderChoice, Output, SegmentPlan, Template};
+use crate::upstream::{SourceLocator, SourceOutcome};
 
 /// Identity of a session: every client with the same key shares it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,28 +59,6 @@ pub enum LearnError {
     Upstream(String),
     #[error("xg2g is shutting down")]
     ShuttingDown,
-}
-
-/// How one connection to a located URL went, as far as the receiver's port is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceOutcome {
-    /// The stream's data arrived.
-    Delivered,
-    /// The port itself failed before any data: no connection, a reset, a server error. Counts
-    /// against the port, which every channel on it shares.
-    PortFailed,
-    /// The port answered, but not with this channel's stream (a refusal, no data, data that is
-    /// no transport stream, a stall): this channel's problem, not its port's.
-    ChannelFailed,
-}
-
-/// Finds the receiver URL of a session's channel and hears how connecting to it went (so that
-/// port detection and its circuit breakers see sessions' connects too).
-pub trait SourceLocator: Send + Sync + 'static {
-    /// The stream URL, without credentials; an error is a reason to retry later.
-    fn locate(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>>;
-    /// How a connection to the last located URL went.
-    fn connected(&self, outcome: SourceOutcome);
 }
 
 /// Session behaviour from the config.
