@@ -20,11 +20,9 @@
 //! with a `retry_after` that says when the oldest waiter will have left for sure (its deadline);
 //! a waiter still waiting after `gpu_queue.max_wait` is refused (`Timeout`).
 
-mod cap;
 mod recent;
 mod waiting;
 
-pub use cap::is_encoder_full;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -46,7 +44,7 @@ use waiting::Waiting;
 const RECENT_CAPACITY: usize = 4096;
 
 /// Seconds a client is told to wait when the encoder itself refused a session (see
-/// [`is_encoder_full`]): the hardware, not the queue, is full, so no deadline is known; this is
+/// [`crate::pipeline::is_encoder_full`]): the hardware, not the queue, is full, so no deadline is known; this is
 /// a short poll.
 pub const ENCODER_FULL_RETRY: Duration = Duration::from_secs(10);
 

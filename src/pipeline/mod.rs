@@ -3,7 +3,9 @@
 //! Loading parses every template, validates it (placeholders bound, elements exist, the graph
 //! parses) and reports every problem at once, naming the file, the line and the element.
 
+pub(crate) mod batch;
 pub(crate) mod build;
+mod encoder_full;
 mod encoders;
 mod guard;
 mod keyframes;
@@ -14,6 +16,7 @@ mod template;
 pub use build::{
     BuildError, BuildSpec, PmtStream, SessionGraph, SourceActivity, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO, build, scan_pmt,
 };
+pub use encoder_full::is_encoder_full;
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;

@@ -149,7 +149,7 @@ impl Session {
             // An encoder out of sessions at the first start means "full", not "broken" (NVENC's
             // cap): no retries, and the receiver is not blamed.
             let encoder_full =
-                !fan.delivered && matches!(&outcome, Outcome::Failed(r) if crate::limits::queue::is_encoder_full(r));
+                !fan.delivered && matches!(&outcome, Outcome::Failed(r) if crate::pipeline::is_encoder_full(r));
             if (!matches!(outcome, Outcome::Shutdown | Outcome::Idle) || delivered) && !encoder_full {
                 self.start.locator.connected(match &outcome {
                     _ if delivered => SourceOutcome::Delivered,

@@ -4,7 +4,6 @@
 //! key-frame cache and the broadcast its clients read. Clients join through the registry and
 //! leave by dropping their subscription; a session ends a grace period after its last client.
 
-mod batch;
 mod hls;
 mod live;
 mod segmenter;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Fanout, Join, Outcome, Session, TICK};
 use crate::pipeline::{self, BuildSpec};
 use crate::session::SessionError;
-use crate::session::batch::Batcher;
+use crate::pipeline::batch::Batcher;
 use crate::session::hls::{VideoInfo, avc1_codec};
 use crate::session::segmenter::{Segmenter, media_end};
 
@@ -272,7 +272,7 @@ impl Session {
 }
 
 /// `{element path}: {message} ({debug})`: the debug part names the failed step (see
-/// `limits::queue::is_encoder_full`).
+/// `pipeline::is_encoder_full`).
 fn error_text(message: &gst::Message, e: &gst::message::Error) -> String {
     let element = message.src().map(|s| s.path_string().to_string()).unwrap_or_default();
     match e.debug() {
