@@ -2,7 +2,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod bench;
 mod cache;
 pub mod catalog;
 pub mod config;

@@ -55,56 +55,6 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
-    /// Load scenarios against the embedded demo receiver: xg2g beside one FFmpeg per client.
-    Bench(BenchArgs),
-    /// The bench's FFmpeg-per-client proxy, run as its own process by `xg2g bench`.
-    #[command(hide = true)]
-    BenchPeer {
-        #[arg(long)]
-        bind: std::net::SocketAddr,
-        #[arg(long)]
-        work_dir: PathBuf,
-    },
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Measured window of each run [default: 20s; 10m with --soak].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    duration: Option<std::time::Duration>,
-    /// Time from the first client to the start of the measured window.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
-    warmup: std::time::Duration,
-    /// Runs of each scenario on each server.
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// Scenarios to run, comma-separated: aac-one, aac-channels, aac-shared, hls, h264, mixed [default: all].
-    #[arg(long = "scenario", value_delimiter = ',')]
-    scenarios: Vec<String>,
-    /// Clients on one channel in aac-shared (viewers of one popular channel).
-    #[arg(long, default_value_t = 150)]
-    shared_clients: usize,
-    /// Clients of the mixed load (and the soak).
-    #[arg(long, default_value_t = 50)]
-    mixed_clients: usize,
-    /// Most h264 transcodes the ramp tries: TS on each video channel, then HLS on each.
-    #[arg(long, default_value_t = 8)]
-    max_h264: usize,
-    /// Measure xg2g only, without the FFmpeg comparison.
-    #[arg(long)]
-    xg2g_only: bool,
-    /// Soak: the mixed load on xg2g alone for the duration; exits 1 on any stall or error.
-    #[arg(long)]
-    soak: bool,
-    /// Keep the servers' logs (printed at the end) for a look at what went wrong.
-    #[arg(long)]
-    keep_logs: bool,
-    /// Where to write the JSON report.
-    #[arg(long, default_value = "target/bench/bench.json")]
-    json: PathBuf,
-    /// The demo receiver's media; `broadcast` gives figures that compare with a real receiver.
-    #[arg(long, value_enum, default_value = "broadcast")]
-    demo_bitrate: xg2g::demo::DemoBitrate,
 }
 
 fn main() -> ExitCode {
@@ -136,19 +86,6 @@ fn flag_overrides(cli: &Cli) -> Vec<Override> {
 
 async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve);
-    match command {
-        Command::Bench(args) => return bench(args).await,
-        Command::BenchPeer { bind, work_dir } => {
-            return match xg2g::bench::run_peer(*bind, work_dir.clone()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("xg2g bench-peer: {error}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        _ => {}
-    }
     let signals = match xg2g::app::Signals::install() {
         Ok(signals) => signals,
         Err(error) => {
@@ -243,42 +180,6 @@ async fn run(cli: Cli) -> ExitCode {
     }
     shutdown_telemetry(telemetry).await;
     ExitCode::SUCCESS
-}
-
-/// `xg2g bench`: needs no config; it starts its own receiver and servers.
-async fn bench(args: &BenchArgs) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(error) => {
-            eprintln!("xg2g bench: cannot find this binary to start it as the server: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let default_duration = if args.soak { 600 } else { 20 };
-    let options = xg2g::bench::BenchOptions {
-        duration: args
-            .duration
-            .unwrap_or(std::time::Duration::from_secs(default_duration)),
-        warmup: args.warmup,
-        repeats: args.repeats.max(1),
-        scenarios: args.scenarios.clone(),
-        shared_clients: args.shared_clients.max(1),
-        mixed_clients: args.mixed_clients.max(1),
-        max_h264: args.max_h264,
-        ffmpeg: !args.xg2g_only,
-        soak: args.soak,
-        json: Some(args.json.clone()),
-        keep_logs: args.keep_logs,
-        exe,
-        demo_bitrate: args.demo_bitrate,
-    };
-    match xg2g::bench::run(options).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("xg2g bench: {error}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// Sends the spans still buffered before the process exits.

@@ -77,8 +77,9 @@ impl Default for DemoOptions {
 }
 
 /// A demo channel as load generators see it: where it streams and what video it carries.
+/// Public for the benchmark harness (`xg2g-bench`), which plans its clients from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LineupEntry {
+pub struct LineupEntry {
     pub name: &'static str,
     pub reference: &'static str,
     pub video: LineupVideo,
@@ -88,14 +89,14 @@ pub(crate) struct LineupEntry {
 
 /// The video codec of a demo channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineupVideo {
+pub enum LineupVideo {
     H264,
     Mpeg2,
     None,
 }
 
-/// The demo channels, in bouquet order.
-pub(crate) fn lineup() -> Vec<LineupEntry> {
+/// The demo channels, in bouquet order (public for `xg2g-bench`, as [`LineupEntry`]).
+pub fn lineup() -> Vec<LineupEntry> {
     channels::channels()
         .map(|c| LineupEntry {
             name: c.name,

@@ -1005,14 +1005,14 @@ mod tests {
         reqwest::Client::builder().build().expect("client")
     }
 
-    async fn demo() -> crate::demo::DemoReceiver {
-        crate::demo::DemoReceiver::start(crate::demo::DemoOptions::default())
+    async fn demo() -> xg2g::demo::DemoReceiver {
+        xg2g::demo::DemoReceiver::start(xg2g::demo::DemoOptions::default())
             .await
             .expect("demo receiver starts")
     }
 
-    async fn xg2g(demo: &crate::demo::DemoReceiver) -> crate::app::Running {
-        use crate::config::{Override, Requirements, Sources};
+    async fn xg2g(demo: &xg2g::demo::DemoReceiver) -> xg2g::app::Running {
+        use xg2g::config::{Override, Requirements, Sources};
         let overrides = vec![
             Override::new("listen", "127.0.0.1:0", "test"),
             Override::new("receiver.base_url", demo.api_url(), "test"),
@@ -1025,10 +1025,10 @@ mod tests {
             env: &no_env,
             overrides,
         };
-        let config = crate::config::load(&sources, Requirements::Receiver)
+        let config = xg2g::config::load(&sources, Requirements::Receiver)
             .expect("test config is valid")
             .config;
-        let running = crate::app::start(&config).await.expect("xg2g starts");
+        let running = xg2g::app::start(&config).await.expect("xg2g starts");
         let mut catalog = running.catalog();
         tokio::time::timeout(Duration::from_secs(30), catalog.ready())
             .await

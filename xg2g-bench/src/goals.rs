@@ -225,8 +225,8 @@ pub(crate) fn text(goals: &[Goal], reported: &[Reported]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::tests::run;
-    use crate::bench::report::{RunResult, TranscodeP95, rows};
+    use crate::report::tests::run;
+    use crate::report::{RunResult, TranscodeP95, rows};
 
     fn of(scenario: Scenario, server: Server, repeat: usize) -> RunResult {
         RunResult {

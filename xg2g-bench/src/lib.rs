@@ -1,11 +1,13 @@
-//! `xg2g bench`: load scenarios against the embedded demo receiver, xg2g beside one FFmpeg
+//! `xg2g-bench`: load scenarios against the embedded demo receiver, xg2g beside one FFmpeg
 //! process per client, with CPU, memory, time to first byte, stalls, the slowest client's
 //! speed and errors for both, and xg2g's transcode latency from its `/metrics`.
 //!
-//! The bench process runs the demo receiver and every client; the two servers under test run
-//! as child processes ([`servers`]) and are measured from `/proc` ([`procfs`]). Runs of the two
-//! servers alternate, so drift of the machine (heat, other load) spreads over both, and every
-//! scenario repeats to give a spread. Linux only: it reads `/proc`.
+//! The bench process runs the demo receiver (from the `xg2g` library) and every client; the two
+//! servers under test run as child processes ([`servers`]): the `xg2g` binary itself and this
+//! binary's `peer` subcommand, the FFmpeg proxy ([`peer`]). Both are measured from `/proc`
+//! ([`procfs`]). It is a crate of its own so that the product binary never spawns FFmpeg. Runs
+//! of the two servers alternate, so drift of the machine (heat, other load) spreads over both,
+//! and every scenario repeats to give a spread. Linux only: it reads `/proc`.
 
 pub(crate) mod client;
 mod goals;
@@ -22,8 +24,8 @@ use std::time::Duration;
 
 use clap::ValueEnum as _;
 use tokio::time::Instant;
+use xg2g::demo::DemoBitrate;
 
-use crate::demo::DemoBitrate;
 use client::{ClientOutcome, ClientSpec};
 use report::{Quantiles, RunResult};
 use scenario::{Channels, Endpoints, Scenario, Server};
@@ -40,7 +42,7 @@ const LINGER: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("the demo receiver did not start: {0}")]
-    Demo(#[from] crate::demo::DemoError),
+    Demo(#[from] xg2g::demo::DemoError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -51,6 +53,8 @@ pub enum BenchError {
     NotReady { server: Server, why: String, log: String },
     #[error("unknown scenario {0:?}; known: {known}", known = Scenario::NAMES.join(", "))]
     UnknownScenario(String),
+    #[error("the xg2g binary {} does not exist: build it in xg2g-bench's profile (cargo build [--release] --bin xg2g) or pass --xg2g PATH", .0.display())]
+    NoXg2g(PathBuf),
     #[error("ffmpeg is not installed (scripts/deps.sh installs it); run with --xg2g-only to skip the comparison")]
     NoFfmpeg,
     #[error("the soak saw {stalls} stalls and {errors} errors (see the report)")]
@@ -79,8 +83,10 @@ pub struct BenchOptions {
     pub json: Option<PathBuf>,
     /// Keep the servers' logs (the work directory) instead of removing them.
     pub keep_logs: bool,
-    /// The xg2g binary to start as the server (normally this one).
-    pub exe: PathBuf,
+    /// The xg2g binary to start as the server under test (`xg2g serve`).
+    pub xg2g_exe: PathBuf,
+    /// The binary whose `peer` subcommand is the FFmpeg proxy (normally this one).
+    pub peer_exe: PathBuf,
     /// The demo receiver's media: `Broadcast` for figures that compare with a real receiver.
     pub demo_bitrate: DemoBitrate,
 }
@@ -170,6 +176,9 @@ pub async fn run(options: BenchOptions) -> Result<(), BenchError> {
     if let Some(bad) = families.iter().find(|f| !Scenario::NAMES.contains(&f.as_str())) {
         return Err(BenchError::UnknownScenario(bad.clone()));
     }
+    if !options.xg2g_exe.is_file() {
+        return Err(BenchError::NoXg2g(options.xg2g_exe.clone()));
+    }
     let ffmpeg = options.ffmpeg && !options.soak;
     if ffmpeg && servers::ffmpeg_version().is_none() {
         return Err(BenchError::NoFfmpeg);
@@ -194,7 +203,7 @@ async fn run_in(
     ffmpeg: bool,
     work: &std::path::Path,
 ) -> Result<(), BenchError> {
-    let demo = crate::demo::DemoReceiver::start(crate::demo::DemoOptions {
+    let demo = xg2g::demo::DemoReceiver::start(xg2g::demo::DemoOptions {
         bitrate: options.demo_bitrate,
         ..Default::default()
     })
@@ -211,10 +220,10 @@ async fn run_in(
         stream_port: demo.stream_addr().port(),
         relay_port: demo.relay_addr().port(),
     };
-    let mut xg2g = servers::start_xg2g(&options.exe, &target, work)?;
+    let mut xg2g = servers::start_xg2g(&options.xg2g_exe, &target, work)?;
     xg2g.ready(&http).await?;
     let mut peer = if ffmpeg {
-        let mut p = servers::start_peer(&options.exe, work)?;
+        let mut p = servers::start_peer(&options.peer_exe, work)?;
         p.ready(&http).await?;
         Some(p)
     } else {
@@ -226,7 +235,7 @@ async fn run_in(
         stream: format!("http://{}", demo.stream_addr()),
         relay: format!("http://{}", demo.relay_addr()),
     };
-    let channels = Channels::new(&crate::demo::lineup());
+    let channels = Channels::new(&xg2g::demo::lineup());
     let bench = Bench {
         http: &http,
         endpoints: &endpoints,
@@ -747,15 +756,57 @@ fn client_figures(label: &str, o: &ClientOutcome) -> report::ClientFigures {
     }
 }
 
-/// `xg2g bench-peer`: the FFmpeg proxy as its own process, until SIGTERM or SIGINT.
+/// `xg2g-bench peer`: the FFmpeg proxy as its own process, until SIGTERM or SIGINT.
 pub async fn run_peer(listen: std::net::SocketAddr, work_dir: PathBuf) -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(listen)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut signals = crate::app::Signals::install()?;
+    let mut signals = xg2g::app::Signals::install()?;
     let stop = shutdown.clone();
     tokio::spawn(async move {
         signals.wait().await;
         stop.cancel();
     });
     peer::serve(listener, work_dir, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(xg2g_exe: PathBuf) -> BenchOptions {
+        BenchOptions {
+            duration: Duration::from_secs(1),
+            warmup: Duration::from_secs(1),
+            repeats: 1,
+            scenarios: vec!["aac-one".into()],
+            shared_clients: 1,
+            mixed_clients: 1,
+            max_h264: 1,
+            ffmpeg: false,
+            soak: false,
+            json: None,
+            keep_logs: false,
+            xg2g_exe,
+            peer_exe: PathBuf::from("/nonexistent/xg2g-bench"),
+            demo_bitrate: DemoBitrate::Light,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_xg2g_binary_is_named_before_anything_starts() {
+        let missing = PathBuf::from("/nonexistent/target/release/xg2g");
+        let error = run(options(missing)).await.expect_err("no server to start");
+        assert!(matches!(&error, BenchError::NoXg2g(path) if path.ends_with("release/xg2g")));
+        let text = error.to_string();
+        assert!(text.contains("/nonexistent/target/release/xg2g"), "{text}");
+        assert!(text.contains("--xg2g PATH"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unknown_scenarios_are_refused_with_the_known_ones() {
+        let mut options = options(PathBuf::from("/nonexistent/xg2g"));
+        options.scenarios = vec!["aac-one".into(), "nope".into()];
+        let text = run(options).await.expect_err("unknown scenario").to_string();
+        assert!(text.contains("\"nope\"") && text.contains("aac-shared"), "{text}");
+    }
 }

@@ -839,7 +839,7 @@ mod tests {
             eprintln!("SKIP: ffmpeg/ffprobe not installed (scripts/deps.sh installs them)");
             return;
         }
-        let demo = crate::demo::DemoReceiver::start(crate::demo::DemoOptions::default())
+        let demo = xg2g::demo::DemoReceiver::start(xg2g::demo::DemoOptions::default())
             .await
             .expect("demo receiver");
         let src = format!("http://{}/1:0:19:283D:3FB:1:C00000:0:0:0:", demo.stream_addr());

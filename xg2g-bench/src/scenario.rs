@@ -3,8 +3,9 @@
 
 use std::fmt;
 
+use xg2g::demo::{LineupEntry, LineupVideo};
+
 use super::client::ClientKind;
-use crate::demo::{LineupEntry, LineupVideo};
 
 /// Which server a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -265,7 +266,7 @@ mod tests {
     use super::*;
 
     fn channels() -> Channels {
-        Channels::new(&crate::demo::lineup())
+        Channels::new(&xg2g::demo::lineup())
     }
 
     #[test]

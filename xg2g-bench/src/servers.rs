@@ -1,5 +1,5 @@
-//! The two servers under test as child processes of the bench: xg2g (`xg2g serve` against the
-//! bench's demo receiver) and the FFmpeg proxy (`xg2g bench-peer`). Each is measured from
+//! The two servers under test as child processes of the bench: xg2g (the `xg2g` binary's
+//! `serve` against the bench's demo receiver) and the FFmpeg proxy (`xg2g-bench peer`). Each is measured from
 //! `/proc` as its own process tree, apart from the clients and the receiver, which run in the
 //! bench's process.
 
@@ -107,7 +107,7 @@ fn spawn(server: Server, mut cmd: Command, log: PathBuf, base: String) -> Result
     })
 }
 
-/// Starts `xg2g serve` against the demo receiver, with admission limits that do not get in the
+/// Starts `exe serve` (the `xg2g` binary) against the demo receiver, with admission limits that do not get in the
 /// way of a load test (rate limiting off; encoder slots not the bottleneck), and short idle
 /// times so that sessions close between runs.
 pub(crate) fn start_xg2g(exe: &Path, target: &Xg2gTarget, work: &Path) -> Result<ServerProcess, BenchError> {
@@ -131,7 +131,7 @@ pub(crate) fn start_xg2g(exe: &Path, target: &Xg2gTarget, work: &Path) -> Result
     )
 }
 
-/// Starts the FFmpeg proxy (`xg2g bench-peer`).
+/// Starts the FFmpeg proxy (`peer`, a subcommand of `exe`: this `xg2g-bench`).
 pub(crate) fn start_peer(exe: &Path, work: &Path) -> Result<ServerProcess, BenchError> {
     let port = free_port()?;
     let hls = work.join("peer-hls");
@@ -140,7 +140,7 @@ pub(crate) fn start_peer(exe: &Path, work: &Path) -> Result<ServerProcess, Bench
         source,
     })?;
     let mut cmd = command(exe);
-    cmd.arg("bench-peer")
+    cmd.arg("peer")
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .arg("--work-dir")
         .arg(&hls);
