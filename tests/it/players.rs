@@ -206,7 +206,7 @@ async fn every_hls_profile_plays_in_chromium_and_hls_js() {
 /// browser and its players fall behind real time (that failure with `Parsed buffers not in DTS
 /// sequence` after a rebuffer was the segments' program date times, now opt-in), so this runs by
 /// hand on a larger machine: `cargo test --test it players::eight -- --ignored --nocapture`.
-/// (`xg2g bench --scenario hls` counts the stalls of eight players at the server, every run.)
+/// (`xg2g-bench --scenario hls` counts the stalls of eight players at the server, every run.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "eight browser players need more than two cores: run by hand"]
 async fn eight_players_for_a_minute_without_a_stall() {
