@@ -3,13 +3,14 @@
 //! Loading parses every template, validates it (placeholders bound, elements exist, the graph
 //! parses) and reports every problem at once, naming the file, the line and the element.
 
-pub(crate) mod batch;
+mod batch;
 pub(crate) mod build;
 mod encoder_full;
 mod encoders;
 mod guard;
 mod keyframes;
 mod latency;
+mod live;
 mod reload;
 mod template;
 
@@ -21,6 +22,7 @@ pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;
 pub(crate) use latency::read_latency;
+pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, START_TIMEOUT, StartError};
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates};
 pub(crate) use template::parse as parse_template;

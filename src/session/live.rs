@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gstreamer as gst;
-use gstreamer::prelude::*;
 use std::time::SystemTime;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -23,6 +21,7 @@ use super::{
     Subscription,
 };
 use crate::metrics::Metrics;
+use crate::pipeline::MuxedMedia;
 use connection::video_info;
 
 /// How often pending output is flushed to clients, and liveness is checked.
@@ -60,6 +59,8 @@ enum Outcome {
     SourceFailed(String),
     /// The channel's video cannot go out in this profile and output (MPEG-2 copied into HLS).
     Unplayable,
+    /// The encoder had no free session at the start (NVENC's cap): full, not broken.
+    EncoderFull(String),
     Failed(String),
     Stalled,
     Ended,
@@ -148,8 +149,7 @@ impl Session {
             }
             // An encoder out of sessions at the first start means "full", not "broken" (NVENC's
             // cap): no retries, and the receiver is not blamed.
-            let encoder_full =
-                !fan.delivered && matches!(&outcome, Outcome::Failed(r) if crate::pipeline::is_encoder_full(r));
+            let encoder_full = matches!(&outcome, Outcome::EncoderFull(_));
             if (!matches!(outcome, Outcome::Shutdown | Outcome::Idle) || delivered) && !encoder_full {
                 self.start.locator.connected(match &outcome {
                     _ if delivered => SourceOutcome::Delivered,
@@ -157,14 +157,14 @@ impl Session {
                     _ => SourceOutcome::ChannelFailed,
                 });
             }
-            if let (true, Outcome::Failed(reason)) = (encoder_full, &outcome) {
-                tracing::warn!(reason = %reason, "The encoder has no free session; refusing as full.");
-                self.metrics.queue.rejected("full");
-                self.fail_waiting(&mut fan, SessionError::EncoderFull(reason.clone()));
-                break;
-            }
             match outcome {
                 Outcome::Shutdown | Outcome::Idle => break,
+                Outcome::EncoderFull(reason) => {
+                    tracing::warn!(reason = %reason, "The encoder has no free session; refusing as full.");
+                    self.metrics.queue.rejected("full");
+                    self.fail_waiting(&mut fan, SessionError::EncoderFull(reason));
+                    break;
+                }
                 Outcome::Unplayable => {
                     tracing::warn!("The channel's video plays in no client of this profile; refusing.");
                     self.fail_waiting(
@@ -325,23 +325,22 @@ impl Session {
         }
     }
 
+    /// Whether the master playlist still lacks the codecs (read from the muxer's caps).
+    fn needs_media(&self, fan: &Fanout) -> bool {
+        fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()
+    }
+
     /// A segment cut from the muxer's output is published; the master playlist learns the
-    /// codecs from the muxer's input caps.
-    fn publish_segment(&self, fan: &mut Fanout, piece: Piece, mux: Option<&gst::Element>, requested: Instant) {
+    /// codecs from `media`, what the muxer's inputs negotiated.
+    fn publish_segment(&self, fan: &mut Fanout, piece: Piece, media: Option<MuxedMedia>, requested: Instant) {
         let Some((tx, _)) = &self.hls else { return };
         let Piece { bytes, duration } = piece;
-        if let Some(mux) = mux.filter(|_| fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()) {
-            for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
-                if fan.hls_state.video.is_none() {
-                    fan.hls_state.video = video_info(&caps);
-                }
-                if fan.hls_state.audio.is_none()
-                    && caps
-                        .structure(0)
-                        .is_some_and(|s| s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4))
-                {
-                    fan.hls_state.audio = Some("mp4a.40.2".to_owned());
-                }
+        if let Some(media) = media {
+            if fan.hls_state.video.is_none() {
+                fan.hls_state.video = video_info(&media);
+            }
+            if fan.hls_state.audio.is_none() && media.aac_audio {
+                fan.hls_state.audio = Some("mp4a.40.2".to_owned());
             }
         }
         let segment = Segment {

@@ -1,0 +1,428 @@
+//! A session's running GStreamer graph behind one seam: [`LiveGraph`] starts the graph a
+//! [`BuildSpec`] describes, turns the muxer's output and the bus into typed [`GraphEvent`]s, says
+//! what the muxer carries, and changes state off the async workers, bounded in time. Whoever
+//! drives it sees no GStreamer type.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+use super::batch::Batcher;
+use super::guard::PipelineGuard;
+use super::{BuildError, BuildSpec, SourceActivity, UNPLAYABLE_VIDEO, build, is_encoder_full, read_latency};
+
+/// How long the change to Playing may take: the source connects in its own thread, so this is
+/// a bound on a wedged element, not on the receiver.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Batches of muxer output waiting for the driver before the streaming thread blocks.
+const QUEUED_BATCHES: usize = 64;
+
+/// What a running graph reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphEvent {
+    /// Muxer output: whole 188-byte packets, batched (up to 64 KiB or 20 ms).
+    Chunk(Bytes),
+    /// Encoder latency samples, per buffer, from the latency probes.
+    Latency { encoder: String, seconds: Vec<f64> },
+    /// The demuxer saw a continuity-counter jump (a lost packet upstream).
+    Continuity,
+    /// The graph failed; it puts out nothing more.
+    Failed(GraphFailure),
+    /// The stream ended (end of stream, or the bus is gone).
+    Ended,
+}
+
+/// What kind of failure, as far as the driver must act differently on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The receiver refused the stream (HTTP 404 or 401/403).
+    Refused,
+    /// Reading the receiver's port failed otherwise (no connection, a reset, a server error).
+    Source,
+    /// Video that no client of this output decodes (MPEG-2 into HLS without transcoding).
+    Unplayable,
+    /// The encoder has no free session (NVENC's cap, see [`is_encoder_full`]).
+    EncoderFull,
+    /// Anything else: an element failed.
+    Other,
+}
+
+/// A failure of a graph: its kind, and the element's error in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct GraphFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Why a graph did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The template does not make a graph here (a bad element, a bad property).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The graph was built but would not play.
+    #[error(transparent)]
+    Start(GraphFailure),
+}
+
+/// What the muxer carries, from its input caps, for an HLS master playlist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MuxedMedia {
+    /// H.264 video, when the muxer has it.
+    pub video: Option<H264Caps>,
+    /// Whether AAC audio (MPEG-4) goes into the muxer.
+    pub aac_audio: bool,
+}
+
+/// H.264 as negotiated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct H264Caps {
+    pub profile: String,
+    pub level: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second; `None` when the caps do not say.
+    pub frame_rate: Option<f64>,
+}
+
+/// A playing graph. Dropping it sets the pipeline to Null in place; [`LiveGraph::stop`] does it
+/// off the async workers.
+pub struct LiveGraph {
+    guard: PipelineGuard,
+    mux: Option<gst::Element>,
+    source_activity: Arc<SourceActivity>,
+    /// Muxer output; `None` for a graph without an appsink.
+    data: Option<mpsc::Receiver<Bytes>>,
+    bus: gst::bus::BusStream,
+}
+
+impl LiveGraph {
+    /// Builds the graph, wires its output and sets it to Playing (on a blocking thread, at most
+    /// [`START_TIMEOUT`]).
+    pub async fn start(spec: &BuildSpec<'_>) -> Result<Self, StartError> {
+        let graph = build(spec)?;
+        let data = graph.sink.as_ref().map(wire_output);
+        let pipeline = graph.guard.pipeline().clone();
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| StartError::Start(other("pipeline without bus".into())))?;
+        let mut live = Self {
+            guard: graph.guard,
+            mux: graph.mux,
+            source_activity: graph.source_activity,
+            data,
+            bus: bus.stream(),
+        };
+        let playing = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Playing));
+        let error = match tokio::time::timeout(START_TIMEOUT, playing).await {
+            Ok(Ok(Ok(_))) => return Ok(live),
+            Ok(Ok(Err(error))) => error.to_string(),
+            Ok(Err(join)) => join.to_string(),
+            Err(_) => format!("no change to Playing within {START_TIMEOUT:?}"),
+        };
+        // The element that failed posted why (an encoder out of sessions, say): keep it.
+        let posted = std::iter::from_fn(|| futures_util::FutureExt::now_or_never(live.bus.next()).flatten()).find_map(
+            |m| match m.view() {
+                gst::MessageView::Error(e) => Some(error_text(&m, e)),
+                _ => None,
+            },
+        );
+        let detail = posted.map(|t| format!(" ({t})")).unwrap_or_default();
+        let message = format!("cannot start the pipeline: {error}{detail}");
+        let kind = if is_encoder_full(&message) {
+            FailureKind::EncoderFull
+        } else {
+            FailureKind::Other
+        };
+        live.stop().await;
+        Err(StartError::Start(GraphFailure { kind, message }))
+    }
+
+    /// The next event. Cancel-safe: an event is never lost to a `select!` that drops this.
+    pub async fn next(&mut self) -> GraphEvent {
+        loop {
+            tokio::select! {
+                data = recv_or_pending(&mut self.data) => return match data {
+                    Some(bytes) => GraphEvent::Chunk(bytes),
+                    None => GraphEvent::Ended,
+                },
+                message = self.bus.next() => {
+                    let Some(message) = message else { return GraphEvent::Ended };
+                    if let Some(event) = event_of(&message) {
+                        return event;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
+    pub fn has_output(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// When the receiver last delivered bytes.
+    pub fn source_activity(&self) -> &SourceActivity {
+        &self.source_activity
+    }
+
+    /// What the muxer's inputs have negotiated so far.
+    pub fn muxed_media(&self) -> MuxedMedia {
+        let mut media = MuxedMedia::default();
+        let Some(mux) = &self.mux else { return media };
+        for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
+            let Some(s) = caps.structure(0) else { continue };
+            if media.video.is_none() {
+                media.video = h264_caps(s);
+            }
+            if s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4) {
+                media.aac_audio = true;
+            }
+        }
+        media
+    }
+
+    /// Sets the pipeline to Null on a blocking thread, bounded ([`PipelineGuard::stop`]).
+    pub async fn stop(self) {
+        // The output channel goes first: a streaming thread blocked on a full channel is let
+        // go, and the change to Null does not wait on it.
+        drop(self.data);
+        self.guard.stop().await;
+    }
+}
+
+/// Batches the appsink's buffers into a channel (each send may wake the runtime, so not the
+/// muxer's 1316-byte buffers); the tail goes at end of stream. A send waits only if the
+/// receiver is gone or [`QUEUED_BATCHES`] behind.
+fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_BATCHES);
+    let batcher = Arc::new(Mutex::new(Batcher::default()));
+    let at_eos = (Arc::clone(&batcher), tx.clone());
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let batch = batcher
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(map.as_slice(), Instant::now());
+                if let Some(batch) = batch {
+                    tx.blocking_send(batch).map_err(|_| gst::FlowError::Flushing)?;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .eos(move |_| {
+                let (batcher, tx) = &at_eos;
+                let tail = batcher.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(tail) = tail {
+                    let _ = tx.blocking_send(tail);
+                }
+            })
+            .build(),
+    );
+    rx
+}
+
+async fn recv_or_pending(data: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match data {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The event a bus message means, if any.
+fn event_of(message: &gst::Message) -> Option<GraphEvent> {
+    match message.view() {
+        gst::MessageView::Error(e) => Some(GraphEvent::Failed(classify(message, e))),
+        gst::MessageView::Eos(_) => Some(GraphEvent::Ended),
+        gst::MessageView::Element(_) => read_latency(message).map(|latency| GraphEvent::Latency {
+            encoder: latency.encoder,
+            seconds: latency.seconds,
+        }),
+        gst::MessageView::Warning(w) => {
+            let text = w.error().to_string();
+            if text.to_ascii_lowercase().contains("continuity") {
+                Some(GraphEvent::Continuity)
+            } else {
+                tracing::debug!(warning = %text, "Pipeline warning.");
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An error message as a failure the driver can act on.
+fn classify(message: &gst::Message, e: &gst::message::Error) -> GraphFailure {
+    let text = error_text(message, e);
+    let error = e.error();
+    let kind = if error.matches(gst::StreamError::WrongType) && error.message() == UNPLAYABLE_VIDEO {
+        FailureKind::Unplayable
+    } else if error.matches(gst::ResourceError::NotFound) || error.matches(gst::ResourceError::NotAuthorized) {
+        FailureKind::Refused
+    } else if error.is::<gst::ResourceError>() {
+        // Any other resource error is the source failing to read the port.
+        FailureKind::Source
+    } else if is_encoder_full(&text) {
+        FailureKind::EncoderFull
+    } else {
+        FailureKind::Other
+    };
+    GraphFailure { kind, message: text }
+}
+
+fn other(message: String) -> GraphFailure {
+    GraphFailure {
+        kind: FailureKind::Other,
+        message,
+    }
+}
+
+/// `{element path}: {message} ({debug})`: the debug part names the failed step (see
+/// [`is_encoder_full`]).
+fn error_text(message: &gst::Message, e: &gst::message::Error) -> String {
+    let element = message.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+    match e.debug() {
+        Some(debug) => format!("{element}: {} ({debug})", e.error()),
+        None => format!("{element}: {}", e.error()),
+    }
+}
+
+fn h264_caps(s: &gst::StructureRef) -> Option<H264Caps> {
+    if s.name() != "video/x-h264" {
+        return None;
+    }
+    let fps = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.denom() > 0 && f.numer() > 0);
+    Some(H264Caps {
+        profile: s.get::<&str>("profile").unwrap_or("high").to_owned(),
+        level: s.get::<&str>("level").unwrap_or("4").to_owned(),
+        width: u32::try_from(s.get::<i32>("width").ok()?).ok()?,
+        height: u32::try_from(s.get::<i32>("height").ok()?).ok()?,
+        frame_rate: fps.map(|f| f64::from(f.numer()) / f64::from(f.denom())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(domain_error: gst::glib::Error, debug: Option<&str>) -> gst::Message {
+        let mut builder = gst::message::Error::builder_from_error(domain_error);
+        if let Some(debug) = debug {
+            builder = builder.debug(debug);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn errors_are_classified_for_the_driver() {
+        gst::init().unwrap();
+        let cases = [
+            (
+                gst::glib::Error::new(gst::ResourceError::NotFound, "Not Found"),
+                None,
+                FailureKind::Refused,
+            ),
+            (
+                gst::glib::Error::new(gst::ResourceError::NotAuthorized, "Unauthorized"),
+                None,
+                FailureKind::Refused,
+            ),
+            (
+                gst::glib::Error::new(gst::ResourceError::Read, "Could not read from resource."),
+                None,
+                FailureKind::Source,
+            ),
+            (
+                gst::glib::Error::new(gst::StreamError::WrongType, UNPLAYABLE_VIDEO),
+                None,
+                FailureKind::Unplayable,
+            ),
+            (
+                gst::glib::Error::new(gst::StreamError::WrongType, "some other type problem"),
+                None,
+                FailureKind::Other,
+            ),
+            (
+                gst::glib::Error::new(gst::LibraryError::Init, "Could not initialize supporting library."),
+                Some("Failed to open encoder"),
+                FailureKind::EncoderFull,
+            ),
+            (
+                gst::glib::Error::new(gst::StreamError::Encode, "Could not encode stream."),
+                Some("Encode x264 frame failed."),
+                FailureKind::Other,
+            ),
+        ];
+        for (domain_error, debug, kind) in cases {
+            let text = domain_error.to_string();
+            let message = error(domain_error, debug);
+            let gst::MessageView::Error(e) = message.view() else {
+                unreachable!()
+            };
+            let failure = classify(&message, e);
+            assert_eq!(failure.kind, kind, "{text}");
+            assert!(failure.message.contains(&text), "{failure:?}");
+            assert_eq!(event_of(&message), Some(GraphEvent::Failed(failure)));
+        }
+    }
+
+    #[test]
+    fn warnings_latency_and_eos_become_events() {
+        gst::init().unwrap();
+        let continuity = gst::message::Warning::builder(gst::StreamError::Demux, "CONTINUITY: mismatch").build();
+        assert_eq!(event_of(&continuity), Some(GraphEvent::Continuity));
+        let other = gst::message::Warning::builder(gst::StreamError::Demux, "something else").build();
+        assert_eq!(event_of(&other), None);
+        assert_eq!(event_of(&gst::message::Eos::new()), Some(GraphEvent::Ended));
+        let latency = gst::Structure::builder(super::super::latency::MESSAGE)
+            .field("branch", "audio")
+            .field("encoder", "avenc_aac")
+            .field("seconds", gst::Array::new([0.012f64]))
+            .build();
+        assert_eq!(
+            event_of(&gst::message::Element::new(latency)),
+            Some(GraphEvent::Latency {
+                encoder: "avenc_aac".into(),
+                seconds: vec![0.012]
+            })
+        );
+    }
+
+    #[test]
+    fn h264_caps_are_read_and_others_ignored() {
+        gst::init().unwrap();
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("profile", "main")
+            .field("level", "3.1")
+            .field("width", 1024i32)
+            .field("height", 576i32)
+            .field("framerate", gst::Fraction::new(50, 1))
+            .build();
+        assert_eq!(
+            h264_caps(caps.structure(0).unwrap()),
+            Some(H264Caps {
+                profile: "main".into(),
+                level: "3.1".into(),
+                width: 1024,
+                height: 576,
+                frame_rate: Some(50.0),
+            })
+        );
+        let mpeg2 = gst::Caps::builder("video/mpeg").field("mpegversion", 2i32).build();
+        assert_eq!(h264_caps(mpeg2.structure(0).unwrap()), None);
+    }
+}
