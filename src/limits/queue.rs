@@ -23,7 +23,6 @@
 mod recent;
 mod waiting;
 
-
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -4,15 +4,17 @@
 mod connection;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use std::time::SystemTime;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::graph::Connector;
 use super::hls::{HlsState, Segment};
 use super::segmenter::Piece;
 use super::ts_cache::TsCache;
@@ -27,7 +29,7 @@ use connection::video_info;
 /// How often pending output is flushed to clients, and liveness is checked.
 /// Pending TS output is flushed to clients at least this often. Each flush is a wake-up and a
 /// write per client: at 40 ms, 100 clients on one channel cost 1.52× the CPU of one; at 100 ms
-/// 1.30× (`xg2g bench --scenario aac-one,aac-shared`), for 60 ms more latency on a live stream.
+/// 1.30× (`xg2g-bench --scenario aac-one,aac-shared`), for 60 ms more latency on a live stream.
 const TICK: Duration = Duration::from_millis(100);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -46,6 +48,8 @@ pub(crate) struct Session {
     hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
     /// The span of the request that started the session (its `session.start`).
     trace: tracing::Span,
+    /// Starts each connection's graph.
+    connector: Arc<dyn Connector>,
 }
 
 /// Why one connection to the receiver ended.
@@ -95,6 +99,7 @@ impl Session {
         metrics: Arc<Metrics>,
         hls: Option<(watch::Sender<Arc<HlsState>>, HlsView)>,
         trace: tracing::Span,
+        connector: Arc<dyn Connector>,
     ) -> Self {
         let mode = start.template.mode.as_str();
         Self {
@@ -105,6 +110,7 @@ impl Session {
             mode,
             hls,
             trace,
+            connector,
         }
     }
 

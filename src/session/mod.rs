@@ -4,6 +4,7 @@
 //! key-frame cache and the broadcast its clients read. Clients join through the registry and
 //! leave by dropping their subscription; a session ends a grace period after its last client.
 
+mod graph;
 mod hls;
 mod live;
 mod segmenter;
@@ -187,7 +188,7 @@ pub struct HlsView {
 /// Proof of life from HLS clients: every playlist or segment request touches it.
 #[derive(Debug)]
 pub struct Lease {
-    epoch: std::time::Instant,
+    epoch: tokio::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
     /// Requests waiting on the session right now (a first playlist, a blocking reload).
     waiting: std::sync::atomic::AtomicUsize,
@@ -206,7 +207,7 @@ impl Drop for LeaseHold {
 impl Lease {
     fn new() -> Self {
         Self {
-            epoch: std::time::Instant::now(),
+            epoch: tokio::time::Instant::now(),
             last_ms: std::sync::atomic::AtomicU64::new(0),
             waiting: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -238,14 +239,14 @@ impl Lease {
 /// The session's send clock, read by client watchdogs to tell how far behind a client is.
 #[derive(Debug)]
 pub struct SessionClock {
-    epoch: std::time::Instant,
+    epoch: tokio::time::Instant,
     latest_ms: std::sync::atomic::AtomicU64,
 }
 
 impl SessionClock {
     pub(crate) fn new() -> Self {
         Self {
-            epoch: std::time::Instant::now(),
+            epoch: tokio::time::Instant::now(),
             latest_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -323,9 +324,19 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry task; it stops every session when `shutdown` fires.
     pub fn spawn(settings: Settings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        Self::spawn_with(settings, metrics, shutdown, Arc::new(graph::Gstreamer))
+    }
+
+    /// [`Registry::spawn`] with sessions whose graphs `connector` starts.
+    pub(crate) fn spawn_with(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        connector: Arc<dyn graph::Connector>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(256);
         let registry = Self { tx: tx.clone() };
-        tokio::spawn(run_registry(rx, tx, settings, metrics, shutdown));
+        tokio::spawn(run_registry(rx, tx, settings, metrics, shutdown, connector));
         registry
     }
 
@@ -412,6 +423,7 @@ async fn run_registry(
     settings: Settings,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    connector: Arc<dyn graph::Connector>,
 ) {
     let mut sessions: HashMap<SessionKey, Entry> = HashMap::new();
     // What each channel's video turned out to be at its first tune (for the `auto` profile).
@@ -478,8 +490,15 @@ async fn run_registry(
                     )
                 });
                 let view = hls.as_ref().map(|(_, view)| view.clone());
-                let session =
-                    live::Session::new(key.clone(), start, settings.clone(), Arc::clone(&metrics), hls, trace);
+                let session = live::Session::new(
+                    key.clone(),
+                    start,
+                    settings.clone(),
+                    Arc::clone(&metrics),
+                    hls,
+                    trace,
+                    Arc::clone(&connector),
+                );
                 let token = shutdown.child_token();
                 tokio::spawn(async move {
                     session.run(session_rx, token).await;
@@ -543,5 +562,7 @@ async fn run_registry(
     // Dropping the entries closes every session's command channel; the shutdown token stops them.
 }
 
+#[cfg(test)]
+mod core_tests;
 #[cfg(test)]
 mod tests;

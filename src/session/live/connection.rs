@@ -1,14 +1,16 @@
 //! One connection of a session to the receiver: locate the port, build the GStreamer graph, play
 //! it, and turn its output and bus messages into segments, chunks and outcomes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fanout, Join, Outcome, Session, TICK};
-use crate::pipeline::{self, BuildSpec, FailureKind, GraphEvent, GraphFailure, LiveGraph, MuxedMedia, StartError};
+use crate::pipeline::{self, BuildSpec, FailureKind, GraphEvent, GraphFailure, MuxedMedia, StartError};
 use crate::session::SessionError;
+use crate::session::graph::Graph;
 use crate::session::hls::{VideoInfo, avc1_codec};
 use crate::session::segmenter::{Segmenter, media_end};
 
@@ -48,7 +50,7 @@ impl Session {
             output: self.key.output,
             segment_plan: self.hls.is_some().then_some(&plan),
         };
-        let mut graph = match LiveGraph::start(&spec).await {
+        let mut graph = match self.connector.start(&spec).await {
             Ok(graph) => graph,
             Err(StartError::Build(error)) => {
                 let message = error.to_string();
@@ -64,7 +66,9 @@ impl Session {
             Err(StartError::Start(failure)) => return self.failed(fan, failure),
         };
         drop(build);
-        let outcome = self.run_graph(fan, joins, shutdown, requested, &mut graph, &plan).await;
+        let outcome = self
+            .run_graph(fan, joins, shutdown, requested, graph.as_mut(), &plan)
+            .await;
         // Set to Null on a blocking thread, bounded: a source stuck in a read must not hold a
         // runtime worker, nor this session's next connect.
         graph.stop().await;
@@ -91,7 +95,7 @@ impl Session {
         joins: &mut mpsc::Receiver<Join>,
         shutdown: &CancellationToken,
         requested: Instant,
-        graph: &mut LiveGraph,
+        graph: &mut dyn Graph,
         plan: &pipeline::SegmentPlan,
     ) -> Outcome {
         // HLS: segments are cut from the muxer's output, numbered on from the session's last.
@@ -147,12 +151,12 @@ impl Session {
                     if let Some(chunk) = fan.cache.flush() {
                         self.broadcast(fan, chunk, requested);
                     }
-                    let source = graph.source_activity();
+                    let silence = graph.source_silence();
                     let waited = connected.elapsed() > self.settings.start_timeout;
                     if !fan.delivered && waited {
                         // Not a byte: the receiver accepted and has nothing to send, which is
                         // how an Enigma2 box answers when every tuner is busy.
-                        let error = if source.any() {
+                        let error = if silence.is_some() {
                             SessionError::StartTimeout(self.settings.start_timeout)
                         } else {
                             SessionError::NoTuner(self.settings.start_timeout)
@@ -169,10 +173,9 @@ impl Session {
                     }
                     let no_output = graph.has_output()
                         && last_output.map_or(waited, |at| at.elapsed() > self.settings.stall_timeout);
-                    let stalled = if source.any() {
-                        source.silent_for() > self.settings.stall_timeout || no_output
-                    } else {
-                        waited
+                    let stalled = match silence {
+                        Some(silence) => silence > self.settings.stall_timeout || no_output,
+                        None => waited,
                     };
                     if stalled {
                         return Outcome::Stalled;

@@ -1,0 +1,60 @@
+//! The seam between a session and its media graph: a session asks its [`Connector`] for a
+//! [`Graph`] per connection and drives it by its events alone. In the product the graph is
+//! `pipeline::LiveGraph`; the session's own tests script theirs.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::pipeline::{BuildSpec, GraphEvent, LiveGraph, MuxedMedia, StartError};
+
+/// One connection's running graph.
+pub(crate) trait Graph: Send {
+    /// The next event; cancel-safe.
+    fn next(&mut self) -> BoxFuture<'_, GraphEvent>;
+    /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
+    fn has_output(&self) -> bool;
+    /// Time since the receiver last sent a byte; `None` before the first.
+    fn source_silence(&self) -> Option<Duration>;
+    /// What the muxer's inputs have negotiated so far.
+    fn muxed_media(&self) -> MuxedMedia;
+    /// Stops the graph, off the async workers and bounded in time.
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Starts a graph for a spec.
+pub(crate) trait Connector: Send + Sync + 'static {
+    fn start<'a>(&'a self, spec: &'a BuildSpec<'a>) -> BoxFuture<'a, Result<Box<dyn Graph>, StartError>>;
+}
+
+/// GStreamer graphs: [`LiveGraph`].
+pub(crate) struct Gstreamer;
+
+impl Connector for Gstreamer {
+    fn start<'a>(&'a self, spec: &'a BuildSpec<'a>) -> BoxFuture<'a, Result<Box<dyn Graph>, StartError>> {
+        Box::pin(async move { Ok(Box::new(LiveGraph::start(spec).await?) as Box<dyn Graph>) })
+    }
+}
+
+impl Graph for LiveGraph {
+    fn next(&mut self) -> BoxFuture<'_, GraphEvent> {
+        Box::pin(LiveGraph::next(self))
+    }
+
+    fn has_output(&self) -> bool {
+        LiveGraph::has_output(self)
+    }
+
+    fn source_silence(&self) -> Option<Duration> {
+        let source = self.source_activity();
+        source.any().then(|| source.silent_for())
+    }
+
+    fn muxed_media(&self) -> MuxedMedia {
+        LiveGraph::muxed_media(self)
+    }
+
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(LiveGraph::stop(*self))
+    }
+}
