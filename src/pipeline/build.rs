@@ -41,8 +41,18 @@ pub struct BuildSpec<'a> {
 pub enum BuildError {
     #[error("template `{template}`: {message}")]
     Template { template: String, message: String },
-    #[error("GStreamer: {0}")]
-    Gst(String),
+    /// GStreamer's parser refused the graph (its error names the element).
+    #[error("template `{template}`: {source}")]
+    Parse {
+        template: String,
+        #[source]
+        source: gst::glib::Error,
+    },
+    /// The parsed graph lacks an element xg2g names in it (`src`, `demux`): a bug, not a template.
+    #[error("the graph has no element named `{0}`")]
+    MissingElement(&'static str),
+    #[error("the graph is not a pipeline")]
+    NotAPipeline,
 }
 
 /// The message of the error a graph posts when its output would carry video no client of that
@@ -99,7 +109,6 @@ impl SourceActivity {
 
 pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
     let t = spec.template;
-    let gst_err = |e: &dyn std::fmt::Display| BuildError::Gst(e.to_string());
     let tmpl_err = |message: String| BuildError::Template {
         template: t.name.clone(),
         message,
@@ -125,11 +134,14 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         }
     };
     let pipeline = gst::parse::launch(&description)
-        .map_err(|e| tmpl_err(e.to_string()))?
+        .map_err(|source| BuildError::Parse {
+            template: t.name.clone(),
+            source,
+        })?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| gst_err(&"not a pipeline"))?;
+        .map_err(|_| BuildError::NotAPipeline)?;
     let guard = PipelineGuard::new(pipeline.clone());
-    let src = pipeline.by_name("src").ok_or_else(|| gst_err(&"no source"))?;
+    let src = pipeline.by_name("src").ok_or(BuildError::MissingElement("src"))?;
     src.set_property("location", spec.source_url);
     src.set_property("is-live", true);
     src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
@@ -195,7 +207,7 @@ struct Branches {
 fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<(), BuildError> {
     let demux = pipeline
         .by_name("demux")
-        .ok_or_else(|| BuildError::Gst("no demuxer".into()))?;
+        .ok_or(BuildError::MissingElement("demux"))?;
     let weak = pipeline.downgrade();
     let b = Arc::clone(&branches);
     demux.connect_pad_added(move |_, pad| {
