@@ -370,3 +370,45 @@ async fn a_receiver_that_sends_nothing_is_out_of_tuners() {
     );
     h.shutdown.cancel();
 }
+
+/// A client that stops reading falls out of the session once it is `max_client_lag` behind
+/// (its receiver reports the lag, and the HTTP body ends on it); a client that reads keeps up.
+#[tokio::test(start_paused = true)]
+async fn a_client_behind_by_the_lag_limit_falls_out_and_a_reader_does_not() {
+    let mut h = harness(settings(), Vec::new());
+    let slow = h.join();
+    let connection = h.next_connection().await;
+    let events = connection.events.clone();
+    tokio::spawn(async move {
+        while events.send(media()).is_ok() {
+            sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut slow = slow.await.unwrap().expect("the stream");
+    let mut reader = h.join().await.unwrap().expect("the stream");
+    let read = tokio::spawn(async move {
+        let mut chunks = 0;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match reader.live.recv().await {
+                Ok(_) => chunks += 1,
+                Err(error) => panic!("a reading client fell behind: {error:?}"),
+            }
+        }
+        chunks
+    });
+    // Half the lag limit behind: still in.
+    sleep(Duration::from_millis(500)).await;
+    assert!(
+        matches!(slow.live.try_recv(), Ok(_)),
+        "half a second behind is within the limit"
+    );
+    // Then three seconds without reading, three times the limit (1 s).
+    sleep(Duration::from_secs(3)).await;
+    assert!(
+        matches!(slow.live.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))),
+        "a client 3 s behind is cut off"
+    );
+    assert!(read.await.unwrap() >= 20, "the reader got a chunk every tick");
+    h.shutdown.cancel();
+}
