@@ -205,9 +205,7 @@ struct Branches {
 }
 
 fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<(), BuildError> {
-    let demux = pipeline
-        .by_name("demux")
-        .ok_or(BuildError::MissingElement("demux"))?;
+    let demux = pipeline.by_name("demux").ok_or(BuildError::MissingElement("demux"))?;
     let weak = pipeline.downgrade();
     let b = Arc::clone(&branches);
     demux.connect_pad_added(move |_, pad| {

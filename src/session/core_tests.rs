@@ -399,10 +399,7 @@ async fn a_client_behind_by_the_lag_limit_falls_out_and_a_reader_does_not() {
     });
     // Half the lag limit behind: still in.
     sleep(Duration::from_millis(500)).await;
-    assert!(
-        matches!(slow.live.try_recv(), Ok(_)),
-        "half a second behind is within the limit"
-    );
+    assert!(slow.live.try_recv().is_ok(), "half a second behind is within the limit");
     // Then three seconds without reading, three times the limit (1 s).
     sleep(Duration::from_secs(3)).await;
     assert!(
