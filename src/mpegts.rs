@@ -268,6 +268,19 @@ pub fn pcr_base(packet: &[u8]) -> Option<u64> {
     )
 }
 
+/// The full program clock reference (27 MHz: base × 300 + extension) of a packet that carries
+/// one; needs the first 12 bytes.
+pub fn pcr(packet: &[u8]) -> Option<u64> {
+    let base = pcr_base(packet)?;
+    let extension = (u64::from(packet[10] & 1) << 8) | u64::from(packet[11]);
+    Some(base * 300 + extension)
+}
+
+/// Whether the demodulator flagged the packet as errored (transport_error_indicator).
+pub fn transport_error(packet: &[u8]) -> bool {
+    packet[1] & 0x80 != 0
+}
+
 /// `later - earlier` on the 33-bit PTS clock, across its wrap.
 pub fn pts_diff(later: u64, earlier: u64) -> u64 {
     later.wrapping_sub(earlier) & PTS_MASK
@@ -418,6 +431,17 @@ pub(crate) mod tests {
         header.extend(encode_timestamp(1, dts));
         p[12..12 + header.len()].copy_from_slice(&header);
         p
+    }
+
+    #[test]
+    fn the_full_pcr_is_base_times_300_plus_the_extension() {
+        let p = pcr_pes(0x100, PTS_MASK, 299, 0, 0);
+        assert_eq!(pcr(&p), Some(PTS_MASK * 300 + 299));
+        assert!(!transport_error(&p));
+        let mut errored = p;
+        errored[1] |= 0x80;
+        assert!(transport_error(&errored));
+        assert_eq!(pcr(&packet(0x100, true, false, 0)), None, "no adaptation field, no PCR");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use m3u8_rs::{MediaPlaylist, Playlist};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
+use xg2g::mpegts::{self, PACKET as TS_PACKET, SYNC as TS_SYNC};
 
 /// Errors a client keeps as text; later ones are only counted.
 const MAX_ERRORS: usize = 20;
@@ -25,8 +26,6 @@ const GRACE: Duration = Duration::from_millis(900);
 /// Masters that may follow one another before the client gives up for this poll.
 const MAX_MASTER_HOPS: u32 = 2;
 
-const TS_PACKET: usize = 188;
-const TS_SYNC: u8 = 0x47;
 /// Bytes of a TS packet the scanner reads: header, adaptation field length and flags, PCR.
 const TS_HEADER: usize = 12;
 /// The PCR counts 27 MHz ticks and wraps at 2^33 × 300.
@@ -446,22 +445,12 @@ impl PcrScanner {
     }
 
     fn pcr(&mut self, h: &[u8]) -> Option<u64> {
-        let transport_error = h[1] & 0x80 != 0;
-        let adaptation = h[3] & 0x20 != 0;
-        if transport_error || !adaptation || h[4] < 7 || h[5] & 0x10 == 0 {
+        if mpegts::transport_error(h) {
             return None;
         }
-        let pid = (u16::from(h[1] & 0x1F) << 8) | u16::from(h[2]);
-        if *self.pid.get_or_insert(pid) != pid {
-            return None;
-        }
-        let base = (u64::from(h[6]) << 25)
-            | (u64::from(h[7]) << 17)
-            | (u64::from(h[8]) << 9)
-            | (u64::from(h[9]) << 1)
-            | (u64::from(h[10]) >> 7);
-        let extension = (u64::from(h[10] & 1) << 8) | u64::from(h[11]);
-        Some(base * 300 + extension)
+        let pcr = mpegts::pcr(h)?;
+        let pid = mpegts::pid(h);
+        (*self.pid.get_or_insert(pid) == pid).then_some(pcr)
     }
 }
 
