@@ -296,6 +296,25 @@ pub fn pts_offset(ts: u64, reference: u64) -> i64 {
     }
 }
 
+/// Scans TS packets for the PAT (to learn the PMT PID) and then the PMT's stream list.
+pub fn scan_pmt(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<Vec<PmtStream>> {
+    let start = data.iter().position(|&b| b == SYNC)?;
+    for p in data[start..].chunks_exact(PACKET) {
+        if p[0] != SYNC || !unit_start(p) {
+            continue;
+        }
+        let pid = pid(p);
+        if pid == 0 {
+            *pmt_pid = pat_pmt_pid(p).or(*pmt_pid);
+        } else if Some(pid) == *pmt_pid
+            && let Some(streams) = section(p).and_then(pmt_streams)
+        {
+            return Some(streams);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

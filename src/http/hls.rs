@@ -13,21 +13,18 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Compress, Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
 use super::AppState;
 use super::error::HttpError;
 use crate::model::ServiceRef;
-use crate::pipeline::{Output, scan_pmt};
+use crate::pipeline::Output;
 use crate::session::{HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec};
 use crate::telemetry::step;
+use crate::upstream::ProbeError;
 use tracing::Instrument as _;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
-/// How much of a stream the `auto` profile reads at most to find the PMT.
-const PROBE_BYTES: usize = 2 * 1024 * 1024;
-const PROBE_TIME: Duration = Duration::from_secs(8);
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     // The last `wrap` is the outermost: CORS answers preflights before anything else runs.
@@ -270,53 +267,19 @@ fn learn_error(error: LearnError) -> HttpError {
     }
 }
 
-/// Reads the channel's video codec from its PMT: one receiver connection, bounded by
-/// [`PROBE_TIME`] from the first byte of the request on (a receiver that accepts and never
-/// answers, as one with every tuner busy may, is given up on then, not after minutes).
+/// The channel's video codec from its PMT ([`crate::upstream::probe_video_codec`]), as the
+/// registry's shared probe.
 fn probe_codec(state: &AppState, service_ref: &ServiceRef) -> BoxFuture<'static, Result<VideoCodec, LearnError>> {
     let resolver = state.resolver.clone();
     let client = state.streaming.probe_client.clone();
     let authorization = state.streaming.source.authorization.clone();
     let service_ref = service_ref.clone();
     Box::pin(async move {
-        let source = resolver.resolve(&service_ref).await?;
-        let mut request = client.get(source.url.as_str());
-        if let Some(auth) = &authorization {
-            request = request.header(header::AUTHORIZATION.as_str(), auth.as_str());
-        }
-        let deadline = tokio::time::Instant::now() + PROBE_TIME;
-        let response = match tokio::time::timeout_at(deadline, request.send()).await {
-            Err(_) => return Err(LearnError::Upstream(format!("no answer within {PROBE_TIME:?}"))),
-            Ok(Err(e)) => return Err(LearnError::Upstream(e.without_url().to_string())),
-            Ok(Ok(response)) => response,
-        };
-        if !response.status().is_success() {
-            return Err(LearnError::Upstream(format!(
-                "the receiver answered {}",
-                response.status()
-            )));
-        }
-        let mut body = response.bytes_stream();
-        let mut seen = Vec::new();
-        let mut pmt_pid = None;
-        while seen.len() < PROBE_BYTES {
-            let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
-                Ok(Some(Ok(chunk))) => chunk,
-                _ => break,
-            };
-            seen.extend_from_slice(&chunk);
-            if let Some(streams) = scan_pmt(&seen, &mut pmt_pid) {
-                let types: Vec<u8> = streams.iter().map(|s| s.stream_type).collect();
-                let codec = VideoCodec::from_stream_types(&types);
-                tracing::info!(channel = %service_ref, ?codec, "Learned the channel's video codec.");
-                return Ok(codec);
-            }
-            // Keep only the tail: a table may straddle chunks, never more than one packet.
-            if seen.len() > 188 * 64 {
-                let keep = seen.len() % 188 + 188;
-                seen.drain(..seen.len() - keep);
-            }
-        }
-        Err(LearnError::Upstream("no PMT in the channel's stream".into()))
+        crate::upstream::probe_video_codec(&resolver, &client, authorization.as_deref(), &service_ref)
+            .await
+            .map_err(|error| match error {
+                ProbeError::Detect(e) => LearnError::Detect(e),
+                ProbeError::Receiver(message) => LearnError::Upstream(message),
+            })
     })
 }

@@ -34,3 +34,32 @@ impl Channel {
         self.service_ref.kind() == ServiceKind::Radio
     }
 }
+
+/// A channel's video, as its PMT announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    H264,
+    Hevc,
+    Mpeg2,
+    /// A radio channel.
+    None,
+    Other,
+}
+
+impl VideoCodec {
+    /// From the PMT's stream types (ISO 13818-1 table 2-34).
+    pub fn from_stream_types(types: &[u8]) -> Self {
+        let video: Vec<u8> = types
+            .iter()
+            .copied()
+            .filter(|t| matches!(t, 0x01 | 0x02 | 0x10 | 0x1B | 0x24))
+            .collect();
+        match video.first() {
+            None => VideoCodec::None,
+            Some(0x1B) => VideoCodec::H264,
+            Some(0x24) => VideoCodec::Hevc,
+            Some(0x01 | 0x02) => VideoCodec::Mpeg2,
+            Some(_) => VideoCodec::Other,
+        }
+    }
+}

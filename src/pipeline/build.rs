@@ -436,29 +436,8 @@ fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, Str
 
 /// Scans TS packets for the PAT (to learn the PMT PID) and the PMT; returns PID → language.
 pub(crate) fn scan_psi(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<HashMap<u16, String>> {
-    let streams = scan_pmt(data, pmt_pid)?;
+    let streams = crate::mpegts::scan_pmt(data, pmt_pid)?;
     Some(streams.into_iter().filter_map(|s| Some((s.pid, s.language?))).collect())
-}
-
-pub use crate::mpegts::PmtStream;
-
-/// Scans TS packets for the PAT (to learn the PMT PID) and then the PMT's stream list.
-pub fn scan_pmt(data: &[u8], pmt_pid: &mut Option<u16>) -> Option<Vec<PmtStream>> {
-    let start = data.iter().position(|&b| b == crate::mpegts::SYNC)?;
-    for p in data[start..].chunks_exact(crate::mpegts::PACKET) {
-        if p[0] != crate::mpegts::SYNC || !crate::mpegts::unit_start(p) {
-            continue;
-        }
-        let pid = crate::mpegts::pid(p);
-        if pid == 0 {
-            *pmt_pid = crate::mpegts::pat_pmt_pid(p).or(*pmt_pid);
-        } else if Some(pid) == *pmt_pid
-            && let Some(streams) = crate::mpegts::section(p).and_then(crate::mpegts::pmt_streams)
-        {
-            return Some(streams);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

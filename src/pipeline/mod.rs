@@ -14,9 +14,7 @@ mod live;
 mod reload;
 mod template;
 
-pub use build::{
-    BuildError, BuildSpec, PmtStream, SessionGraph, SourceActivity, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO, build, scan_pmt,
-};
+pub use build::{BuildError, BuildSpec, SessionGraph, SourceActivity, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO, build};
 pub use encoder_full::is_encoder_full;
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;

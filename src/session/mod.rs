@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::model::ServiceRef;
+pub use crate::model::VideoCodec;
 use crate::pipeline::{EncoderChoice, Output, SegmentPlan, Template};
 use crate::upstream::{SourceLocator, SourceOutcome};
 
@@ -88,35 +89,6 @@ impl Settings {
     /// the small buffer a fast start gives it.
     pub(crate) fn hls_plan(&self) -> SegmentPlan {
         SegmentPlan::new(hls::FAST_START.to_vec(), self.hls_target() / 2)
-    }
-}
-
-/// A channel's video, as its PMT announces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VideoCodec {
-    H264,
-    Hevc,
-    Mpeg2,
-    /// A radio channel.
-    None,
-    Other,
-}
-
-impl VideoCodec {
-    /// From the PMT's stream types (ISO 13818-1 table 2-34).
-    pub fn from_stream_types(types: &[u8]) -> Self {
-        let video: Vec<u8> = types
-            .iter()
-            .copied()
-            .filter(|t| matches!(t, 0x01 | 0x02 | 0x10 | 0x1B | 0x24))
-            .collect();
-        match video.first() {
-            None => VideoCodec::None,
-            Some(0x1B) => VideoCodec::H264,
-            Some(0x24) => VideoCodec::Hevc,
-            Some(0x01 | 0x02) => VideoCodec::Mpeg2,
-            Some(_) => VideoCodec::Other,
-        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! a runtime.
 
 mod backoff;
+mod codec;
 mod detect;
 mod epg;
 mod error;
@@ -16,6 +17,7 @@ mod openwebif;
 mod text;
 mod wire;
 
+pub use codec::{PROBE_BYTES, PROBE_TIME, ProbeError, probe_video_codec};
 pub use detect::{ConnectFailure, DetectError, RELAY_PROBE_GAP, StreamResolver, StreamSource};
 pub use epg::EpgEvent;
 pub(crate) use epg::{parse_json as parse_epg_json, parse_xml as parse_epg_xml};
