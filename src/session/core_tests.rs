@@ -25,6 +25,16 @@ fn media() -> GraphEvent {
     GraphEvent::Chunk(Bytes::from(bytes))
 }
 
+/// Sends media to a graph every `every` until the graph is gone.
+fn feed(connection: &Connection, every: Duration) {
+    let events = connection.events.clone();
+    tokio::spawn(async move {
+        while events.send(media()).is_ok() {
+            sleep(every).await;
+        }
+    });
+}
+
 /// The test's end of one started graph.
 struct Connection {
     events: UnboundedSender<GraphEvent>,
@@ -218,12 +228,7 @@ async fn joins_during_the_start_share_it_and_the_session_closes_after_the_idle_g
     sleep(Duration::from_millis(500)).await;
     assert!(!first.is_finished() && !second.is_finished());
     // The receiver sends on, every 0.5 s, while the graph lives.
-    let events = connection.events.clone();
-    tokio::spawn(async move {
-        while events.send(media()).is_ok() {
-            sleep(Duration::from_millis(500)).await;
-        }
-    });
+    feed(&connection, Duration::from_millis(500));
     let first = first.await.unwrap().expect("the first join gets the stream");
     let second = second.await.unwrap().expect("the second join gets the stream");
     assert!(h.started.try_recv().is_err(), "one connection for both joins");
@@ -378,12 +383,7 @@ async fn a_client_behind_by_the_lag_limit_falls_out_and_a_reader_does_not() {
     let mut h = harness(settings(), Vec::new());
     let slow = h.join();
     let connection = h.next_connection().await;
-    let events = connection.events.clone();
-    tokio::spawn(async move {
-        while events.send(media()).is_ok() {
-            sleep(Duration::from_millis(50)).await;
-        }
-    });
+    feed(&connection, Duration::from_millis(50));
     let mut slow = slow.await.unwrap().expect("the stream");
     let mut reader = h.join().await.unwrap().expect("the stream");
     let read = tokio::spawn(async move {
