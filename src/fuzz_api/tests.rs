@@ -125,6 +125,10 @@ fn regressions() {
     super::ts(&[]);
     assert_eq!(cut(b"abc", &[0, 0]), [&b"abc"[..]]);
     assert_eq!(cut(b"abcde", &[0, 2]), [&b"ab"[..], b"cd", b"e"]);
+    // A set password renders as "***", which the password rule (8 characters) refuses: the
+    // property reloaded the rendering before it looked for masked secrets. Found by the
+    // random loop in CI, only on runs that got that far in their 2 s.
+    super::config(b"[auth]\npassword = \"long enough\"\n");
 }
 
 /// The seeds meet the properties and reach the interesting paths: segments are cut, the
