@@ -64,6 +64,8 @@ mod ts;
 
 pub use playlists::playlists;
 pub use requests::requests;
+#[cfg(test)]
+pub(crate) use seeds::seed_stream;
 pub use seeds::seeds;
 pub use text::{config, openwebif, service_ref, template};
 pub use ts::ts;

@@ -37,7 +37,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
 }
 
 /// PAT, PMT (H.264 and MP2) and a few seconds of PES starts, key frames every half second.
-pub(super) fn seed_stream() -> Vec<u8> {
+pub(crate) fn seed_stream() -> Vec<u8> {
     let mut out = Vec::new();
     let mut packet = |pid: u16, start: bool, adaptation: Option<u8>, body: &[u8], counter: u8| {
         let mut p = [0xFF; PACKET];

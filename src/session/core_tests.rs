@@ -182,18 +182,22 @@ fn harness(settings: Settings, refusals: Vec<GraphFailure>) -> Harness {
 }
 
 impl Harness {
-    fn key(&self) -> SessionKey {
+    fn key(&self, output: Output) -> SessionKey {
         SessionKey {
             service_ref: "1:0:19:283D:3FB:1:C00000:0:0:0:".parse().unwrap(),
             profile: "copy".into(),
-            output: Output::Ts,
+            output,
         }
     }
 
-    /// A join of the channel, running on its own task.
+    /// A TS join of the channel, running on its own task.
     fn join(&self) -> tokio::task::JoinHandle<Result<Subscription, SessionError>> {
+        self.join_as(Output::Ts)
+    }
+
+    fn join_as(&self, output: Output) -> tokio::task::JoinHandle<Result<Subscription, SessionError>> {
         let registry = self.registry.clone();
-        let key = self.key();
+        let key = self.key(output);
         let start = StartSpec {
             template: Arc::clone(&self.template),
             encoder: None,
@@ -407,5 +411,42 @@ async fn a_client_behind_by_the_lag_limit_falls_out_and_a_reader_does_not() {
         "a client 3 s behind is cut off"
     );
     assert!(read.await.unwrap() >= 20, "the reader got a chunk every tick");
+    h.shutdown.cancel();
+}
+
+/// An HLS session lives while players ask for its playlists and segments, and ends
+/// `hls_idle_timeout` after the last request.
+#[tokio::test(start_paused = true)]
+async fn an_hls_session_lives_while_players_ask_and_ends_after_the_idle_timeout() {
+    // One chunk of media is all the receiver sends: no stall within the test.
+    let settings = Settings {
+        stall_timeout: Duration::from_secs(600),
+        ..settings()
+    };
+    let mut h = harness(settings, Vec::new());
+    let player = h.join_as(Output::Hls);
+    let mut connection = h.next_connection().await;
+    connection
+        .events
+        .send(GraphEvent::Chunk(Bytes::from(crate::fuzz_api::seed_stream())))
+        .unwrap();
+    let view = player.await.unwrap().expect("segments").hls.expect("an HLS view");
+    assert!(!view.state.borrow().is_empty(), "the session published segments");
+
+    // A player asking every 5 s keeps it for a minute, twice the idle timeout.
+    for _ in 0..12 {
+        sleep(Duration::from_secs(5)).await;
+        view.lease.touch();
+    }
+    assert!(connection.stopped.try_recv().is_err(), "a watched HLS session stays");
+    let last_request = Instant::now();
+    timeout(Duration::from_secs(120), connection.stopped.recv())
+        .await
+        .expect("an HLS session nobody asks for ends");
+    let idle = last_request.elapsed();
+    assert!(
+        idle >= Duration::from_secs(30) && idle <= Duration::from_millis(30200),
+        "ended {idle:?} after the last request; the HLS idle timeout is 30 s"
+    );
     h.shutdown.cancel();
 }
