@@ -188,10 +188,11 @@ fn unquote(value: &str) -> String {
     out
 }
 
-/// Charges a request that would start the session for `key` to the rate limits; a request that
-/// joins a running session is free. Between this check and the join a session may start or end:
-/// two first requests for one key may both be charged, and a request may start a session
-/// uncharged right after the previous one ended. Both are rare and bounded by one request.
+/// Charges a request that would start the session for `key` to the limits
+/// ([`crate::limits::admit`]); a request that joins a running session is free. Between this
+/// check and the join a session may start or end: two first requests for one key may both be
+/// charged, and a request may start a session uncharged right after the previous one ended.
+/// Both are rare and bounded by one request.
 pub(crate) async fn admit_new_session(
     state: &AppState,
     req: &HttpRequest,
@@ -201,44 +202,29 @@ pub(crate) async fn admit_new_session(
     if !state.admission.is_enabled() || state.streaming.registry.exists(key).await {
         return Ok(());
     }
-    let client = state.trusted_proxies.client_of(req);
-    channel_cap(state, client, &key.service_ref).await?;
-    state.admission.admit(client, mode.as_str()).await?;
-    Ok(())
+    admit(state, req, &key.service_ref, mode.as_str()).await
 }
 
-/// A client already watching `rate_limit.max_channels_per_client` other channels may not tune
-/// one more: every channel may hold a receiver tuner, and a box has few.
-async fn channel_cap(
-    state: &AppState,
-    client: IpAddr,
-    service_ref: &crate::model::ServiceRef,
-) -> Result<(), HttpError> {
-    let Some(cap) = state.admission.max_channels() else {
-        return Ok(());
-    };
-    let watched = state.encoder_queue.channels_of(client, &service_ref.to_string()).await;
-    if watched >= cap as usize {
-        return Err(HttpError::TooManyChannels { cap });
-    }
-    Ok(())
-}
-
-/// Charges the rate limits for a receiver probe that comes before a new session (`auto`
-/// learning a channel's codec): the global and the client's bucket; the session it leads to is
-/// not charged again.
+/// Charges the limits for a receiver probe that comes before a new session (`auto` learning a
+/// channel's codec); the session it leads to is not charged again.
 pub(crate) async fn admit_probe(
     state: &AppState,
     req: &HttpRequest,
     service_ref: &crate::model::ServiceRef,
 ) -> Result<(), HttpError> {
-    if !state.admission.is_enabled() {
-        return Ok(());
-    }
+    admit(state, req, service_ref, "probe").await
+}
+
+async fn admit(
+    state: &AppState,
+    req: &HttpRequest,
+    service_ref: &crate::model::ServiceRef,
+    kind: &'static str,
+) -> Result<(), HttpError> {
     let client = state.trusted_proxies.client_of(req);
-    channel_cap(state, client, service_ref).await?;
-    state.admission.admit(client, "probe").await?;
-    Ok(())
+    crate::limits::admit(&state.admission, &state.encoder_queue, client, service_ref, kind)
+        .await
+        .map_err(HttpError::from)
 }
 
 #[cfg(test)]

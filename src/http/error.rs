@@ -68,6 +68,15 @@ pub(crate) enum HttpError {
     Preview(#[from] crate::preview::PreviewError),
 }
 
+impl From<crate::limits::Refusal> for HttpError {
+    fn from(refusal: crate::limits::Refusal) -> Self {
+        match refusal {
+            crate::limits::Refusal::RateLimited(limited) => HttpError::RateLimited(limited),
+            crate::limits::Refusal::TooManyChannels { cap } => HttpError::TooManyChannels { cap },
+        }
+    }
+}
+
 impl From<crate::model::ParseServiceRefError> for HttpError {
     fn from(e: crate::model::ParseServiceRefError) -> Self {
         HttpError::InvalidServiceRef { detail: e.to_string() }

@@ -1,7 +1,9 @@
 //! Limits that protect the receiver and the host: circuit breakers (pure state machines in
 //! `breaker`) and their named, observed form that logs and records every transition; rate
-//! limits on new sessions (`rate`); the encoder slot priority queue (`queue`).
+//! limits on new sessions (`rate`) and the one check that charges them (`admit`); the encoder
+//! slot priority queue (`queue`).
 
+mod admit;
 pub mod breaker;
 pub mod queue;
 pub mod rate;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use admit::{Refusal, admit};
 pub use breaker::{Breaker, BreakerState, Refused, Transition};
 pub use rate::{Admission, AdmissionHandle, RateLimited, Scope};
 
