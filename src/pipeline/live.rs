@@ -4,6 +4,7 @@
 //! drives it sees no GStreamer type.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -146,32 +147,35 @@ impl LiveGraph {
         Err(StartError::Start(GraphFailure { kind, message }))
     }
 
-    /// The next event. Cancel-safe: an event is never lost to a `select!` that drops this.
-    pub async fn next(&mut self) -> GraphEvent {
+    /// The next event, as a poll (no future to allocate per event): bus messages first, so a
+    /// failure is not queued behind output. Cancel-safe.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent> {
         loop {
-            tokio::select! {
-                data = recv_or_pending(&mut self.data) => return match data {
-                    Some(bytes) => GraphEvent::Chunk(bytes),
-                    None => GraphEvent::Ended,
-                },
-                message = self.bus.next() => {
-                    let Some(message) = message else { return GraphEvent::Ended };
+            match self.bus.poll_next_unpin(cx) {
+                Poll::Ready(None) => return Poll::Ready(GraphEvent::Ended),
+                Poll::Ready(Some(message)) => {
                     if let Some(event) = event_of(&message) {
-                        return event;
+                        return Poll::Ready(event);
                     }
                 }
+                Poll::Pending => break,
             }
         }
+        match self.data.as_mut().map(|rx| rx.poll_recv(cx)) {
+            Some(Poll::Ready(Some(bytes))) => Poll::Ready(GraphEvent::Chunk(bytes)),
+            Some(Poll::Ready(None)) => Poll::Ready(GraphEvent::Ended),
+            Some(Poll::Pending) | None => Poll::Pending,
+        }
+    }
+
+    /// Time since the receiver last sent a byte; `None` before the first.
+    pub fn source_silence(&self) -> Option<Duration> {
+        self.source_activity.any().then(|| self.source_activity.silent_for())
     }
 
     /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
     pub fn has_output(&self) -> bool {
         self.data.is_some()
-    }
-
-    /// When the receiver last delivered bytes.
-    pub fn source_activity(&self) -> &SourceActivity {
-        &self.source_activity
     }
 
     /// What the muxer's inputs have negotiated so far.
@@ -231,13 +235,6 @@ fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Bytes> {
             .build(),
     );
     rx
-}
-
-async fn recv_or_pending(data: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
-    match data {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The event a bus message means, if any.

@@ -14,13 +14,14 @@ mod live;
 mod reload;
 mod template;
 
-pub use build::{BuildError, BuildSpec, SessionGraph, SourceActivity, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO, build};
+pub use build::{BuildError, BuildSpec, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO};
+use build::{SourceActivity, build};
 pub use encoder_full::is_encoder_full;
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;
 pub(crate) use latency::read_latency;
-pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, START_TIMEOUT, StartError};
+pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, StartError};
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates};
 pub(crate) use template::parse as parse_template;

@@ -62,7 +62,7 @@ pub(crate) enum Trigger {
 }
 
 impl Trigger {
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Trigger::Api => "api",
             Trigger::Signal => "sighup",

@@ -3,6 +3,7 @@
 //! timings below are exact, not raced). Each test fails when the behaviour it names is removed.
 
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -49,19 +50,17 @@ struct ScriptedGraph {
 }
 
 impl Graph for ScriptedGraph {
-    fn next(&mut self) -> BoxFuture<'_, GraphEvent> {
-        Box::pin(async move {
-            match self.events.recv().await {
-                Some(event) => {
-                    if matches!(event, GraphEvent::Chunk(_)) {
-                        self.last_chunk = Some(Instant::now());
-                    }
-                    event
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                if matches!(event, GraphEvent::Chunk(_)) {
+                    self.last_chunk = Some(Instant::now());
                 }
-                // The test let go of this graph: it stays silent.
-                None => std::future::pending().await,
+                Poll::Ready(event)
             }
-        })
+            // The test let go of this graph: it stays silent.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
     }
 
     fn has_output(&self) -> bool {

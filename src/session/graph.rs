@@ -2,6 +2,7 @@
 //! [`Graph`] per connection and drives it by its events alone. In the product the graph is
 //! `pipeline::LiveGraph`; the session's own tests script theirs.
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -10,8 +11,8 @@ use crate::pipeline::{BuildSpec, GraphEvent, LiveGraph, MuxedMedia, StartError};
 
 /// One connection's running graph.
 pub(crate) trait Graph: Send {
-    /// The next event; cancel-safe.
-    fn next(&mut self) -> BoxFuture<'_, GraphEvent>;
+    /// The next event, as a poll (cancel-safe; nothing allocated per event).
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent>;
     /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
     fn has_output(&self) -> bool;
     /// Time since the receiver last sent a byte; `None` before the first.
@@ -37,8 +38,8 @@ impl Connector for Gstreamer {
 }
 
 impl Graph for LiveGraph {
-    fn next(&mut self) -> BoxFuture<'_, GraphEvent> {
-        Box::pin(LiveGraph::next(self))
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent> {
+        LiveGraph::poll_next(self, cx)
     }
 
     fn has_output(&self) -> bool {
@@ -46,8 +47,7 @@ impl Graph for LiveGraph {
     }
 
     fn source_silence(&self) -> Option<Duration> {
-        let source = self.source_activity();
-        source.any().then(|| source.silent_for())
+        LiveGraph::source_silence(self)
     }
 
     fn muxed_media(&self) -> MuxedMedia {

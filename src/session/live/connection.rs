@@ -120,7 +120,7 @@ impl Session {
                     // The registry dropped this session: serve who is here, take nobody new.
                     None => fan.accepting = false,
                 },
-                event = graph.next() => match event {
+                event = std::future::poll_fn(|cx| graph.poll_next(cx)) => match event {
                     GraphEvent::Chunk(buffer) => {
                         output_since_tick = true;
                         match &mut segmenter {
