@@ -214,6 +214,14 @@ impl Harness {
             .expect("the connector lives")
     }
 
+    /// A TS client on a new session whose receiver sends one chunk of media, then nothing.
+    async fn watch_once(&mut self) -> (Subscription, Connection) {
+        let watcher = self.join();
+        let connection = self.next_connection().await;
+        connection.events.send(media()).unwrap();
+        (watcher.await.unwrap().expect("the stream"), connection)
+    }
+
     fn outcomes(&self) -> Vec<SourceOutcome> {
         self.locator.outcomes.lock().unwrap().clone()
     }
@@ -264,10 +272,7 @@ async fn joins_during_the_start_share_it_and_the_session_closes_after_the_idle_g
 #[tokio::test(start_paused = true)]
 async fn reconnects_back_off_then_give_up() {
     let mut h = harness(settings(), Vec::new());
-    let watcher = h.join();
-    let first = h.next_connection().await;
-    first.events.send(media()).unwrap();
-    let mut watcher = watcher.await.unwrap().expect("the stream");
+    let (mut watcher, first) = h.watch_once().await;
 
     let failure = |kind| {
         GraphEvent::Failed(GraphFailure {
@@ -320,10 +325,7 @@ async fn reconnects_back_off_then_give_up() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_receiver_is_a_stall_and_the_session_reconnects() {
     let mut h = harness(settings(), Vec::new());
-    let watcher = h.join();
-    let mut first = h.next_connection().await;
-    first.events.send(media()).unwrap();
-    let _watcher = watcher.await.unwrap().expect("the stream");
+    let (_watcher, mut first) = h.watch_once().await;
     let silent_from = Instant::now();
     timeout(Duration::from_secs(60), first.stopped.recv())
         .await
