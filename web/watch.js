@@ -186,11 +186,23 @@
   // (headless browser tests read it; it costs nothing otherwise). `tag` names the player.
   if (query.has('report')) {
     var tag = (query.get('tag') || '').replace(/[^A-Za-z0-9_.-]/g, '');
+    // The least media buffered ahead of playback since the first frame, sampled every 100 ms
+    // while playing (ms; -1 before): how close the player came to rebuffering.
+    var leastAhead = -1;
+    window.setInterval(function () {
+      var buffered = media.buffered;
+      if (firstFrame < 0 || media.paused || buffered.length === 0) {
+        return;
+      }
+      var ahead = Math.round((buffered.end(buffered.length - 1) - media.currentTime) * 1000);
+      leastAhead = leastAhead < 0 ? Math.max(ahead, 0) : Math.min(leastAhead, Math.max(ahead, 0));
+    }, 100);
     window.setInterval(function () {
       console.info('xg2g-report tag=' + (tag || '-') + ' engine=' + (status.dataset.engine || 'none') +
         ' state=' + status.dataset.state + ' time=' + media.currentTime.toFixed(1) +
         ' frames=' + decodedFrames() + ' audio=' + (media.webkitAudioDecodedByteCount || 0) +
-        ' first=' + firstFrame + ' stalls=' + stalls + ' stalled=' + Math.round(stalledMs) + (failed ? ' error=' + errorBox.textContent : ''));
+        ' first=' + firstFrame + ' stalls=' + stalls + ' stalled=' + Math.round(stalledMs) +
+        ' ahead=' + leastAhead + (failed ? ' error=' + errorBox.textContent : ''));
     }, 1000);
   }
 

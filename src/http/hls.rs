@@ -1,10 +1,11 @@
 //! HLS routes: `/hls/{ref}/{profile}/index.m3u8` (master), `media.m3u8`, and `{n}.ts` segments
 //! from memory. Playlist requests start a session when none runs; segment requests never do.
-//! A first playlist is answered once it holds [`PLAYABLE_SEGMENTS`] (strict players need them);
-//! `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload). Profile `auto` picks `aac`
-//! for H.264 channels and `h264` for MPEG-2 ones, learned from the channel's PMT at its first
-//! tune (after the rate limits, one probe however many ask at once) and remembered. Every answer carries the configured CORS origin; preflights are
-//! answered here.
+//! A first playlist is answered [`FIRST_ANSWER_HOLD`] after it holds [`PLAYABLE_SEGMENTS`]
+//! (strict players need them); `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload).
+//! Profile `auto` picks `aac` for H.264 channels and `h264` for MPEG-2 ones, learned from the
+//! channel's PMT at its first tune (after the rate limits, one probe however many ask at once)
+//! and remembered. Every answer carries the configured CORS origin; preflights are answered
+//! here.
 
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use super::AppState;
 use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::Output;
-use crate::session::{HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec};
+use crate::session::{
+    FIRST_ANSWER_HOLD, HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec,
+};
 use crate::telemetry::step;
 use crate::upstream::ProbeError;
 use tracing::Instrument as _;
@@ -149,10 +152,12 @@ async fn media(
 
 /// Waits until the session's state satisfies `enough`, has ended, or `within` has passed; the
 /// session lives on meanwhile.
-async fn wait_until(view: &HlsView, within: Duration, enough: impl Fn(&HlsState) -> bool) {
+/// Waits (up to `within`) until `enough` holds or the session ends; says whether `enough` held.
+async fn wait_until(view: &HlsView, within: Duration, enough: impl Fn(&HlsState) -> bool) -> bool {
     let _hold = view.lease.hold();
     let mut state = view.state.clone();
     let _ = tokio::time::timeout(within, state.wait_for(|s| s.is_ended() || enough(s))).await;
+    enough(&state.borrow())
 }
 
 fn playlist(body: String) -> HttpResponse {
@@ -251,10 +256,12 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
     let view = subscription.hls.ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
     // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
-    // and may rebuffer on three: a new session's first answers wait for four short ones.
+    // and may rebuffer on three: a new session's first answers wait for four short ones, and
+    // then half a segment more, so that the player's reloads fall between publications.
     let playable = |s: &HlsState| s.len() >= PLAYABLE_SEGMENTS;
-    if !playable(&view.state.borrow()) {
-        wait_until(&view, state.streaming.hls.start_timeout, playable).await;
+    if !playable(&view.state.borrow()) && wait_until(&view, state.streaming.hls.start_timeout, playable).await {
+        let _hold = view.lease.hold();
+        tokio::time::sleep(FIRST_ANSWER_HOLD).await;
     }
     Ok(view)
 }

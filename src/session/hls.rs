@@ -29,6 +29,18 @@ pub(crate) const FAST_START: [Duration; PLAYABLE_SEGMENTS] = [Duration::from_mil
 /// with three 0.5 s segments the radio channel waited 1.1 s once in 16 cold starts; README "HLS").
 pub const PLAYABLE_SEGMENTS: usize = 4;
 
+/// How long a first playlist that waited for [`PLAYABLE_SEGMENTS`] is held after they exist:
+/// half a fast-start segment. Chromium's own player reloads its playlist once a target duration,
+/// counted from its first load, and starts at the oldest listed segment, so the moment of that
+/// first answer sets both how far behind the live end it plays and when it looks for new
+/// segments. Answered the instant the fourth segment appears, each reload races the
+/// publication of a later one (segments come every 0.5 s, the reload every 1 s): a segment a
+/// few milliseconds late waits a whole reload, and the player was left with 0.05 s of media
+/// ahead in every cold start measured, and rebuffered on the radio channel in CI. Held half a
+/// segment, reloads fall between publications and the player starts that much further back:
+/// its least media ahead measured 0.32–0.53 s (README "HLS").
+pub const FIRST_ANSWER_HOLD: Duration = Duration::from_millis(250);
+
 /// One media segment, in memory.
 #[derive(Debug, Clone)]
 pub struct Segment {

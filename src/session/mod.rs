@@ -10,7 +10,7 @@ mod live;
 mod segmenter;
 mod ts_cache;
 
-pub use hls::{HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
+pub use hls::{FIRST_ANSWER_HOLD, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
 pub(crate) use segmenter::Segmenter;
 pub(crate) use ts_cache::TsCache;
 

@@ -97,6 +97,9 @@ pub struct Report {
     pub stalls: u64,
     /// Milliseconds spent waiting after the first frame, short waits included.
     pub stalled: u64,
+    /// The least media buffered ahead of playback since the first frame, in milliseconds
+    /// (sampled every 100 ms while playing); -1 before the first frame.
+    pub ahead: i64,
     pub error: Option<String>,
 }
 
@@ -122,6 +125,7 @@ pub fn parse_report(line: &str) -> Option<Report> {
             ("first", v) => report.first = v.parse().ok()?,
             ("stalls", v) => report.stalls = v.parse().ok()?,
             ("stalled", v) => report.stalled = v.parse().ok()?,
+            ("ahead", v) => report.ahead = v.parse().ok()?,
             _ => {}
         }
     }
@@ -131,7 +135,7 @@ pub fn parse_report(line: &str) -> Option<Report> {
 #[test]
 fn reports_parse_from_console_lines() {
     let line = "[1:1:1127/105812.866247:INFO:CONSOLE:1] \"xg2g-report tag=hd-auto-native engine=native \
-                state=playing time=23.4 frames=1167 audio=51234 first=1210 stalls=0 stalled=120\", \
+                state=playing time=23.4 frames=1167 audio=51234 first=1210 stalls=0 stalled=120 ahead=310\", \
                 source: http://127.0.0.1:1/assets/watch.js (1)";
     // A line of the page before it reported tags, audio and first frames.
     let plain = parse_report(
@@ -148,8 +152,8 @@ fn reports_parse_from_console_lines() {
     );
     assert_eq!((report.time, report.frames, report.audio), (23.4, 1167, 51234));
     assert_eq!(
-        (report.first, report.stalls, report.stalled, report.error),
-        (1210, 0, 120, None)
+        (report.first, report.stalls, report.stalled, report.ahead, report.error),
+        (1210, 0, 120, 310, None)
     );
     let failed = parse_report(
         "\"xg2g-report engine=hls.js state=error time=0.0 frames=0 error=The stream could not be started (x).\", source: s",

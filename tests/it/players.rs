@@ -119,14 +119,15 @@ fn check(players: &[Player], results: &HashMap<String, Played>, seconds: f64, wh
         let frames = last.frames.saturating_sub(first.frames);
         eprintln!(
             "HLS player | {:<22} | {:<6} | {when:<4} | first frame {:>5} ms | {:>4.1} s played | {frames:>5} frames | \
-             audio {:>8} B | stalls {} ({} ms waited)",
+             audio {:>8} B | stalls {} ({} ms waited) | least ahead {:>4} ms",
             player.tag,
             last.engine,
             last.first,
             last.time - first.time,
             last.audio,
             last.stalls,
-            last.stalled
+            last.stalled,
+            last.ahead
         );
         assert!(last.audio > 0, "{}: no audio decoded: {last:?}", player.tag);
         if player.video {
