@@ -102,7 +102,14 @@ pub struct PmtStream {
     pub stream_type: u8,
     /// ISO 639 code, lower case.
     pub language: Option<String>,
+    /// The tags of its ES descriptors, in order (what a private stream, type 0x06, carries is
+    /// only told by them).
+    pub descriptor_tags: Vec<u8>,
 }
+
+/// DVB descriptors (EN 300 468) that make a private PES stream (type 0x06) audio: AC-3, E-AC-3,
+/// DTS, AAC.
+const DVB_AUDIO_DESCRIPTORS: [u8; 4] = [0x6A, 0x7A, 0x7B, 0x7C];
 
 impl PmtStream {
     /// MPEG-1/2 video, H.264, H.265 (ISO 13818-1 table 2-34).
@@ -110,10 +117,15 @@ impl PmtStream {
         matches!(self.stream_type, 0x01 | 0x02 | 0x10 | 0x1B | 0x24)
     }
 
-    /// MPEG audio, AAC (ADTS, LATM), and AC-3/E-AC-3 as broadcast (0x06 with a descriptor) or
-    /// ATSC types.
+    /// MPEG audio, AAC (ADTS, LATM), and AC-3/E-AC-3 as broadcast (a private stream, 0x06, with
+    /// an AC-3, E-AC-3, DTS or AAC descriptor; teletext and subtitles are 0x06 too) or ATSC
+    /// types.
     pub fn is_audio(&self) -> bool {
-        matches!(self.stream_type, 0x03 | 0x04 | 0x0F | 0x11 | 0x81 | 0x87)
+        match self.stream_type {
+            0x03 | 0x04 | 0x0F | 0x11 | 0x81 | 0x87 => true,
+            0x06 => self.descriptor_tags.iter().any(|t| DVB_AUDIO_DESCRIPTORS.contains(t)),
+            _ => false,
+        }
     }
 }
 
@@ -132,18 +144,21 @@ pub fn pmt_streams(section: &[u8]) -> Option<Vec<PmtStream>> {
         let pid = (u16::from(section[i + 1] & 0x1F) << 8) | u16::from(section[i + 2]);
         let es_len = (usize::from(section[i + 3] & 0x0F) << 8) | usize::from(section[i + 4]);
         let mut language = None;
+        let mut descriptor_tags = Vec::new();
         let mut d = i + 5;
         while d + 2 <= (i + 5 + es_len).min(end) {
             let (tag, len) = (section[d], usize::from(section[d + 1]));
             if tag == 0x0A && len >= 3 && d + 5 <= end {
                 language = Some(String::from_utf8_lossy(&section[d + 2..d + 5]).to_ascii_lowercase());
             }
+            descriptor_tags.push(tag);
             d += 2 + len;
         }
         out.push(PmtStream {
             pid,
             stream_type,
             language,
+            descriptor_tags,
         });
         i += 5 + es_len;
     }
@@ -523,17 +538,29 @@ pub(crate) mod tests {
                 PmtStream {
                     pid: 0x100,
                     stream_type: 0x1B,
-                    language: Some("deu".into())
+                    language: Some("deu".into()),
+                    descriptor_tags: vec![0x0A],
                 },
                 PmtStream {
                     pid: 0x101,
                     stream_type: 0x0F,
-                    language: None
+                    language: None,
+                    descriptor_tags: vec![],
                 },
             ]
         );
         assert!(streams[0].is_video() && !streams[0].is_audio());
         assert!(streams[1].is_audio() && !streams[1].is_video());
+        // A private stream is audio by its DVB descriptor: AC-3 is, teletext (0x56) is not.
+        let private = |descriptor_tags: Vec<u8>| PmtStream {
+            pid: 0x102,
+            stream_type: 0x06,
+            language: None,
+            descriptor_tags,
+        };
+        assert!(private(vec![0x0A, 0x6A]).is_audio());
+        assert!(private(vec![0x7A]).is_audio());
+        assert!(!private(vec![0x56]).is_audio() && !private(vec![]).is_audio());
         assert_eq!(pmt_streams(section(&pat(0x1000, 0)).unwrap()), None);
     }
 

@@ -179,6 +179,7 @@ fn pmt_round_trip(data: &[u8]) {
         streams.push(mpegts::PmtStream {
             pid,
             stream_type,
+            descriptor_tags: if language.is_some() { vec![0x0A] } else { vec![] },
             language,
         });
     }

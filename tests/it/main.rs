@@ -16,6 +16,7 @@ mod hdhr_discovery;
 mod hls;
 mod load;
 mod monitoring;
+mod mpegts;
 mod now_next;
 mod openwebif;
 mod picons;
