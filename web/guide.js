@@ -225,9 +225,33 @@
     });
   }
 
+  // A thumbnail that has to be made is charged to the rate limits like a stream start, so a
+  // long channel list may be refused some for a moment (429): each is asked for again, a few
+  // times, further apart each time.
+  const THUMB_RETRIES = 3;
+  const THUMB_RETRY_MS = 2000;
+
+  function retryThumbnails(list) {
+    for (const img of list.querySelectorAll('img.thumb')) {
+      let tries = 0;
+      const retry = () => {
+        if (tries >= THUMB_RETRIES) return;
+        tries += 1;
+        setTimeout(() => {
+          const src = img.src;
+          img.src = src;
+        }, THUMB_RETRY_MS * tries);
+      };
+      img.addEventListener('error', retry);
+      // It may have failed before this script ran.
+      if (img.complete && img.naturalWidth === 0) retry();
+    }
+  }
+
   function start() {
     const list = document.querySelector('[data-guide]');
     if (list) {
+      retryThumbnails(list);
       startList(list);
       return;
     }

@@ -212,7 +212,17 @@ pub(crate) async fn admit_probe(
     req: &HttpRequest,
     service_ref: &crate::model::ServiceRef,
 ) -> Result<(), HttpError> {
-    admit(state, req, service_ref, "probe").await
+    admit(state, req, service_ref, crate::limits::PROBE).await
+}
+
+/// Charges the limits for a thumbnail that is neither cached nor being made: its fetch opens a
+/// receiver connection.
+pub(crate) async fn admit_preview(
+    state: &AppState,
+    req: &HttpRequest,
+    service_ref: &crate::model::ServiceRef,
+) -> Result<(), HttpError> {
+    admit(state, req, service_ref, crate::limits::PREVIEW).await
 }
 
 async fn admit(

@@ -1,6 +1,7 @@
 //! The one admission check for anything that opens a receiver connection for a client: a TS or
-//! HLS session start, or the `auto` profile's codec probe before one. The channel cap first
-//! (every channel may hold a tuner, and a box has few), then the rate limits' buckets.
+//! HLS session start, the `auto` profile's codec probe before one, or a thumbnail that is not
+//! cached. The channel cap first (every channel may hold a tuner, and a box has few; not for a
+//! thumbnail, which holds one for a frame), then the rate limits' buckets.
 
 use std::net::IpAddr;
 
@@ -18,9 +19,14 @@ pub enum Refusal {
     TooManyChannels { cap: u32 },
 }
 
-/// Charges a start by `client` on `channel` of `kind` (a session's mode, or `probe`). Free when
-/// the rate limits are off. Whether the start is new at all (a join of a running session is
-/// free) is the caller's to know.
+/// The `kind` of the `auto` profile's codec probe (charged to the global and per-address buckets).
+pub const PROBE: &str = "probe";
+/// The `kind` of a thumbnail fetch (global and per-address buckets; no channel cap).
+pub const PREVIEW: &str = "preview";
+
+/// Charges a start by `client` on `channel` of `kind` (a session's mode, [`PROBE`] or
+/// [`PREVIEW`]). Free when the rate limits are off. Whether the start is new at all (a join of
+/// a running session, a cached thumbnail, are free) is the caller's to know.
 pub async fn admit(
     admission: &AdmissionHandle,
     queue: &EncoderQueue,
@@ -31,7 +37,8 @@ pub async fn admit(
     if !admission.is_enabled() {
         return Ok(());
     }
-    if let Some(cap) = admission.max_channels()
+    if kind != PREVIEW
+        && let Some(cap) = admission.max_channels()
         && queue.channels_of(client, &channel.to_string()).await >= cap as usize
     {
         return Err(Refusal::TooManyChannels { cap });

@@ -111,11 +111,13 @@ impl Fetch for Grabber {
     }
 }
 
-type Reply = oneshot::Sender<Result<Preview, PreviewError>>;
+/// A thumbnail, or `None`: it would take a new fetch, and the request offered no locator.
+type Reply = oneshot::Sender<Result<Option<Preview>, PreviewError>>;
 
 struct Get {
     service_ref: ServiceRef,
-    locator: Arc<dyn SourceLocator>,
+    /// Where to fetch from; `None` takes only what costs no receiver connection.
+    locator: Option<Arc<dyn SourceLocator>>,
     reply: Reply,
 }
 
@@ -132,6 +134,22 @@ impl PreviewHandle {
         service_ref: ServiceRef,
         locator: Arc<dyn SourceLocator>,
     ) -> Result<Preview, PreviewError> {
+        // A request with a locator always gets a picture or an error.
+        self.ask(service_ref, Some(locator)).await?.ok_or(PreviewError::Stopped)
+    }
+
+    /// The thumbnail of `service_ref` if it costs no receiver connection: cached, or from a
+    /// fetch already in flight (waited for). `None` when a new fetch would have to start: that
+    /// is the one a client is charged for ([`crate::limits::admit`]).
+    pub(crate) async fn free(&self, service_ref: ServiceRef) -> Result<Option<Preview>, PreviewError> {
+        self.ask(service_ref, None).await
+    }
+
+    async fn ask(
+        &self,
+        service_ref: ServiceRef,
+        locator: Option<Arc<dyn SourceLocator>>,
+    ) -> Result<Option<Preview>, PreviewError> {
         let (reply, answer) = oneshot::channel();
         let get = Get {
             service_ref,
@@ -231,13 +249,17 @@ impl Owner {
         let now = Instant::now();
         if let Some((jpeg, expires)) = self.cache.get(&service_ref, now) {
             let max_age = expires.saturating_duration_since(now);
-            let _ = reply.send(Ok(Preview { jpeg, max_age }));
+            let _ = reply.send(Ok(Some(Preview { jpeg, max_age })));
             return;
         }
         if let Some(pending) = self.pending.get_mut(&service_ref) {
             pending.waiters.push(reply);
             return;
         }
+        let Some(locator) = locator else {
+            let _ = reply.send(Ok(None));
+            return;
+        };
         let fetch = self.fetch.fetch(locator);
         let key = service_ref.clone();
         let abort = fetches.spawn(async move { (key, fetch.await) });
@@ -271,7 +293,7 @@ impl Owner {
             }
         };
         for reply in pending.waiters {
-            let _ = reply.send(answer.clone());
+            let _ = reply.send(answer.clone().map(Some));
         }
     }
 

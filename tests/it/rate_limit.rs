@@ -261,8 +261,43 @@ async fn a_client_tunes_at_most_its_share_of_channels() {
     let neighbour = get(url(ORF, "copy"), from("198.51.100.8")).await;
     assert_eq!(neighbour.status(), 200);
     drop(neighbour);
+    // A thumbnail holds a tuner for one frame, not for as long as the client watches: the cap
+    // does not refuse it.
+    let thumbnail = get(
+        format!("{base}/api/v1/channels/{LOCAL}/preview.jpg"),
+        from("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(thumbnail.status(), 200);
     for reader in readers {
         reader.abort();
     }
+    running.stop().await;
+}
+
+/// A thumbnail that has to be made tunes the receiver: it is charged like a session start (two
+/// new ones at once, one token: one is refused), while a cached one is free (five at once, which
+/// an empty bucket refilling at 1/s could never have paid for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thumbnails_are_charged_only_when_one_is_made() {
+    let demo = demo().await;
+    let (running, base) = start_ready(&config_for(&demo, &BURST_OF_ONE)).await;
+    let thumbnail = |channel: &str| format!("{base}/api/v1/channels/{channel}/preview.jpg");
+    let responses = join_all([SD, HD].map(|channel| get(thumbnail(channel), Vec::new()))).await;
+    let (admitted, refused) = split(responses);
+    assert_eq!((admitted.len(), refused.len()), (1, 1));
+    let made = admitted[0].url().to_string();
+    for response in refused {
+        assert_rate_limited(response).await;
+    }
+    let again = join_all((0..5).map(|_| get(made.clone(), Vec::new()))).await;
+    for response in again {
+        assert_eq!(response.status(), 200, "{made}: from the cache, not charged");
+        assert_eq!(response.headers()["content-type"], "image/jpeg");
+    }
+    assert_eq!(
+        metric(&base, "xg2g_rate_limit_exceeded_total{scope=\"ip\",mode=\"preview\"}").await,
+        Some("1".to_owned())
+    );
     running.stop().await;
 }
