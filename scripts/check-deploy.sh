@@ -40,7 +40,7 @@ PY="$VENV/bin/python"
 
 # xg2g itself, for `check-config` on the deployments' environments.
 cargo build --quiet --locked --bin xg2g
-XG2G="$PWD/target/debug/xg2g"
+XG2G="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/xg2g"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

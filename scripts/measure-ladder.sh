@@ -15,7 +15,7 @@ dir=$(mktemp -d)
 port=18399
 trap 'pkill -f "listen 127.0.0.1:$port" || true; rm -rf "$dir"' EXIT
 
-./target/release/xg2g demo --bitrate broadcast --listen "127.0.0.1:$port" >"$dir/demo.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/xg2g" demo --bitrate broadcast --listen "127.0.0.1:$port" >"$dir/demo.log" 2>&1 &
 for _ in $(seq 300); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 1
