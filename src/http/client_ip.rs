@@ -18,6 +18,7 @@ use ipnet::IpNet;
 
 use super::AppState;
 use super::error::HttpError;
+use crate::limits::Start;
 use crate::pipeline::Mode;
 use crate::session::SessionKey;
 
@@ -202,7 +203,7 @@ pub(crate) async fn admit_new_session(
     if !state.admission.is_enabled() || state.streaming.registry.exists(key).await {
         return Ok(());
     }
-    admit(state, req, &key.service_ref, mode.as_str()).await
+    admit(state, req, &key.service_ref, Start::Session(mode.as_str())).await
 }
 
 /// Charges the limits for a receiver probe that comes before a new session (`auto` learning a
@@ -212,7 +213,7 @@ pub(crate) async fn admit_probe(
     req: &HttpRequest,
     service_ref: &crate::model::ServiceRef,
 ) -> Result<(), HttpError> {
-    admit(state, req, service_ref, crate::limits::PROBE).await
+    admit(state, req, service_ref, Start::Probe).await
 }
 
 /// Charges the limits for a thumbnail that is neither cached nor being made: its fetch opens a
@@ -222,17 +223,17 @@ pub(crate) async fn admit_preview(
     req: &HttpRequest,
     service_ref: &crate::model::ServiceRef,
 ) -> Result<(), HttpError> {
-    admit(state, req, service_ref, crate::limits::PREVIEW).await
+    admit(state, req, service_ref, Start::Preview).await
 }
 
 async fn admit(
     state: &AppState,
     req: &HttpRequest,
     service_ref: &crate::model::ServiceRef,
-    kind: &'static str,
+    start: Start,
 ) -> Result<(), HttpError> {
     let client = state.trusted_proxies.client_of(req);
-    crate::limits::admit(&state.admission, &state.encoder_queue, client, service_ref, kind)
+    crate::limits::admit(&state.admission, &state.encoder_queue, client, service_ref, start)
         .await
         .map_err(HttpError::from)
 }

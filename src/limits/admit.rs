@@ -19,30 +19,53 @@ pub enum Refusal {
     TooManyChannels { cap: u32 },
 }
 
-/// The `kind` of the `auto` profile's codec probe (charged to the global and per-address buckets).
-pub const PROBE: &str = "probe";
-/// The `kind` of a thumbnail fetch (global and per-address buckets; no channel cap).
-pub const PREVIEW: &str = "preview";
+/// What a client starts that opens a receiver connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A session of this mode (`pipeline::Mode::as_str()`): global, mode and address buckets.
+    Session(&'static str),
+    /// The `auto` profile's codec probe before a session: global and address buckets.
+    Probe,
+    /// A thumbnail that must be made: global and address buckets.
+    Preview,
+}
 
-/// Charges a start by `client` on `channel` of `kind` (a session's mode, [`PROBE`] or
-/// [`PREVIEW`]). Free when the rate limits are off. Whether the start is new at all (a join of
-/// a running session, a cached thumbnail, are free) is the caller's to know.
+impl Start {
+    /// The name the rate limits and their metrics know it by.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Start::Session(mode) => mode,
+            Start::Probe => "probe",
+            Start::Preview => "preview",
+        }
+    }
+
+    /// Whether it keeps the channel tuned while the client watches, so that the channel cap
+    /// counts it; a thumbnail holds a tuner for one frame.
+    fn keeps_a_tuner(self) -> bool {
+        !matches!(self, Start::Preview)
+    }
+}
+
+/// Charges `start` by `client` on `channel`. Free when the rate limits are off. Whether the
+/// start is new at all (a join of a running session, a cached thumbnail, are free) is the
+/// caller's to know.
 pub async fn admit(
     admission: &AdmissionHandle,
     queue: &EncoderQueue,
     client: IpAddr,
     channel: &ServiceRef,
-    kind: &'static str,
+    start: Start,
 ) -> Result<(), Refusal> {
     if !admission.is_enabled() {
         return Ok(());
     }
-    if kind != PREVIEW
+    if start.keeps_a_tuner()
         && let Some(cap) = admission.max_channels()
         && queue.channels_of(client, &channel.to_string()).await >= cap as usize
     {
         return Err(Refusal::TooManyChannels { cap });
     }
-    admission.admit(client, kind).await?;
+    admission.admit(client, start.kind()).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use admit::{PREVIEW, PROBE, Refusal, admit};
+pub use admit::{Refusal, Start, admit};
 pub use breaker::{Breaker, BreakerState, Refused, Transition};
 pub use rate::{Admission, AdmissionHandle, RateLimited, Scope};
 
