@@ -151,8 +151,7 @@ async fn media(
 }
 
 /// Waits until the session's state satisfies `enough`, has ended, or `within` has passed; the
-/// session lives on meanwhile.
-/// Waits (up to `within`) until `enough` holds or the session ends; says whether `enough` held.
+/// session lives on meanwhile. Says whether `enough` held.
 async fn wait_until(view: &HlsView, within: Duration, enough: impl Fn(&HlsState) -> bool) -> bool {
     let _hold = view.lease.hold();
     let mut state = view.state.clone();

@@ -38,7 +38,7 @@ pub const PLAYABLE_SEGMENTS: usize = 4;
 /// few milliseconds late waits a whole reload, and the player was left with 0.05 s of media
 /// ahead in every cold start measured, and rebuffered on the radio channel in CI. Held half a
 /// segment, reloads fall between publications and the player starts that much further back:
-/// its least media ahead measured 0.32–0.53 s (README "HLS").
+/// its least media ahead measured 0.24–0.53 s (README "HLS").
 pub const FIRST_ANSWER_HOLD: Duration = Duration::from_millis(250);
 
 /// One media segment, in memory.
