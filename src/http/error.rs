@@ -324,4 +324,17 @@ mod tests {
         .await;
         assert_eq!(plain["error"]["message"], "invalid parameter profile: given twice");
     }
+
+    #[tokio::test]
+    async fn a_ladder_larger_than_the_encoder_queue_is_503_without_retry_after() {
+        // Asking again cannot help: only a larger `gpu_queue.workers` (or a smaller ladder) does.
+        let error = HttpError::Queue(crate::limits::queue::QueueError::TooLarge { slots: 3, workers: 2 });
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get("Retry-After").is_none());
+        let body = body(error).await;
+        assert_eq!(body["error"]["code"], "encoder-queue-too-small");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("gpu_queue.workers"), "{message}");
+    }
 }

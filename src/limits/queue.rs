@@ -1,24 +1,34 @@
 //! The encoder slot queue: new sessions that encode video, and channel thumbnails, wait here for
-//! one of `gpu_queue.workers` encoder slots, strictly by priority — Active (2) > Normal (1) >
-//! Preview (0) — and first come, first served within a priority.
+//! encoder slots out of `gpu_queue.workers`, strictly by priority — Active (2) > Normal (1) >
+//! Preview (0) — and first come, first served within a priority. Most requests want one slot; an
+//! HLS ladder wants one per encoded rung, all at once ([`EncoderQueue::acquire_many`]).
 //!
-//! **Ownership.** A slot is a permit of one `tokio::sync::Semaphore` with `workers` permits,
-//! wrapped in an [`EncoderPermit`] that its holder owns (a session keeps it for its whole life)
-//! and that returns the slot when dropped. Only the queue task acquires from the semaphore; it
-//! alone owns the waiting list ([`waiting`], pure) and the recent-use memory ([`recent`], pure)
-//! and hands each permit it acquires to the waiter at the head of the list. Callers reach it
-//! over one unbounded channel: a waiter that is dropped (its client went away) or times out
-//! must tell the task from `Drop`, which cannot wait; every message is a few words and each
-//! request sends a bounded number of them.
+//! **Ownership.** A slot is a permit of one `tokio::sync::Semaphore` with `workers` permits; the
+//! slots of one request are wrapped in one [`EncoderPermit`] that its holder owns (a session
+//! keeps it for its whole life) and that returns them all when dropped. Only the queue task
+//! acquires from the semaphore; it alone owns the waiting list ([`waiting`], pure) and the
+//! recent-use memory ([`recent`], pure). For a waiter it takes permits one at a time and keeps
+//! them in hand (*gathered*) until the head of the list has as many as it asked for, then hands
+//! them over together. Callers reach it over one unbounded channel: a waiter that is dropped
+//! (its client went away) or times out must tell the task from `Drop`, which cannot wait; every
+//! message is a few words and each request sends a bounded number of them.
 //!
-//! **No slot is lost**: a permit exists either in the semaphore, in the task's hand for one
-//! synchronous step, in a oneshot channel on its way to a waiter, or with its holder. A waiter
-//! that vanished before its permit arrived drops its channel, and with it the permit. Nothing
-//! counts slots by hand.
+//! **No overtaking.** While the head waits for its k slots, nobody behind it is served, not even
+//! a request for one slot that is free now: letting small requests pass would starve a ladder,
+//! which needs several slots free at the same moment. A waiter of higher priority that arrives
+//! meanwhile becomes the head and takes what was gathered, as priority says it should. When the
+//! head leaves (its client went away, or it timed out), the gathered permits go to the next head,
+//! or back to the semaphore when nobody waits.
+//!
+//! **No slot is lost**: a permit exists either in the semaphore, in the task's hand (gathered,
+//! or for one synchronous step), in a oneshot channel on its way to a waiter, or with its
+//! holder. A waiter that vanished before its permits arrived drops its channel, and with it the
+//! permits. Nothing counts slots by hand: permits are split and merged, never made up.
 //!
 //! **Refusals.** At most `gpu_queue.size` requests wait; one more is refused at once (`Full`)
 //! with a `retry_after` that says when the oldest waiter will have left for sure (its deadline);
-//! a waiter still waiting after `gpu_queue.max_wait` is refused (`Timeout`).
+//! a waiter still waiting after `gpu_queue.max_wait` is refused (`Timeout`); a request for more
+//! slots than `gpu_queue.workers` could never be served and is refused at once (`TooLarge`).
 
 mod recent;
 mod waiting;
@@ -92,6 +102,11 @@ pub enum QueueError {
     Full { retry_after: Duration },
     #[error("no encoder slot became free within {waited:?}")]
     Timeout { waited: Duration },
+    #[error(
+        "{slots} encoder slots are needed at once but gpu_queue.workers is {workers}; \
+         raise gpu_queue.workers or encode fewer rungs"
+    )]
+    TooLarge { slots: u32, workers: u32 },
     #[error("the encoder queue has stopped")]
     Stopped,
 }
@@ -101,6 +116,7 @@ impl QueueError {
         match self {
             QueueError::Full { .. } => "encoder-queue-full",
             QueueError::Timeout { .. } => "encoder-queue-timeout",
+            QueueError::TooLarge { .. } => "encoder-queue-too-small",
             QueueError::Stopped => "shutting-down",
         }
     }
@@ -114,19 +130,19 @@ impl QueueError {
     }
 }
 
-/// One encoder slot, owned. Dropping it gives the slot back.
+/// Encoder slots (one or more), owned together. Dropping it gives them all back.
 #[derive(Debug)]
 pub struct EncoderPermit {
-    _slot: OwnedSemaphorePermit,
+    slots: OwnedSemaphorePermit,
     priority: Priority,
     metrics: Arc<Metrics>,
 }
 
 impl EncoderPermit {
-    fn new(slot: OwnedSemaphorePermit, priority: Priority, metrics: Arc<Metrics>) -> Self {
-        metrics.queue.active_workers(1);
+    fn new(slots: OwnedSemaphorePermit, priority: Priority, metrics: Arc<Metrics>) -> Self {
+        metrics.queue.active_workers(slots.num_permits() as i64);
         Self {
-            _slot: slot,
+            slots,
             priority,
             metrics,
         }
@@ -136,11 +152,16 @@ impl EncoderPermit {
     pub fn priority(&self) -> Priority {
         self.priority
     }
+
+    /// How many encoder slots it holds.
+    pub fn slots(&self) -> u32 {
+        self.slots.num_permits() as u32
+    }
 }
 
 impl Drop for EncoderPermit {
     fn drop(&mut self) {
-        self.metrics.queue.active_workers(-1);
+        self.metrics.queue.active_workers(-(self.slots.num_permits() as i64));
     }
 }
 
@@ -162,10 +183,17 @@ impl Left {
 
 type Reply = oneshot::Sender<Result<EncoderPermit, QueueError>>;
 
+/// What the task keeps for a waiter: how many slots it wants and where they go.
+struct Wanted {
+    slots: u32,
+    reply: Reply,
+}
+
 enum Command {
     Acquire {
         id: u64,
         request: Request,
+        slots: u32,
         reply: Reply,
     },
     Leave {
@@ -192,8 +220,10 @@ enum Command {
 pub struct QueueStats {
     /// Waiting, by priority (index = priority value).
     pub waiting: [usize; 3],
-    /// Slots not handed out.
+    /// Slots not handed out (in the semaphore, or gathered for the head waiter).
     pub free: usize,
+    /// Of `free`, the slots the task holds for the head waiter until it has all it asked for.
+    pub gathered: usize,
 }
 
 /// A channel without an open stream counts as watched this long after its last use: HLS players
@@ -206,6 +236,7 @@ pub struct EncoderQueue {
     tx: mpsc::UnboundedSender<Command>,
     next_id: Arc<AtomicU64>,
     max_wait: Duration,
+    workers: u32,
 }
 
 impl EncoderQueue {
@@ -222,6 +253,7 @@ impl EncoderQueue {
             size: config.size as usize,
             max_wait: config.max_wait,
             waiting: Waiting::default(),
+            gathered: None,
             discarded: HashSet::new(),
             recent: RecentUse::new(config.active_window, RECENT_CAPACITY),
             metrics,
@@ -231,16 +263,41 @@ impl EncoderQueue {
             tx,
             next_id: Arc::new(AtomicU64::new(1)),
             max_wait: config.max_wait,
+            workers: config.workers,
         }
     }
 
-    /// Waits for a slot: at once when one is free and nobody waits; else in line, at most
-    /// `max_wait`. Dropping the future leaves the line at once.
+    /// Waits for one slot; see [`EncoderQueue::acquire_many`].
     pub async fn acquire(&self, request: Request) -> Result<EncoderPermit, QueueError> {
+        self.acquire_many(request, 1).await
+    }
+
+    /// Waits for `slots` slots together (an HLS ladder: one per encoded rung; 0 counts as 1): at
+    /// once when that many are free and nobody waits; else in line, at most `max_wait`, and
+    /// nobody behind it is served before it (see the module doc). More than
+    /// `gpu_queue.workers` is refused at once. Dropping the future leaves the line at once.
+    pub async fn acquire_many(&self, request: Request, slots: u32) -> Result<EncoderPermit, QueueError> {
+        let slots = slots.max(1);
+        if slots > self.workers {
+            tracing::warn!(
+                slots,
+                workers = self.workers,
+                "More encoder slots asked for than gpu_queue.workers; refusing."
+            );
+            return Err(QueueError::TooLarge {
+                slots,
+                workers: self.workers,
+            });
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();
         self.tx
-            .send(Command::Acquire { id, request, reply })
+            .send(Command::Acquire {
+                id,
+                request,
+                slots,
+                reply,
+            })
             .map_err(|_| QueueError::Stopped)?;
         // Tells the task when this future ends without an answer (dropped or timed out).
         let mut leave = LeaveOnDrop {
@@ -344,7 +401,9 @@ struct Owner {
     slots: Arc<Semaphore>,
     size: usize,
     max_wait: Duration,
-    waiting: Waiting<Reply>,
+    waiting: Waiting<Wanted>,
+    /// Permits taken for the head waiter, short of what it asked for; only while somebody waits.
+    gathered: Option<OwnedSemaphorePermit>,
     /// Waiters skipped at a grant because they had gone; their `Leave` is still on its way and
     /// is counted when it comes.
     discarded: HashSet<u64>,
@@ -355,7 +414,7 @@ struct Owner {
 impl Owner {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
         loop {
-            let want = !self.waiting.is_empty();
+            let want = self.wants_more();
             let slots = Arc::clone(&self.slots);
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -364,10 +423,12 @@ impl Owner {
                     None => break,
                 },
                 slot = slots.acquire_owned(), if want => match slot {
-                    Ok(slot) => self.grant(slot),
+                    Ok(slot) => self.gather(slot),
                     Err(_) => break,
                 },
             }
+            // The head may have changed, left, or got all it needs.
+            self.serve();
         }
         // Waiters' channels close with the task: they answer `Stopped`.
         tracing::debug!(waiting = self.waiting.len(), "Encoder queue stopped.");
@@ -376,7 +437,12 @@ impl Owner {
     fn handle(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Acquire { id, request, reply } => {
+            Command::Acquire {
+                id,
+                request,
+                slots,
+                reply,
+            } => {
                 let priority = match &request {
                     Request::Preview => Priority::Preview,
                     Request::Session { client, channel } if self.recent.is_active(*client, channel, now) => {
@@ -384,8 +450,9 @@ impl Owner {
                     }
                     Request::Session { .. } => Priority::Normal,
                 };
+                // Nobody waits, so nothing is gathered: every permit is in the semaphore or held.
                 if self.waiting.is_empty()
-                    && let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+                    && let Ok(slot) = Arc::clone(&self.slots).try_acquire_many_owned(slots)
                 {
                     self.metrics.queue.waited(priority.as_str(), Duration::ZERO);
                     let _ = reply.send(Ok(EncoderPermit::new(slot, priority, Arc::clone(&self.metrics))));
@@ -403,7 +470,7 @@ impl Owner {
                     let _ = reply.send(Err(QueueError::Full { retry_after }));
                     return;
                 }
-                self.waiting.push(priority, id, now, reply);
+                self.waiting.push(priority, id, now, Wanted { slots, reply });
                 self.publish_size(priority);
             }
             Command::Leave { id, why } => {
@@ -432,35 +499,80 @@ impl Owner {
                 for p in Priority::ALL {
                     waiting[p.lane()] = self.waiting.len_of(p);
                 }
+                let gathered = self.gathered.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
                 let _ = reply.send(QueueStats {
                     waiting,
-                    free: self.slots.available_permits(),
+                    free: self.slots.available_permits() + gathered,
+                    gathered,
                 });
             }
         }
     }
 
-    /// Hands `slot` to the first waiter still there; with none, it goes back.
-    fn grant(&mut self, slot: OwnedSemaphorePermit) {
+    fn gathered(&self) -> u32 {
+        self.gathered.as_ref().map_or(0, |g| g.num_permits() as u32)
+    }
+
+    /// Whether the head waiter needs more permits than the task holds for it.
+    fn wants_more(&self) -> bool {
+        self.waiting
+            .front()
+            .is_some_and(|(_, entry)| entry.item.slots > self.gathered())
+    }
+
+    /// Keeps `slot` for the head waiter, with the others gathered for it.
+    fn gather(&mut self, slot: OwnedSemaphorePermit) {
+        match &mut self.gathered {
+            Some(gathered) => gathered.merge(slot),
+            None => self.gathered = Some(slot),
+        }
+    }
+
+    /// Hands the gathered permits to head waiters still there, as long as they cover the head's
+    /// wish; with nobody waiting, they go back to the semaphore.
+    fn serve(&mut self) {
         let now = Instant::now();
-        while let Some((priority, entry)) = self.waiting.pop() {
+        loop {
+            let Some(slots) = self.waiting.front().map(|(_, entry)| entry.item.slots) else {
+                // Back to the semaphore: permits are gathered only for a waiter.
+                self.gathered = None;
+                return;
+            };
+            let Some(mut gathered) = self.gathered.take() else {
+                return;
+            };
+            let Some(permit) = gathered.split(slots as usize) else {
+                // Not enough yet: the head keeps what there is and waits for more.
+                self.gathered = Some(gathered);
+                return;
+            };
+            if gathered.num_permits() > 0 {
+                self.gathered = Some(gathered);
+            }
+            // (`front` was there, so `pop` is; were it not, `permit` would drop: slots back.)
+            let Some((priority, entry)) = self.waiting.pop() else {
+                return;
+            };
             self.publish_size(priority);
-            if entry.item.is_closed() {
+            if entry.item.reply.is_closed() {
+                // It went away: what it would have had stays for the next head.
                 self.discarded.insert(entry.id);
+                self.gather(permit);
                 continue;
             }
             let waited = now.saturating_duration_since(entry.since);
             self.metrics.queue.waited(priority.as_str(), waited);
             tracing::debug!(
                 priority = priority.as_str(),
+                slots,
                 waited_ms = waited.as_millis() as u64,
-                "Encoder slot granted."
+                "Encoder slots granted."
             );
-            // Should the waiter vanish right now, the permit drops with the channel: slot back.
+            // Should the waiter vanish right now, the permits drop with the channel: slots back.
             let _ = entry
                 .item
-                .send(Ok(EncoderPermit::new(slot, priority, Arc::clone(&self.metrics))));
-            return;
+                .reply
+                .send(Ok(EncoderPermit::new(permit, priority, Arc::clone(&self.metrics))));
         }
     }
 

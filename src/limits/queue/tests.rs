@@ -1,4 +1,5 @@
-//! The queue task on paused tokio time: order, refusals, cancellation, no lost slots.
+//! The queue task on paused tokio time: order, refusals, cancellation, no lost slots, and
+//! requests for several slots at once (a ladder) that nobody overtakes.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,8 +49,13 @@ fn session(client: u8, channel: &str) -> Request {
 /// Starts waiting: polls the request once, which puts it in line (the task then sees it
 /// before any later command).
 fn enqueue(q: &EncoderQueue, request: Request) -> Waiter {
+    enqueue_many(q, request, 1)
+}
+
+/// [`enqueue`] for `slots` slots at once.
+fn enqueue_many(q: &EncoderQueue, request: Request, slots: u32) -> Waiter {
     let q = q.clone();
-    let mut waiter: Waiter = Box::pin(async move { q.acquire(request).await });
+    let mut waiter: Waiter = Box::pin(async move { q.acquire_many(request, slots).await });
     assert!(
         (&mut waiter).now_or_never().is_none(),
         "a free slot was expected to be busy"
@@ -59,6 +65,16 @@ fn enqueue(q: &EncoderQueue, request: Request) -> Waiter {
 
 fn waiting(stats: &QueueStats) -> usize {
     stats.waiting.iter().sum()
+}
+
+/// Whether `waiter` still waits, once the task has caught up with everything sent so far.
+async fn still_waits(q: &EncoderQueue, waiter: &mut Waiter) -> bool {
+    q.stats().await;
+    waiter.now_or_never().is_none()
+}
+
+fn active_workers(metrics: &Metrics) -> String {
+    line(&metrics.encode(), "xg2g_gpu_queue_active_workers")
 }
 
 fn line(text: &str, prefix: &str) -> String {
@@ -285,7 +301,7 @@ async fn no_slot_is_lost_after_a_thousand_random_cancellations() {
     let mut cancelled = 0;
     while cancelled < 1000 {
         match rng.random_range(0..10) {
-            // Ask for a slot, at a random priority.
+            // Ask for a slot, or for several (a ladder), at a random priority.
             0..=3 => {
                 let request = match rng.random_range(0..3) {
                     0 => Request::Preview,
@@ -296,8 +312,13 @@ async fn no_slot_is_lost_after_a_thousand_random_cancellations() {
                         session(client, HD)
                     }
                 };
+                let slots = if rng.random_bool(0.75) {
+                    1
+                } else {
+                    rng.random_range(2..=WORKERS as u32)
+                };
                 let q = q.clone();
-                waiters.push(tokio::spawn(async move { q.acquire(request).await }));
+                waiters.push(tokio::spawn(async move { q.acquire_many(request, slots).await }));
             }
             // A client goes away while waiting (or just as its slot arrives).
             4..=7 if !waiters.is_empty() => {
@@ -326,7 +347,8 @@ async fn no_slot_is_lost_after_a_thousand_random_cancellations() {
             }
         }
         waiters = still;
-        assert!(held.len() <= WORKERS, "{} slots held", held.len());
+        let in_use: usize = held.iter().map(|p| p.slots() as usize).sum();
+        assert!(in_use <= WORKERS, "{in_use} slots held");
         tokio::task::yield_now().await;
     }
     for waiter in waiters.drain(..) {
@@ -335,7 +357,7 @@ async fn no_slot_is_lost_after_a_thousand_random_cancellations() {
             held.push(permit);
         }
     }
-    assert!(held.len() <= WORKERS);
+    assert!(held.iter().map(|p| p.slots() as usize).sum::<usize>() <= WORKERS);
     held.clear();
     // The cancellations hit waiters in line, not just finished requests.
     let text = metrics.encode();
@@ -374,4 +396,154 @@ async fn waiters_are_told_when_the_queue_stops() {
     shutdown.cancel();
     assert_eq!(waiter.await.unwrap_err(), QueueError::Stopped);
     assert_eq!(q.acquire(Request::Preview).await.unwrap_err(), QueueError::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ladder_behind_busy_slots_gets_all_of_them_together() {
+    let (q, metrics) = queue(2, 10, Duration::from_secs(30));
+    let a = q.acquire(session(1, SD)).await.unwrap();
+    let b = q.acquire(session(2, SD)).await.unwrap();
+    assert_eq!(a.slots(), 1);
+    let mut ladder = enqueue_many(&q, session(3, HD), 2);
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 2");
+
+    // One slot is not enough: the ladder keeps it and waits for the second.
+    drop(a);
+    assert!(still_waits(&q, &mut ladder).await);
+    let stats = q.stats().await;
+    assert_eq!((stats.waiting, stats.free, stats.gathered), ([0, 1, 0], 1, 1));
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 1");
+
+    drop(b);
+    let ladder = ladder.await.unwrap();
+    assert_eq!((ladder.slots(), ladder.priority()), (2, Priority::Normal));
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free, stats.gathered), (0, 0, 0));
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 2");
+
+    // Both come back with it.
+    drop(ladder);
+    assert_eq!(q.stats().await.free, 2);
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 0");
+    // And two free at once are taken at once.
+    let started = Instant::now();
+    let again = q.acquire_many(session(3, HD), 2).await.unwrap();
+    assert_eq!((again.slots(), started.elapsed()), (2, Duration::ZERO));
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_passes_a_ladder_but_a_smaller_request_of_its_priority_does_not() {
+    let (q, metrics) = queue(2, 10, Duration::from_secs(30));
+    let a = q.acquire(session(1, SD)).await.unwrap();
+    let b = q.acquire(session(2, SD)).await.unwrap();
+    let mut ladder = enqueue_many(&q, session(3, HD), 2);
+    let mut small = enqueue(&q, session(4, SD));
+    drop(a);
+    assert!(still_waits(&q, &mut ladder).await);
+    let stats = q.stats().await;
+    assert_eq!((stats.waiting, stats.free, stats.gathered), ([0, 2, 0], 1, 1));
+
+    // One slot is free (gathered for the ladder) and the small request could use it: it must
+    // not, or a stream of small requests would keep the ladder waiting for ever.
+    assert!(still_waits(&q, &mut small).await);
+    // Nor does one that arrives now.
+    let mut later = enqueue(&q, session(6, SD));
+    assert!(still_waits(&q, &mut later).await);
+
+    // Client 5 watched SD a moment ago: Active, so it goes first and takes the gathered slot.
+    q.touch(ip(5), SD);
+    let active = enqueue(&q, session(5, SD)).await.unwrap();
+    assert_eq!((active.priority(), active.slots()), (Priority::Active, 1));
+    let stats = q.stats().await;
+    assert_eq!((stats.waiting, stats.free, stats.gathered), ([0, 3, 0], 0, 0));
+
+    // The ladder starts over from the next free slot; still nobody passes it.
+    drop(b);
+    assert!(still_waits(&q, &mut small).await);
+    assert!(still_waits(&q, &mut ladder).await);
+    drop(active);
+    let ladder = ladder.await.unwrap();
+    assert_eq!(ladder.slots(), 2);
+    assert!(still_waits(&q, &mut small).await);
+    drop(ladder);
+    let small = small.await.unwrap();
+    let later = later.await.unwrap();
+    assert_eq!((small.slots(), later.slots()), (1, 1));
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 2");
+    drop((small, later));
+    assert_eq!(q.stats().await.free, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_that_leaves_hands_what_it_gathered_on_and_no_slot_is_lost() {
+    let (q, metrics) = queue(3, 10, Duration::from_secs(30));
+    let mut held = Vec::new();
+    for client in 1..=3 {
+        held.push(q.acquire(session(client, SD)).await.unwrap());
+    }
+    let ladder = enqueue_many(&q, session(4, HD), 3);
+    let mut next = enqueue_many(&q, session(5, HD), 2);
+    drop(held.pop());
+    drop(held.pop());
+    assert!(still_waits(&q, &mut next).await);
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free, stats.gathered), (2, 2, 2));
+
+    // The ladder's client goes away: its two slots go to the next head at once.
+    drop(ladder);
+    let next = next.await.unwrap();
+    assert_eq!(next.slots(), 2);
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free, stats.gathered), (0, 0, 0));
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 3");
+    assert_eq!(
+        line(
+            &metrics.encode(),
+            "xg2g_gpu_queue_rejections_total{reason=\"cancelled\"}"
+        ),
+        "xg2g_gpu_queue_rejections_total{reason=\"cancelled\"} 1"
+    );
+
+    // A head that times out with nobody behind it: what it gathered goes back.
+    drop(next);
+    let mut lone = enqueue_many(&q, session(6, HD), 3);
+    assert!(still_waits(&q, &mut lone).await);
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free, stats.gathered), (1, 2, 2));
+    assert_eq!(
+        lone.await.unwrap_err(),
+        QueueError::Timeout {
+            waited: Duration::from_secs(30)
+        }
+    );
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free, stats.gathered), (0, 2, 0));
+    drop(held);
+    assert_eq!(q.stats().await.free, 3, "every slot came back");
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 0");
+    // They are in the semaphore, not in the task's hand: three at once, at once.
+    let started = Instant::now();
+    let all = q.acquire_many(session(7, HD), 3).await.unwrap();
+    assert_eq!((all.slots(), started.elapsed()), (3, Duration::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_slots_than_workers_are_refused_at_once() {
+    let (q, metrics) = queue(2, 10, Duration::from_secs(30));
+    let started = Instant::now();
+    let refused = q.acquire_many(session(1, HD), 3).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO, "refused without waiting");
+    assert_eq!(refused, QueueError::TooLarge { slots: 3, workers: 2 });
+    assert_eq!(refused.code(), "encoder-queue-too-small");
+    assert_eq!(refused.retry_after(), None, "asking again does not help");
+    assert!(refused.to_string().contains("gpu_queue.workers is 2"), "{refused}");
+    let stats = q.stats().await;
+    assert_eq!((waiting(&stats), stats.free), (0, 2));
+    // As many as there are is fine; none counts as one.
+    let all = q.acquire_many(session(1, HD), 2).await.unwrap();
+    assert_eq!(all.slots(), 2);
+    drop(all);
+    assert_eq!(q.acquire_many(Request::Preview, 0).await.unwrap().slots(), 1);
+    assert_eq!(active_workers(&metrics), "xg2g_gpu_queue_active_workers 0");
 }

@@ -42,6 +42,14 @@ impl<T> Waiting<T> {
             .find_map(|p| self.lanes[p.lane()].pop_front().map(|e| (p, e)))
     }
 
+    /// The next waiter to serve, left in place.
+    pub(crate) fn front(&self) -> Option<(Priority, &Entry<T>)> {
+        Priority::ALL
+            .into_iter()
+            .rev()
+            .find_map(|p| self.lanes[p.lane()].front().map(|e| (p, e)))
+    }
+
     /// Takes waiter `id` out wherever it stands (it gave up).
     pub(crate) fn remove(&mut self, id: u64) -> Option<(Priority, Entry<T>)> {
         Priority::ALL.into_iter().find_map(|p| {
@@ -91,7 +99,10 @@ mod tests {
         w.push(Priority::Active, 6, t, ());
         assert_eq!(w.len(), 6);
         assert_eq!(w.len_of(Priority::Normal), 2);
+        assert_eq!(w.front().map(|(p, e)| (p, e.id)), Some((Priority::Active, 3)));
+        assert_eq!(w.len(), 6, "front leaves it in place");
         assert_eq!(order(&mut w), [3, 6, 2, 4, 1, 5]);
+        assert!(w.front().is_none());
         assert!(w.is_empty());
     }
 
