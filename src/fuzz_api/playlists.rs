@@ -111,13 +111,16 @@ fn hls(input: &mut Input<'_>) {
     let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for i in 0..count {
         let flags = input.u8();
-        state.push(Segment {
-            sequence,
-            duration: f64::from(input.u16()) / 1000.0,
-            bytes: Bytes::from(vec![0u8; usize::from(flags) * 7]),
-            started_at: started + Duration::from_millis(i as u64 * 500),
-            discontinuity: flags & 1 == 1,
-        });
+        state.push(
+            0,
+            Segment {
+                sequence,
+                duration: f64::from(input.u16()) / 1000.0,
+                bytes: Bytes::from(vec![0u8; usize::from(flags) * 7]),
+                started_at: started + Duration::from_millis(i as u64 * 500),
+                discontinuity: flags & 1 == 1,
+            },
+        );
         sequence += 1 + u64::from(flags >> 7);
     }
     if input.u8() & 1 == 1 {
@@ -131,13 +134,13 @@ fn hls(input: &mut Input<'_>) {
         .collect();
     let query = (!query.is_empty()).then_some(query);
     let dated = input.u8() & 1 == 1;
-    let text = state.media_playlist(query.as_deref(), dated);
+    let text = state.media_playlist(0, query.as_deref(), dated);
     let playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes())
         .unwrap_or_else(|e| panic!("the media playlist parses: {e:?}\n{text}"));
     let stored: Vec<std::sync::Arc<Segment>> = (0..=sequence)
         .rev()
         .take(200)
-        .filter_map(|s| state.segment(s))
+        .filter_map(|s| state.segment(0, s))
         .collect::<Vec<_>>()
         .into_iter()
         .rev()
@@ -153,7 +156,7 @@ fn hls(input: &mut Input<'_>) {
         assert_eq!(parsed.discontinuity, segment.discontinuity);
         assert!(parsed.duration.round() as u64 <= playlist.target_duration, "{text}");
     }
-    let master = state.master_playlist("media.m3u8");
+    let master = state.master_playlist(crate::session::media_playlist_name);
     let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes())
         .unwrap_or_else(|e| panic!("the master playlist parses: {e:?}\n{master}"));
     assert_eq!(parsed.variants.len(), 1);

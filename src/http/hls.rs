@@ -22,6 +22,7 @@ use crate::model::ServiceRef;
 use crate::pipeline::Output;
 use crate::session::{
     FIRST_ANSWER_HOLD, HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec,
+    media_playlist_name,
 };
 use crate::telemetry::step;
 use crate::upstream::ProbeError;
@@ -39,7 +40,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(master)),
     )
     .service(
-        web::resource("/hls/{ref}/{profile}/media.m3u8")
+        // `media.m3u8` is the first variant's; a ladder's others are `media-1.m3u8`, …
+        web::resource("/hls/{ref}/{profile}/{playlist:media(-[0-9]{1,2})?\\.m3u8}")
             .wrap(Compress::default())
             .wrap(from_fn(cors))
             .route(web::get().to(media)),
@@ -95,14 +97,15 @@ async fn master(
     path: web::Path<(String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let view = join(&state, &req, &path.0, &path.1).await?;
-    // While signed, the media playlist's URI carries this request's signature for the session
+    let view = join(&state, &req, &path.0, &path.1, 0).await?;
+    // While signed, the media playlists' URIs carry this request's signature for the session
     // folder: a player that got one master URL plays until it expires, and no further.
-    let media_uri = match super::auth::signature_for(&state, &req, req.path()) {
-        Some(query) => format!("media.m3u8?{query}"),
-        None => "media.m3u8".to_owned(),
+    let signature = super::auth::signature_for(&state, &req, req.path());
+    let media_uri = |track: usize| match &signature {
+        Some(query) => format!("{}?{query}", media_playlist_name(track)),
+        None => media_playlist_name(track),
     };
-    let body = view.state.borrow().master_playlist(&media_uri);
+    let body = view.state.borrow().master_playlist(media_uri);
     Ok(playlist(body))
 }
 
@@ -118,17 +121,29 @@ fn wanted_sequence(req: &HttpRequest) -> Result<Option<u64>, HttpError> {
     })
 }
 
+/// The track a media playlist's name asks for: `media.m3u8` is 0, `media-N.m3u8` is N.
+fn playlist_track(name: &str) -> usize {
+    name.strip_prefix("media-")
+        .and_then(|n| n.strip_suffix(".m3u8"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn media(
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<(String, String, String)>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
     let wanted = wanted_sequence(&req)?;
-    let view = join(&state, &req, &path.0, &path.1).await?;
+    let track = playlist_track(&path.2);
+    let view = join(&state, &req, &path.0, &path.1, track).await?;
+    if track >= view.state.borrow().tracks() {
+        return Err(HttpError::SegmentNotFound);
+    }
     if let Some(wanted) = wanted {
         let (last, target) = {
             let current = view.state.borrow();
-            (current.last_sequence().unwrap_or(0), current.target_duration())
+            (current.last_sequence(track).unwrap_or(0), current.target_duration())
         };
         // RFC 8216bis 6.2.5.2: more than two segments ahead is a client error.
         if wanted > last + 2 {
@@ -139,13 +154,13 @@ async fn media(
         }
         // At most three target durations; then the playlist as it is.
         let within = Duration::from_secs(3 * target.max(1));
-        wait_until(&view, within, |s| s.last_sequence().is_some_and(|n| n >= wanted)).await;
+        wait_until(&view, within, |s| s.last_sequence(track).is_some_and(|n| n >= wanted)).await;
     }
     let signature = super::auth::signature_for(&state, &req, req.path());
     let body = {
         let current = view.state.borrow();
-        tracing::debug!(wanted, newest = current.last_sequence(), "Media playlist.");
-        current.media_playlist(signature.as_deref(), state.streaming.hls.program_date_time)
+        tracing::debug!(track, wanted, newest = current.last_sequence(track), "Media playlist.");
+        current.media_playlist(track, signature.as_deref(), state.streaming.hls.program_date_time)
     };
     Ok(playlist(body))
 }
@@ -173,10 +188,7 @@ async fn segment(
 ) -> Result<HttpResponse, HttpError> {
     let (reference, profile, name) = path.into_inner();
     let service_ref = parse_ref(&reference)?;
-    let sequence: u64 = name
-        .strip_suffix(".ts")
-        .and_then(|n| n.parse().ok())
-        .ok_or(HttpError::SegmentNotFound)?;
+    let (track, sequence) = segment_name(&name).ok_or(HttpError::SegmentNotFound)?;
     let profile = match profile.as_str() {
         "auto" => {
             let codec = state.streaming.registry.codec(service_ref.clone()).await;
@@ -199,14 +211,23 @@ async fn segment(
     let segment = view
         .state
         .borrow()
-        .segment(sequence)
+        .segment(track, sequence)
         .ok_or(HttpError::SegmentNotFound)?;
-    tracing::debug!(sequence, "Segment.");
+    tracing::debug!(track, sequence, "Segment.");
     Ok(HttpResponse::Ok()
         .content_type("video/mp2t")
         // A segment never changes once written.
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .body(segment.bytes.clone()))
+}
+
+/// A segment's track and sequence number: `N.ts` is track 0's, `T-N.ts` track T's.
+fn segment_name(name: &str) -> Option<(usize, u64)> {
+    let stem = name.strip_suffix(".ts")?;
+    match stem.split_once('-') {
+        Some((track, sequence)) => Some((track.parse().ok()?, sequence.parse().ok()?)),
+        None => Some((0, stem.parse().ok()?)),
+    }
 }
 
 fn parse_ref(reference: &str) -> Result<ServiceRef, HttpError> {
@@ -221,8 +242,14 @@ fn auto_profile(codec: VideoCodec) -> &'static str {
     }
 }
 
-/// Joins (or starts) the HLS session and waits for its first segment.
-async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &str) -> Result<HlsView, HttpError> {
+/// Joins (or starts) the HLS session and waits for `track`'s first segments.
+async fn join(
+    state: &AppState,
+    req: &HttpRequest,
+    reference: &str,
+    profile: &str,
+    track: usize,
+) -> Result<HlsView, HttpError> {
     let service_ref = parse_ref(reference)?;
     super::trace::channel_lookup(state, &service_ref)?;
     let mut admitted = false;
@@ -257,7 +284,7 @@ async fn join(state: &AppState, req: &HttpRequest, reference: &str, profile: &st
     // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
     // and may rebuffer on three: a new session's first answers wait for four short ones, and
     // then half a segment more, so that the player's reloads fall between publications.
-    let playable = |s: &HlsState| s.len() >= PLAYABLE_SEGMENTS;
+    let playable = |s: &HlsState| s.len(track) >= PLAYABLE_SEGMENTS;
     if !playable(&view.state.borrow()) && wait_until(&view, state.streaming.hls.start_timeout, playable).await {
         let _hold = view.lease.hold();
         tokio::time::sleep(FIRST_ANSWER_HOLD).await;

@@ -16,6 +16,8 @@ use super::guard::PipelineGuard;
 use super::keyframes::{SegmentPlan, force_key_units};
 use super::template::{Graph, Output, Template};
 
+mod ladder_graph;
+
 /// Caps of what the muxer hands to xg2g.
 pub const TS_CHUNK_CAPS: &str = "video/mpegts,systemstream=true,packetsize=188";
 
@@ -59,13 +61,19 @@ pub enum BuildError {
 /// output decodes (MPEG-2 copied into HLS); the bus error's domain is `StreamError::WrongType`.
 pub const UNPLAYABLE_VIDEO: &str = "MPEG-2 video copied into HLS plays in no HLS client";
 
+/// One muxed output of a graph: a ladder has one per variant, every other graph one.
+pub struct MuxOutput {
+    pub sink: gst_app::AppSink,
+    /// The muxer, whose sink pads' caps say what the HLS master playlist declares (`None` for
+    /// a passthrough graph).
+    pub mux: Option<gst::Element>,
+}
+
 /// A built, not yet started session graph.
 pub struct SessionGraph {
     pub guard: PipelineGuard,
-    /// The muxer's output, for TS sessions.
-    pub sink: Option<gst_app::AppSink>,
-    /// The muxer, whose sink pads' caps say what the HLS master playlist declares.
-    pub mux: Option<gst::Element>,
+    /// The muxed outputs, in variant order.
+    pub outputs: Vec<MuxOutput>,
     /// When the receiver last delivered data, for stall detection.
     pub source_activity: Arc<SourceActivity>,
 }
@@ -122,6 +130,12 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         let bitrate = t.params.get("video_bitrate").cloned().unwrap_or_else(|| "3000".into());
         values.insert("encoder", encoder.fragment(&bitrate, spec.keyint));
     }
+    if let Some(ladder) = &t.ladder {
+        if spec.output != Output::Hls {
+            return Err(tmpl_err("a ladder has only an HLS output".into()));
+        }
+        return ladder_graph::build(spec, ladder, &values);
+    }
     let sink_caps = format!("appsink name=sink sync=false caps={TS_CHUNK_CAPS}");
     // TS and HLS sessions share one graph: HLS segments are cut from the muxer's output by the
     // session (`session::segmenter`), so that each starts with PAT, PMT and a key frame and
@@ -141,22 +155,16 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         .downcast::<gst::Pipeline>()
         .map_err(|_| BuildError::NotAPipeline)?;
     let guard = PipelineGuard::new(pipeline.clone());
-    let src = pipeline.by_name("src").ok_or(BuildError::MissingElement("src"))?;
-    src.set_property("location", spec.source_url);
-    src.set_property("is-live", true);
-    src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
-    src.set_property("timeout", spec.stall_timeout_s.max(1));
-    src.set_property("retries", 0i32);
-    if let Some(auth) = spec.authorization {
-        let headers = gst::Structure::builder("extra-headers")
-            .field("Authorization", auth)
-            .build();
-        src.set_property("extra-headers", headers);
-    }
-    let sink = pipeline
+    let src = set_up_source(&pipeline, spec)?;
+    let outputs = pipeline
         .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
-    let mux = pipeline.by_name("mux");
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .map(|sink| MuxOutput {
+            sink,
+            mux: pipeline.by_name("mux"),
+        })
+        .into_iter()
+        .collect();
 
     if let Graph::Demuxed { video, audio } = &t.graph {
         let languages = Arc::new(Mutex::new(HashMap::new()));
@@ -173,6 +181,33 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         };
         connect_demuxer(&pipeline, Arc::new(branches))?;
     }
+    let source_activity = watch_activity(&src);
+    Ok(SessionGraph {
+        guard,
+        outputs,
+        source_activity,
+    })
+}
+
+/// Sets up the receiver source (`src`): location, headers, timeouts.
+pub(crate) fn set_up_source(pipeline: &gst::Pipeline, spec: &BuildSpec<'_>) -> Result<gst::Element, BuildError> {
+    let src = pipeline.by_name("src").ok_or(BuildError::MissingElement("src"))?;
+    src.set_property("location", spec.source_url);
+    src.set_property("is-live", true);
+    src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
+    src.set_property("timeout", spec.stall_timeout_s.max(1));
+    src.set_property("retries", 0i32);
+    if let Some(auth) = spec.authorization {
+        let headers = gst::Structure::builder("extra-headers")
+            .field("Authorization", auth)
+            .build();
+        src.set_property("extra-headers", headers);
+    }
+    Ok(src)
+}
+
+/// Marks every buffer the source delivers, for stall detection.
+pub(crate) fn watch_activity(src: &gst::Element) -> Arc<SourceActivity> {
     let source_activity = Arc::new(SourceActivity::new());
     if let Some(pad) = src.static_pad("src") {
         let activity = Arc::clone(&source_activity);
@@ -184,12 +219,7 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
             },
         );
     }
-    Ok(SessionGraph {
-        guard,
-        sink,
-        mux,
-        source_activity,
-    })
+    source_activity
 }
 
 struct Branches {
@@ -300,7 +330,11 @@ fn pad_pid(pad: &gst::Pad) -> Option<u16> {
 }
 
 /// Index of the best audio pad: preferred language first, then AC-3/E-AC-3, AAC, MP2.
-fn choose_audio(pads: &[gst::Pad], languages: &HashMap<u16, String>, preferences: &[String]) -> Option<usize> {
+pub(crate) fn choose_audio(
+    pads: &[gst::Pad],
+    languages: &HashMap<u16, String>,
+    preferences: &[String],
+) -> Option<usize> {
     let tracks: Vec<(Option<String>, String)> = pads
         .iter()
         .map(|p| (pad_pid(p).and_then(|pid| languages.get(&pid).cloned()), caps_name(p)))
@@ -330,7 +364,7 @@ pub(crate) fn rank_audio(tracks: &[(Option<String>, String)], preferences: &[Str
 }
 
 /// ISO 639-2/B and /T spell some languages differently (ger/deu, fre/fra, dut/nld).
-fn normalise_language(code: &str) -> String {
+pub(crate) fn normalise_language(code: &str) -> String {
     match code.to_ascii_lowercase().as_str() {
         "ger" => "deu".into(),
         "fre" => "fra".into(),
@@ -406,7 +440,7 @@ pub(crate) fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), St
     Ok(())
 }
 
-fn post_error(pipeline: &gst::Pipeline, message: &str) {
+pub(crate) fn post_error(pipeline: &gst::Pipeline, message: &str) {
     let error = gst::message::Error::builder(gst::CoreError::Negotiation, message)
         .src(pipeline)
         .build();
@@ -414,7 +448,7 @@ fn post_error(pipeline: &gst::Pipeline, message: &str) {
 }
 
 /// Reads the PMT's ISO 639 language descriptors from the raw stream, then removes itself.
-fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, String>>>) {
+pub(crate) fn watch_pmt_languages(src: &gst::Element, languages: Arc<Mutex<HashMap<u16, String>>>) {
     let Some(pad) = src.static_pad("src") else { return };
     // The probe runs on one streaming thread; the mutex only satisfies `Fn`.
     let pmt_pid: Mutex<Option<u16>> = Mutex::new(None);

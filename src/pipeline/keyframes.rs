@@ -2,7 +2,8 @@
 //! a fast start, then the target length) and a probe that asks a video encoder for a key frame
 //! at each planned boundary, so that every cut of the session's segmenter lands on an IDR.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -47,46 +48,99 @@ impl SegmentPlan {
 /// Asks every video encoder in `bin` for a key frame at each boundary of `plan`, counted from
 /// the encoder's first frame. Returns how many encoders it found.
 pub(crate) fn force_key_units(bin: &gst::Bin, plan: &SegmentPlan) -> usize {
-    let encoders: Vec<gst::Element> = bin
-        .iterate_recurse()
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.factory().is_some_and(|f| f.klass().contains("Encoder/Video")))
-        .collect();
+    let encoders = video_encoders(bin);
     for encoder in &encoders {
+        if let Some(pad) = encoder.static_pad("sink") {
+            request_on_plan(&pad, plan);
+        }
+    }
+    encoders.len()
+}
+
+/// Running times at which an encoder is to make a key frame, in order; filled by whoever
+/// decides them (the source's key frames of a ladder with a copied rung).
+pub(crate) type KeyFrameTimes = Arc<Mutex<VecDeque<gst::ClockTime>>>;
+
+/// Asks every video encoder in `bin` for a key frame at each running time put into the
+/// returned queues (one per encoder): at the first frame at or past it.
+pub(crate) fn key_frames_on_request(bin: &gst::Bin) -> Vec<KeyFrameTimes> {
+    let mut queues = Vec::new();
+    for encoder in video_encoders(bin) {
         let Some(pad) = encoder.static_pad("sink") else {
             continue;
         };
-        let plan = plan.clone();
-        // (running time of the first frame, the next boundary after it). One streaming thread
-        // calls the probe; the mutex only makes the closure `Sync`.
-        let state: Mutex<Option<(gst::ClockTime, Duration)>> = Mutex::new(None);
+        let times: KeyFrameTimes = Arc::default();
+        let wanted = Arc::clone(&times);
+        let first = std::sync::atomic::AtomicBool::new(true);
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             let Some(running) = info.buffer().and_then(|b| running_time(pad, b)) else {
                 return gst::PadProbeReturn::Ok;
             };
             let due = {
-                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-                let (first, next) = state.get_or_insert((running, plan.next_boundary(Duration::ZERO)));
-                let elapsed = Duration::from_nanos(running.saturating_sub(*first).nseconds());
-                let due = elapsed >= *next;
-                if due {
-                    *next = plan.next_boundary(elapsed);
+                let mut wanted = wanted.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut due = false;
+                while wanted.front().is_some_and(|t| *t <= running) {
+                    wanted.pop_front();
+                    due = true;
                 }
                 due
             };
-            // Lock dropped: the encoder takes the request before this frame (GstVideoEncoder
-            // keeps it until a frame at or past its running time).
+            // An encoder's first frame is a key frame anyway; a request there would also stop
+            // GstVideoEncoder from honouring any later one (it remembers the first frame's
+            // request at a running time past every real one).
+            if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                return gst::PadProbeReturn::Ok;
+            }
             if due {
                 pad.send_event(force_key_unit(running));
             }
             gst::PadProbeReturn::Ok
         });
+        queues.push(times);
     }
-    encoders.len()
+    queues
 }
 
-fn running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTime> {
+fn video_encoders(bin: &gst::Bin) -> Vec<gst::Element> {
+    bin.iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.factory().is_some_and(|f| f.klass().contains("Encoder/Video")))
+        .collect()
+}
+
+/// Asks for a key frame at each boundary of `plan`, counted from the first frame through `pad`
+/// (a sink pad: the request goes into its element, and on downstream to every encoder).
+pub(crate) fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan) {
+    let plan = plan.clone();
+    // (running time of the first frame, the next boundary after it). One streaming thread
+    // calls the probe; the mutex only makes the closure `Sync`.
+    let state: Mutex<Option<(gst::ClockTime, Duration)>> = Mutex::new(None);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(running) = info.buffer().and_then(|b| running_time(pad, b)) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let due = {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let (first, next) = state.get_or_insert((running, plan.next_boundary(Duration::ZERO)));
+            let elapsed = Duration::from_nanos(running.saturating_sub(*first).nseconds());
+            let due = elapsed >= *next;
+            if due {
+                *next = plan.next_boundary(elapsed);
+            }
+            due
+        };
+        // Lock dropped: the encoder takes the request before this frame (GstVideoEncoder
+        // keeps it until a frame at or past its running time).
+        if due {
+            pad.send_event(force_key_unit(running));
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// The running time of `buffer` on `pad`, from the pad's segment.
+pub(crate) fn running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTime> {
     let segment = pad.sticky_event::<gst::event::Segment>(0)?;
     let segment = segment.segment().downcast_ref::<gst::format::Time>()?.clone();
     segment.to_running_time(buffer.pts()?)
@@ -94,7 +148,7 @@ fn running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTim
 
 /// GStreamer's downstream force-key-unit event (as `gst_video_event_new_downstream_force_key_unit`
 /// makes it), with headers so that the key frame carries SPS and PPS.
-fn force_key_unit(running: gst::ClockTime) -> gst::Event {
+pub(crate) fn force_key_unit(running: gst::ClockTime) -> gst::Event {
     let structure = gst::Structure::builder("GstForceKeyUnit")
         .field("timestamp", u64::MAX)
         .field("stream-time", u64::MAX)

@@ -28,8 +28,9 @@ const QUEUED_BATCHES: usize = 64;
 /// What a running graph reports, in the order it happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GraphEvent {
-    /// Muxer output: whole 188-byte packets, batched (up to 64 KiB or 20 ms).
-    Chunk(Bytes),
+    /// Output `output`'s muxer output (a ladder has one per variant, other graphs one): whole
+    /// 188-byte packets, batched (up to 64 KiB or 20 ms).
+    Chunk { output: usize, bytes: Bytes },
     /// Encoder latency samples, per buffer, from the latency probes.
     Latency { encoder: String, seconds: Vec<f64> },
     /// The demuxer saw a continuity-counter jump (a lost packet upstream).
@@ -98,10 +99,13 @@ pub struct H264Caps {
 /// off the async workers.
 pub struct LiveGraph {
     guard: PipelineGuard,
-    mux: Option<gst::Element>,
+    /// Each output's muxer.
+    muxers: Vec<Option<gst::Element>>,
     source_activity: Arc<SourceActivity>,
-    /// Muxer output; `None` for a graph without an appsink.
-    data: Option<mpsc::Receiver<Bytes>>,
+    /// Each output's muxed bytes; empty for a graph without an appsink.
+    data: Vec<mpsc::Receiver<Bytes>>,
+    /// The output polled first next time, so that no output starves the others.
+    next: usize,
     bus: gst::bus::BusStream,
 }
 
@@ -110,16 +114,18 @@ impl LiveGraph {
     /// [`START_TIMEOUT`]).
     pub async fn start(spec: &BuildSpec<'_>) -> Result<Self, StartError> {
         let graph = build(spec)?;
-        let data = graph.sink.as_ref().map(wire_output);
+        let data = graph.outputs.iter().map(|o| wire_output(&o.sink)).collect();
+        let muxers = graph.outputs.iter().map(|o| o.mux.clone()).collect();
         let pipeline = graph.guard.pipeline().clone();
         let bus = pipeline
             .bus()
             .ok_or_else(|| StartError::Start(other("pipeline without bus".into())))?;
         let mut live = Self {
             guard: graph.guard,
-            mux: graph.mux,
+            muxers,
             source_activity: graph.source_activity,
             data,
+            next: 0,
             bus: bus.stream(),
         };
         let playing = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Playing));
@@ -161,11 +167,19 @@ impl LiveGraph {
                 Poll::Pending => break,
             }
         }
-        match self.data.as_mut().map(|rx| rx.poll_recv(cx)) {
-            Some(Poll::Ready(Some(bytes))) => Poll::Ready(GraphEvent::Chunk(bytes)),
-            Some(Poll::Ready(None)) => Poll::Ready(GraphEvent::Ended),
-            Some(Poll::Pending) | None => Poll::Pending,
+        let count = self.data.len();
+        for step in 0..count {
+            let output = (self.next + step) % count;
+            match self.data[output].poll_recv(cx) {
+                Poll::Ready(Some(bytes)) => {
+                    self.next = (output + 1) % count;
+                    return Poll::Ready(GraphEvent::Chunk { output, bytes });
+                }
+                Poll::Ready(None) => return Poll::Ready(GraphEvent::Ended),
+                Poll::Pending => {}
+            }
         }
+        Poll::Pending
     }
 
     /// Time since the receiver last sent a byte; `None` before the first.
@@ -173,15 +187,18 @@ impl LiveGraph {
         self.source_activity.any().then(|| self.source_activity.silent_for())
     }
 
-    /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
-    pub fn has_output(&self) -> bool {
-        self.data.is_some()
+    /// How many outputs put out muxed bytes ([`GraphEvent::Chunk`]): a ladder's variants, one
+    /// for other graphs, none for a graph without an appsink.
+    pub fn outputs(&self) -> usize {
+        self.data.len()
     }
 
-    /// What the muxer's inputs have negotiated so far.
-    pub fn muxed_media(&self) -> MuxedMedia {
+    /// What output `output`'s muxer inputs have negotiated so far.
+    pub fn muxed_media(&self, output: usize) -> MuxedMedia {
         let mut media = MuxedMedia::default();
-        let Some(mux) = &self.mux else { return media };
+        let Some(Some(mux)) = self.muxers.get(output) else {
+            return media;
+        };
         for caps in mux.sink_pads().iter().filter_map(|p| p.current_caps()) {
             let Some(s) = caps.structure(0) else { continue };
             if media.video.is_none() {

@@ -9,6 +9,7 @@ mod encoder_full;
 mod encoders;
 mod guard;
 mod keyframes;
+mod ladder;
 mod latency;
 mod live;
 mod reload;
@@ -20,6 +21,7 @@ pub use encoder_full::is_encoder_full;
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub use keyframes::SegmentPlan;
+pub use ladder::{AUDIO_ONLY_MAX_BPS, Ladder, Rung, RungSource, SourcePicture};
 pub(crate) use latency::read_latency;
 pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, StartError};
 pub use reload::{ReloadError, Reloaded};
@@ -42,6 +44,7 @@ pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("aac.toml", include_str!("../../pipelines/aac.toml")),
     ("h264.toml", include_str!("../../pipelines/h264.toml")),
     ("encoders.toml", include_str!("../../pipelines/encoders.toml")),
+    ("abr.toml", include_str!("../../pipelines/abr.toml")),
 ];
 
 /// Key frames per second of output used when validating `{keyint}`.
@@ -205,12 +208,38 @@ fn validate_graph(t: &Template, source: &str, encoder: Option<&EncoderChoice>) -
             }
         }
     }
-    let branches: Vec<&String> = match &t.graph {
-        Graph::Passthrough(p) => vec![p],
-        Graph::Demuxed { video, audio } => video.iter().chain([audio]).collect(),
+    let mut branches: Vec<(String, String)> = match &t.graph {
+        Graph::Passthrough(p) => vec![(String::new(), p.clone())],
+        Graph::Demuxed { video, audio } => video
+            .iter()
+            .chain([audio])
+            .map(|b| (String::new(), b.clone()))
+            .collect(),
     };
-    for branch in branches {
-        let text = t.render(branch, &values);
+    if let Some(ladder) = &t.ladder {
+        branches.push(("ladder decode: ".into(), ladder.decode.clone()));
+        branches.push(("ladder audio_only: ".into(), ladder.audio_only.clone()));
+        for (i, rung) in ladder.rungs.iter().enumerate() {
+            let mut rung_values = values.clone();
+            rung_values.extend(Ladder::rung_values(rung));
+            if let Some(e) = encoder {
+                rung_values.insert(
+                    "encoder",
+                    e.fragment(&rung.video_bitrate.to_string(), VALIDATION_KEYINT),
+                );
+            }
+            let text = t.render(&ladder.rung, &rung_values);
+            if let Err(error) = build::branch_bin(&text) {
+                let message = error.message().to_owned();
+                let element = quoted(&message);
+                let line = element.as_deref().and_then(|e| line_of(source, e));
+                let name = format!("ladder rung {} (height {}): {message}", i + 1, rung.height);
+                problems.push(problem(&file, line, element, name));
+            }
+        }
+    }
+    for (what, branch) in branches {
+        let text = t.render(&branch, &values);
         let parsed = match &t.graph {
             Graph::Passthrough(_) => gst::parse::bin_from_description(&text, true).map(|_| ()),
             Graph::Demuxed { .. } => build::branch_bin(&text).map(|_| ()),
@@ -219,7 +248,7 @@ fn validate_graph(t: &Template, source: &str, encoder: Option<&EncoderChoice>) -
             let message = error.message().to_owned();
             let element = quoted(&message);
             let line = element.as_deref().and_then(|e| line_of(source, e));
-            problems.push(problem(&file, line, element, message));
+            problems.push(problem(&file, line, element, format!("{what}{message}")));
         }
     }
     problems
@@ -243,7 +272,7 @@ mod tests {
     #[test]
     fn built_in_templates_load_with_a_software_encoder() {
         let profiles = load(None).expect("shipped templates are valid");
-        assert_eq!(profiles.names().collect::<Vec<_>>(), ["aac", "copy", "h264"]);
+        assert_eq!(profiles.names().collect::<Vec<_>>(), ["aac", "abr", "copy", "h264"]);
         // No GPU here: the software encoder is the fallback.
         let encoder = profiles.encoder.as_ref().expect("an encoder");
         assert!(

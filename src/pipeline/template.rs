@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::ladder::{self, Ladder, LadderFile, RUNG_PLACEHOLDERS};
+
 /// Placeholders xg2g fills at build time; every other `{name}` must be a template parameter.
 pub(crate) const RUNTIME_PLACEHOLDERS: &[&str] = &["encoder", "keyint"];
 
@@ -24,6 +26,7 @@ struct TemplateFile {
     passthrough: Option<String>,
     video: Option<BranchFile>,
     audio: Option<BranchFile>,
+    ladder: Option<LadderFile>,
     #[serde(default)]
     params: BTreeMap<String, String>,
 }
@@ -92,6 +95,8 @@ pub struct Template {
     pub mode: Mode,
     pub outputs: Vec<Output>,
     pub graph: Graph,
+    /// An adaptive-bitrate ladder (HLS only): its video comes from here, not `graph`'s video.
+    pub ladder: Option<Ladder>,
     pub params: BTreeMap<String, String>,
     pub file: PathBuf,
 }
@@ -103,9 +108,17 @@ impl Template {
 
     /// Whether the video branch needs an encoder (`{encoder}` appears in it).
     pub fn uses_encoder(&self) -> bool {
-        match &self.graph {
-            Graph::Demuxed { video: Some(v), .. } => v.contains("{encoder}"),
-            _ => false,
+        self.encoded_rungs() > 0
+    }
+
+    /// How many video encoders a session of this profile may run at once: one per ladder rung,
+    /// one for a video branch with `{encoder}`, else none. Each takes an encoder slot.
+    pub fn encoded_rungs(&self) -> usize {
+        match (&self.ladder, &self.graph) {
+            (Some(l), _) if l.rung.contains("{encoder}") => l.rungs.len(),
+            (Some(_), _) => 0,
+            (None, Graph::Demuxed { video: Some(v), .. }) => usize::from(v.contains("{encoder}")),
+            _ => 0,
         }
     }
 
@@ -185,6 +198,12 @@ pub(crate) fn line_of(source: &str, needle: &str) -> Option<usize> {
     Some(source[..at].matches('\n').count() + 1)
 }
 
+/// 1-based line of the `n`th (0-based) occurrence of `needle` in `source`, if any.
+fn nth_line_of(source: &str, needle: &str, n: usize) -> Option<usize> {
+    let (at, _) = source.match_indices(needle).nth(n)?;
+    Some(source[..at].matches('\n').count() + 1)
+}
+
 /// Parses one template file's text; structural problems only (no GStreamer here).
 pub(crate) fn parse(file: &Path, source: &str) -> Result<Template, Vec<TemplateProblem>> {
     let name = file.display().to_string();
@@ -220,6 +239,50 @@ pub(crate) fn parse(file: &Path, source: &str) -> Result<Template, Vec<TemplateP
     if outputs.is_empty() && problems.is_empty() {
         problems.push(problem(line_of(source, "outputs"), "lists no outputs".to_owned()));
     }
+    if raw.ladder.is_some() {
+        if raw.video.is_some() {
+            problems.push(problem(
+                line_of(source, "[video]"),
+                "a ladder's video is in [ladder]: remove [video]".into(),
+            ));
+        }
+        if outputs.iter().any(|o| *o != Output::Hls) {
+            problems.push(problem(
+                line_of(source, "outputs"),
+                "a ladder is for HLS only: outputs = [\"hls\"]".into(),
+            ));
+        }
+    }
+    let ladder = match raw.ladder {
+        Some(file) => {
+            let texts = [file.decode.clone(), file.rung.clone(), file.audio_only.clone()];
+            for (i, text) in texts.iter().enumerate() {
+                for ph in placeholders(text) {
+                    let by_rung = i == 1 && RUNG_PLACEHOLDERS.contains(&ph.as_str());
+                    if !by_rung && !raw.params.contains_key(&ph) && !RUNTIME_PLACEHOLDERS.contains(&ph.as_str()) {
+                        problems.push(problem(
+                            line_of(source, &format!("{{{ph}}}")),
+                            format!("placeholder {{{ph}}} is not bound: add it to [params] or remove it"),
+                        ));
+                    }
+                }
+            }
+            match ladder::validate(file, &raw.params) {
+                Ok(l) => Some(l),
+                Err(found) => {
+                    for (rung, message) in found {
+                        let line = match rung {
+                            Some(n) => nth_line_of(source, "[[ladder.rungs]]", n),
+                            None => line_of(source, "[ladder]"),
+                        };
+                        problems.push(problem(line, message));
+                    }
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let graph = match (raw.passthrough, raw.video, raw.audio) {
         (Some(p), None, None) => Some(Graph::Passthrough(p)),
         (None, video, Some(audio)) => Some(Graph::Demuxed {
@@ -261,6 +324,7 @@ pub(crate) fn parse(file: &Path, source: &str) -> Result<Template, Vec<TemplateP
             mode,
             outputs,
             graph,
+            ladder,
             params: raw.params,
             file: file.to_owned(),
         }),

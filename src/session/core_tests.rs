@@ -23,7 +23,10 @@ fn media() -> GraphEvent {
     bytes.extend(pat(PMT_PID, 0));
     bytes.extend(pmt(PMT_PID, &[(0x03, AUDIO_PID)], 0));
     bytes.extend(pes(AUDIO_PID, false, 0, 0));
-    GraphEvent::Chunk(Bytes::from(bytes))
+    GraphEvent::Chunk {
+        output: 0,
+        bytes: Bytes::from(bytes),
+    }
 }
 
 /// Sends media to a graph every `every` until the graph is gone.
@@ -53,7 +56,7 @@ impl Graph for ScriptedGraph {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent> {
         match self.events.poll_recv(cx) {
             Poll::Ready(Some(event)) => {
-                if matches!(event, GraphEvent::Chunk(_)) {
+                if matches!(event, GraphEvent::Chunk { .. }) {
                     self.last_chunk = Some(Instant::now());
                 }
                 Poll::Ready(event)
@@ -63,15 +66,15 @@ impl Graph for ScriptedGraph {
         }
     }
 
-    fn has_output(&self) -> bool {
-        true
+    fn outputs(&self) -> usize {
+        1
     }
 
     fn source_silence(&self) -> Option<Duration> {
         self.last_chunk.map(|at| at.elapsed())
     }
 
-    fn muxed_media(&self) -> MuxedMedia {
+    fn muxed_media(&self, _output: usize) -> MuxedMedia {
         MuxedMedia::default()
     }
 
@@ -429,7 +432,10 @@ async fn an_hls_session_lives_while_players_ask_and_ends_after_the_idle_timeout(
     let mut connection = h.next_connection().await;
     connection
         .events
-        .send(GraphEvent::Chunk(Bytes::from(crate::fuzz_api::seed_stream())))
+        .send(GraphEvent::Chunk {
+            output: 0,
+            bytes: Bytes::from(crate::fuzz_api::seed_stream()),
+        })
         .unwrap();
     let view = player.await.unwrap().expect("segments").hls.expect("an HLS view");
     assert!(!view.state.borrow().is_empty(), "the session published segments");

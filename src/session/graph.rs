@@ -13,12 +13,13 @@ use crate::pipeline::{BuildSpec, GraphEvent, LiveGraph, MuxedMedia, StartError};
 pub(crate) trait Graph: Send {
     /// The next event, as a poll (cancel-safe; nothing allocated per event).
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<GraphEvent>;
-    /// Whether the graph puts out muxed bytes ([`GraphEvent::Chunk`]).
-    fn has_output(&self) -> bool;
+    /// How many outputs put out muxed bytes ([`GraphEvent::Chunk`]): a ladder's variants, else
+    /// one (none for a graph without output).
+    fn outputs(&self) -> usize;
     /// Time since the receiver last sent a byte; `None` before the first.
     fn source_silence(&self) -> Option<Duration>;
-    /// What the muxer's inputs have negotiated so far.
-    fn muxed_media(&self) -> MuxedMedia;
+    /// What output `output`'s muxer inputs have negotiated so far.
+    fn muxed_media(&self, output: usize) -> MuxedMedia;
     /// Stops the graph, off the async workers and bounded in time.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
@@ -42,16 +43,16 @@ impl Graph for LiveGraph {
         LiveGraph::poll_next(self, cx)
     }
 
-    fn has_output(&self) -> bool {
-        LiveGraph::has_output(self)
+    fn outputs(&self) -> usize {
+        LiveGraph::outputs(self)
     }
 
     fn source_silence(&self) -> Option<Duration> {
         LiveGraph::source_silence(self)
     }
 
-    fn muxed_media(&self) -> MuxedMedia {
-        LiveGraph::muxed_media(self)
+    fn muxed_media(&self, output: usize) -> MuxedMedia {
+        LiveGraph::muxed_media(self, output)
     }
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {

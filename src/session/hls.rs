@@ -64,58 +64,80 @@ pub struct VideoInfo {
     pub frame_rate: f64,
 }
 
+/// One variant's segments (a ladder has one track per rung, every other session one).
+#[derive(Debug, Clone, Default)]
+struct Track {
+    segments: VecDeque<Arc<Segment>>,
+    /// Discontinuities that have left the store.
+    evicted_discontinuities: u64,
+    video: Option<VideoInfo>,
+    /// RFC 6381 codec string of the audio, e.g. `mp4a.40.2`.
+    audio: Option<String>,
+}
+
 /// The published HLS state; each change publishes a new snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct HlsState {
-    segments: VecDeque<Arc<Segment>>,
+    tracks: Vec<Track>,
     window: usize,
     /// `EXT-X-TARGETDURATION`: the configured target, raised (never lowered) by a longer
-    /// segment (copied video whose source has longer GOPs).
+    /// segment (copied video whose source has longer GOPs); one for every track.
     target: u64,
     /// The session is over: the playlist ends.
     ended: bool,
-    /// Discontinuities that have left the store.
-    evicted_discontinuities: u64,
-    pub video: Option<VideoInfo>,
-    /// RFC 6381 codec string of the audio, e.g. `mp4a.40.2`.
-    pub audio: Option<String>,
 }
 
 impl HlsState {
     /// `window` is clamped to at least 6 (Apple: live playlists keep at least six segments).
     pub fn new(window: usize, target: Duration) -> Self {
         Self {
+            tracks: vec![Track::default()],
             window: window.max(6),
             target: target.as_secs_f64().ceil().max(1.0) as u64,
-            ..Default::default()
+            ended: false,
         }
     }
 
-    pub fn push(&mut self, segment: Segment) {
+    /// Makes room for `count` tracks (a ladder's variants); never fewer than one.
+    pub fn set_tracks(&mut self, count: usize) {
+        self.tracks.resize_with(count.max(1), Track::default);
+    }
+
+    /// How many tracks there are.
+    pub fn tracks(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn push(&mut self, track: usize, segment: Segment) {
         // Apple: EXTINF rounded to the nearest integer must not exceed the target duration.
         self.target = self.target.max(segment.duration.round() as u64).max(1);
-        self.segments.push_back(Arc::new(segment));
-        while self.segments.len() > self.window + SPARE {
-            if let Some(old) = self.segments.pop_front()
+        let window = self.window;
+        let Some(track) = self.tracks.get_mut(track) else {
+            return;
+        };
+        track.segments.push_back(Arc::new(segment));
+        while track.segments.len() > window + SPARE {
+            if let Some(old) = track.segments.pop_front()
                 && old.discontinuity
             {
-                self.evicted_discontinuities += 1;
+                track.evicted_discontinuities += 1;
             }
         }
     }
 
+    /// Whether no track has a segment yet.
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.tracks.iter().all(|t| t.segments.is_empty())
     }
 
-    /// Segments stored (the window and a few spare).
-    pub fn len(&self) -> usize {
-        self.segments.len()
+    /// Segments stored in `track` (the window and a few spare); 0 for a track that is not there.
+    pub fn len(&self, track: usize) -> usize {
+        self.tracks.get(track).map_or(0, |t| t.segments.len())
     }
 
-    /// The media sequence number of the newest segment.
-    pub fn last_sequence(&self) -> Option<u64> {
-        self.segments.back().map(|s| s.sequence)
+    /// The media sequence number of `track`'s newest segment.
+    pub fn last_sequence(&self, track: usize) -> Option<u64> {
+        self.tracks.get(track)?.segments.back().map(|s| s.sequence)
     }
 
     /// The target duration, whole seconds.
@@ -132,27 +154,54 @@ impl HlsState {
         self.ended
     }
 
-    /// The segment with this sequence number, while it is stored.
-    pub fn segment(&self, sequence: u64) -> Option<Arc<Segment>> {
-        self.segments.iter().find(|s| s.sequence == sequence).cloned()
+    /// Whether the master playlist still lacks what `track` carries.
+    pub fn needs_media(&self, track: usize) -> bool {
+        self.tracks
+            .get(track)
+            .is_some_and(|t| t.video.is_none() || t.audio.is_none())
     }
 
-    fn in_window(&self) -> impl Iterator<Item = &Arc<Segment>> {
-        self.segments
+    /// What `track` carries, for the master playlist (each only while unknown).
+    pub fn learn_media(&mut self, track: usize, video: Option<VideoInfo>, audio: Option<String>) {
+        let Some(track) = self.tracks.get_mut(track) else {
+            return;
+        };
+        if track.video.is_none() {
+            track.video = video;
+        }
+        if track.audio.is_none() {
+            track.audio = audio;
+        }
+    }
+
+    /// The segment of `track` with this sequence number, while it is stored.
+    pub fn segment(&self, track: usize, sequence: u64) -> Option<Arc<Segment>> {
+        self.tracks
+            .get(track)?
+            .segments
             .iter()
-            .skip(self.segments.len().saturating_sub(self.window))
+            .find(|s| s.sequence == sequence)
+            .cloned()
     }
 
-    /// The media playlist; segment URIs are `<sequence>.ts`, relative to the playlist, each
-    /// followed by `?{query}` when one is given (a signature for the session's folder). With
-    /// `dated`, every segment carries `#EXT-X-PROGRAM-DATE-TIME` (Apple rule 8.4); Chromium's
-    /// built-in HLS player fails after its first rebuffer when it does (README "HLS").
-    pub fn media_playlist(&self, query: Option<&str>, dated: bool) -> String {
+    fn in_window<'a>(&self, track: &'a Track) -> std::collections::vec_deque::Iter<'a, Arc<Segment>> {
+        track.segments.range(track.segments.len().saturating_sub(self.window)..)
+    }
+
+    /// The media playlist of `track`; segment URIs are `<sequence>.ts` (track 0) or
+    /// `<track>-<sequence>.ts`, relative to the playlist, each followed by `?{query}` when one is
+    /// given (a signature for the session's folder). With `dated`, every segment carries
+    /// `#EXT-X-PROGRAM-DATE-TIME` (Apple rule 8.4); Chromium's built-in HLS player fails after
+    /// its first rebuffer when it does (README "HLS").
+    pub fn media_playlist(&self, track: usize, query: Option<&str>, dated: bool) -> String {
+        let empty = Track::default();
+        let t = self.tracks.get(track).unwrap_or(&empty);
         let suffix = query.map(|q| format!("?{q}")).unwrap_or_default();
-        let skipped = self.segments.len().saturating_sub(self.window);
-        let discontinuity_sequence = self.evicted_discontinuities
-            + self.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
-        let window: Vec<&Arc<Segment>> = self.in_window().collect();
+        let prefix = segment_prefix(track);
+        let skipped = t.segments.len().saturating_sub(self.window);
+        let discontinuity_sequence =
+            t.evicted_discontinuities + t.segments.iter().take(skipped).filter(|s| s.discontinuity).count() as u64;
+        let window: Vec<&Arc<Segment>> = self.in_window(t).collect();
         let target = self.target.max(1);
         let first = window.first().map_or(0, |s| s.sequence);
         let mut out = String::new();
@@ -177,7 +226,7 @@ impl HlsState {
                     humantime::format_rfc3339_millis(s.started_at)
                 );
             }
-            let _ = write!(out, "#EXTINF:{:.3},\n{}.ts{suffix}\n", s.duration, s.sequence);
+            let _ = write!(out, "#EXTINF:{:.3},\n{prefix}{}.ts{suffix}\n", s.duration, s.sequence);
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
@@ -185,11 +234,26 @@ impl HlsState {
         out
     }
 
-    /// The master playlist with one variant pointing at `media_uri`.
-    pub fn master_playlist(&self, media_uri: &str) -> String {
-        let window: Vec<&Arc<Segment>> = self.in_window().collect();
-        let rates: Vec<f64> = window
-            .iter()
+    /// The master playlist: one variant per track that has segments and a known codec, in
+    /// track order (a ladder's highest rung first, its audio-only rung last); `media_uri` gives
+    /// each track's playlist URI. Rates are measured from the segments in the window.
+    pub fn master_playlist(&self, media_uri: impl Fn(usize) -> String) -> String {
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let single = self.tracks.len() == 1;
+        for (i, t) in self.tracks.iter().enumerate() {
+            let known = t.video.is_some() || t.audio.is_some();
+            if !single && (t.segments.is_empty() || !known) {
+                continue;
+            }
+            let _ = write!(out, "#EXT-X-STREAM-INF:{}\n{}\n", self.attributes(t), media_uri(i));
+        }
+        out
+    }
+
+    /// `EXT-X-STREAM-INF` attributes of a track.
+    fn attributes(&self, t: &Track) -> String {
+        let rates: Vec<f64> = self
+            .in_window(t)
             .filter(|s| s.duration > 0.0)
             .map(|s| s.bytes.len() as f64 * 8.0 / s.duration)
             .collect();
@@ -199,24 +263,39 @@ impl HlsState {
         } else {
             (rates.iter().sum::<f64>() / rates.len() as f64).ceil() as u64
         };
-        let codecs: Vec<&str> = self
+        let codecs: Vec<&str> = t
             .video
             .iter()
             .map(|v| v.codec.as_str())
-            .chain(self.audio.as_deref())
+            .chain(t.audio.as_deref())
             .collect();
         let mut attributes = format!("BANDWIDTH={},AVERAGE-BANDWIDTH={}", peak.max(1), average.max(1));
         if !codecs.is_empty() {
             let _ = write!(attributes, ",CODECS=\"{}\"", codecs.join(","));
         }
-        if let Some(v) = &self.video {
+        if let Some(v) = &t.video {
             let _ = write!(
                 attributes,
                 ",RESOLUTION={}x{},FRAME-RATE={:.3}",
                 v.width, v.height, v.frame_rate
             );
         }
-        format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:{attributes}\n{media_uri}\n")
+        attributes
+    }
+}
+
+/// What names `track`'s segments: nothing for the first (as every single-variant session),
+/// `<track>-` for the others.
+pub fn segment_prefix(track: usize) -> String {
+    if track == 0 { String::new() } else { format!("{track}-") }
+}
+
+/// The media playlist name of `track`: `media.m3u8`, then `media-1.m3u8`, …
+pub fn media_playlist_name(track: usize) -> String {
+    if track == 0 {
+        "media.m3u8".to_owned()
+    } else {
+        format!("media-{track}.m3u8")
     }
 }
 
@@ -263,9 +342,9 @@ mod tests {
     fn media_playlist_follows_the_apple_rules() {
         let mut hls = HlsState::new(3, Duration::from_secs(2));
         for i in 0..12 {
-            hls.push(seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
+            hls.push(0, seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
         }
-        let text = hls.media_playlist(None, true);
+        let text = hls.media_playlist(0, None, true);
         assert_eq!(
             text,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:6\n\
@@ -280,43 +359,43 @@ mod tests {
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:42.000Z\n#EXTINF:1.920,\n11.ts\n",
             "window of six (the minimum), one discontinuity already left it"
         );
-        assert_eq!(hls.last_sequence(), Some(11));
-        let undated = hls.media_playlist(None, false);
+        assert_eq!(hls.last_sequence(0), Some(11));
+        let undated = hls.media_playlist(0, None, false);
         assert!(!undated.contains("PROGRAM-DATE-TIME"), "{undated}");
         assert_eq!(
             undated.lines().filter(|l| l.starts_with("#EXTINF:")).count(),
             6,
             "{undated}"
         );
-        let signed = hls.media_playlist(Some("exp=9&kid=k&sig=S"), true);
+        let signed = hls.media_playlist(0, Some("exp=9&kid=k&sig=S"), true);
         assert_eq!(signed.matches(".ts?exp=9&kid=k&sig=S\n").count(), 6, "{signed}");
         for i in 12..19 {
-            hls.push(seg(i, 1.92, false));
+            hls.push(0, seg(i, 1.92, false));
         }
-        assert!(hls.segment(1).is_some(), "spare segments stay fetchable");
-        assert!(hls.segment(0).is_none(), "older ones are gone");
+        assert!(hls.segment(0, 1).is_some(), "spare segments stay fetchable");
+        assert!(hls.segment(0, 0).is_none(), "older ones are gone");
     }
 
     #[test]
     fn the_target_duration_never_changes_down_and_an_ended_playlist_says_so() {
         let mut hls = HlsState::new(6, Duration::from_secs(2));
-        hls.push(seg(0, 0.3, false));
+        hls.push(0, seg(0, 0.3, false));
         assert!(
-            hls.media_playlist(None, true).contains("#EXT-X-TARGETDURATION:2\n"),
+            hls.media_playlist(0, None, true).contains("#EXT-X-TARGETDURATION:2\n"),
             "short first segments keep it"
         );
-        hls.push(seg(1, 3.4, false));
+        hls.push(0, seg(1, 3.4, false));
         assert_eq!(hls.target_duration(), 3, "a longer segment raises it");
-        hls.push(seg(2, 1.0, false));
+        hls.push(0, seg(2, 1.0, false));
         for _ in 0..10 {
-            let next = hls.last_sequence().unwrap() + 1;
-            hls.push(seg(next, 1.0, false));
+            let next = hls.last_sequence(0).unwrap() + 1;
+            hls.push(0, seg(next, 1.0, false));
         }
-        let text = hls.media_playlist(None, true);
+        let text = hls.media_playlist(0, None, true);
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "and it stays: {text}");
         assert!(!text.contains("#EXT-X-ENDLIST"));
         hls.end();
-        let text = hls.media_playlist(None, true);
+        let text = hls.media_playlist(0, None, true);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
         assert!(!text.contains("CAN-BLOCK-RELOAD"), "nothing to wait for");
         assert!(hls.is_ended());
@@ -325,17 +404,20 @@ mod tests {
     #[test]
     fn master_playlist_declares_codecs_and_rates() {
         let mut hls = HlsState::new(6, Duration::from_secs(2));
-        hls.push(seg(0, 2.0, false));
-        hls.push(seg(1, 1.0, false));
-        hls.video = Some(VideoInfo {
-            codec: avc1_codec("high", "3.2"),
-            width: 1280,
-            height: 720,
-            frame_rate: 50.0,
-        });
-        hls.audio = Some("mp4a.40.2".into());
+        hls.push(0, seg(0, 2.0, false));
+        hls.push(0, seg(1, 1.0, false));
+        hls.learn_media(
+            0,
+            Some(VideoInfo {
+                codec: avc1_codec("high", "3.2"),
+                width: 1280,
+                height: 720,
+                frame_rate: 50.0,
+            }),
+            Some("mp4a.40.2".into()),
+        );
         assert_eq!(
-            hls.master_playlist("media.m3u8"),
+            hls.master_playlist(media_playlist_name),
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH=2000000,\
              AVERAGE-BANDWIDTH=1500000,CODECS=\"avc1.640020,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=50.000\n\
              media.m3u8\n"

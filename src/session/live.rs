@@ -82,9 +82,10 @@ struct Fanout {
     /// Buffers (TS) or segments (HLS) received over the session's life.
     received: u64,
     hls_state: HlsState,
-    next_sequence: u64,
-    /// The next segment follows an upstream reconnect.
-    discontinuity: bool,
+    /// Each track's next media sequence number (a ladder has a track per variant).
+    next_sequence: Vec<u64>,
+    /// Each track's next segment follows an upstream reconnect.
+    discontinuity: Vec<bool>,
     /// Whether the join channel is still open (closed once the session starts ending).
     accepting: bool,
     /// The starting request's span until the first media: connects before then build under it.
@@ -136,8 +137,8 @@ impl Session {
             failure: None,
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
-            next_sequence: 0,
-            discontinuity: false,
+            next_sequence: vec![0],
+            discontinuity: vec![false],
             accepting: true,
             start_trace: Some(start_trace),
         };
@@ -203,8 +204,12 @@ impl Session {
                     let delay = (BACKOFF_FIRST * 2u32.saturating_pow(failures - 1)).min(BACKOFF_MAX);
                     tracing::warn!(reason = %reason, attempt = failures, delay_ms = delay.as_millis() as u64, "Upstream lost; reconnecting.");
                     self.metrics.session.reconnect();
-                    // HLS marks the first segment after the reconnect.
-                    fan.discontinuity = !fan.hls_state.is_empty();
+                    // HLS marks the first segment after the reconnect, in every track, and the
+                    // tracks go on with one numbering (a ladder's rungs switch by it).
+                    let marked = !fan.hls_state.is_empty();
+                    fan.discontinuity.iter_mut().for_each(|d| *d = marked);
+                    let next = fan.next_sequence.iter().copied().max().unwrap_or(0);
+                    fan.next_sequence.iter_mut().for_each(|n| *n = next);
                     // TS clients: counters run on, the new clock is flagged, a key frame first.
                     fan.cache.splice();
                     // Clients keep joining during the pause: they get the stream as it resumes.
@@ -331,34 +336,47 @@ impl Session {
         }
     }
 
-    /// Whether the master playlist still lacks the codecs (read from the muxer's caps).
-    fn needs_media(&self, fan: &Fanout) -> bool {
-        fan.hls_state.video.is_none() || fan.hls_state.audio.is_none()
+    /// Makes room for a graph's `outputs` (a ladder's variants) in the HLS state.
+    fn set_tracks(fan: &mut Fanout, outputs: usize) {
+        let outputs = outputs.max(1);
+        fan.hls_state.set_tracks(outputs);
+        let next = fan.next_sequence.iter().copied().max().unwrap_or(0);
+        fan.next_sequence.resize(outputs, next);
+        let marked = fan.discontinuity.first().copied().unwrap_or(false);
+        fan.discontinuity.resize(outputs, marked);
     }
 
-    /// A segment cut from the muxer's output is published; the master playlist learns the
+    /// A segment cut from output `track`'s muxer is published; the master playlist learns the
     /// codecs from `media`, what the muxer's inputs negotiated.
-    fn publish_segment(&self, fan: &mut Fanout, piece: Piece, media: Option<MuxedMedia>, requested: Instant) {
+    fn publish_segment(
+        &self,
+        fan: &mut Fanout,
+        track: usize,
+        piece: Piece,
+        media: Option<MuxedMedia>,
+        requested: Instant,
+    ) {
         let Some((tx, _)) = &self.hls else { return };
         let Piece { bytes, duration } = piece;
         if let Some(media) = media {
-            if fan.hls_state.video.is_none() {
-                fan.hls_state.video = video_info(&media);
-            }
-            if fan.hls_state.audio.is_none() && media.aac_audio {
-                fan.hls_state.audio = Some("mp4a.40.2".to_owned());
-            }
+            let aac = media.aac_audio.then(|| "mp4a.40.2".to_owned());
+            fan.hls_state.learn_media(track, video_info(&media), aac);
         }
+        let (Some(sequence), Some(discontinuity)) =
+            (fan.next_sequence.get_mut(track), fan.discontinuity.get_mut(track))
+        else {
+            return;
+        };
         let segment = Segment {
-            sequence: fan.next_sequence,
+            sequence: *sequence,
             duration: duration.as_secs_f64(),
             bytes,
             started_at: SystemTime::now() - duration,
-            discontinuity: std::mem::take(&mut fan.discontinuity),
+            discontinuity: std::mem::take(discontinuity),
         };
-        fan.next_sequence += 1;
+        *sequence += 1;
         fan.received += 1;
-        fan.hls_state.push(segment);
+        fan.hls_state.push(track, segment);
         tx.send_replace(Arc::new(fan.hls_state.clone()));
         self.first_media(fan, requested);
     }

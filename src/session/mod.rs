@@ -10,7 +10,9 @@ mod live;
 mod segmenter;
 mod ts_cache;
 
-pub use hls::{FIRST_ANSWER_HOLD, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec};
+pub use hls::{
+    FIRST_ANSWER_HOLD, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec, media_playlist_name, segment_prefix,
+};
 pub(crate) use segmenter::Segmenter;
 pub(crate) use ts_cache::TsCache;
 

@@ -98,12 +98,24 @@ impl Session {
         graph: &mut dyn Graph,
         plan: &pipeline::SegmentPlan,
     ) -> Outcome {
-        // HLS: segments are cut from the muxer's output, numbered on from the session's last.
-        let mut segmenter = self.hls.is_some().then(|| {
-            // A reconnect's clocks continue where the last published segment's media ends.
-            let last = fan.hls_state.last_sequence().and_then(|s| fan.hls_state.segment(s));
-            Segmenter::new(plan.clone(), fan.next_sequence, last.and_then(|s| media_end(&s.bytes)))
-        });
+        // HLS: segments are cut from each output's muxer output (a ladder has one per variant),
+        // numbered on from the session's last.
+        let mut segmenters: Vec<Segmenter> = Vec::new();
+        if self.hls.is_some() {
+            Self::set_tracks(fan, graph.outputs());
+            for track in 0..graph.outputs() {
+                // A reconnect's clocks continue where the track's last published media ends.
+                let last = fan
+                    .hls_state
+                    .last_sequence(track)
+                    .and_then(|s| fan.hls_state.segment(track, s));
+                segmenters.push(Segmenter::new(
+                    plan.clone(),
+                    fan.next_sequence[track],
+                    last.and_then(|s| media_end(&s.bytes)),
+                ));
+            }
+        }
         let connected = Instant::now();
         // When this connection's pipeline last put out anything (read on the ticker, so the
         // per-buffer path only sets a flag), for a receiver that sends bytes which are no stream.
@@ -121,21 +133,22 @@ impl Session {
                     None => fan.accepting = false,
                 },
                 event = std::future::poll_fn(|cx| graph.poll_next(cx)) => match event {
-                    GraphEvent::Chunk(buffer) => {
+                    GraphEvent::Chunk { output, bytes } => {
                         output_since_tick = true;
-                        match &mut segmenter {
+                        match segmenters.get_mut(output) {
                             Some(segmenter) => {
-                                for piece in segmenter.push(&buffer) {
-                                    let media = self.needs_media(fan).then(|| graph.muxed_media());
-                                    self.publish_segment(fan, piece, media, requested);
+                                for piece in segmenter.push(&bytes) {
+                                    let media = fan.hls_state.needs_media(output).then(|| graph.muxed_media(output));
+                                    self.publish_segment(fan, output, piece, media, requested);
                                 }
                             }
-                            None => {
+                            None if output == 0 => {
                                 fan.received += 1;
-                                for chunk in fan.cache.push(&buffer) {
+                                for chunk in fan.cache.push(&bytes) {
                                     self.broadcast(fan, chunk, requested);
                                 }
                             }
+                            None => {}
                         }
                     }
                     GraphEvent::Latency { encoder, seconds } => {
@@ -171,7 +184,7 @@ impl Session {
                     if std::mem::take(&mut output_since_tick) {
                         last_output = Some(Instant::now());
                     }
-                    let no_output = graph.has_output()
+                    let no_output = graph.outputs() > 0
                         && last_output.map_or(waited, |at| at.elapsed() > self.settings.stall_timeout);
                     let stalled = match silence {
                         Some(silence) => silence > self.settings.stall_timeout || no_output,
