@@ -9,9 +9,10 @@ use tokio::time::Instant;
 use xg2g::demo::DemoBitrate;
 
 use crate::client::{self, ClientOutcome, ClientSpec};
+use crate::ladder::LadderSpec;
 use crate::output::{Output, Soak, client_figures, error_samples, machine, summarise};
 use crate::report::{self, Quantiles, RunResult};
-use crate::scenario::{self, Channels, Endpoints, Scenario, Server};
+use crate::scenario::{self, Channels, Endpoints, LadderChannel, LadderSetup, Scenario, Server, TopRung};
 use crate::servers::ServerProcess;
 use crate::{BenchError, BenchOptions, goals, histogram, procfs};
 
@@ -35,6 +36,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) endpoints: &'a Endpoints,
     pub(crate) channels: &'a Channels,
     pub(crate) options: &'a BenchOptions,
+    /// The `abr` ladder, read from the templates xg2g runs; `None` unless `ladder` runs.
+    pub(crate) ladder: Option<LadderSpec>,
 }
 
 impl Bench<'_> {
@@ -55,6 +58,7 @@ impl Bench<'_> {
             .map(|(i, p)| ClientSpec {
                 kind: p.kind,
                 url: scenario::url(p, server, self.endpoints, first + i),
+                variant: p.variant,
             })
             .collect()
     }
@@ -210,6 +214,43 @@ impl Bench<'_> {
         Ok(result)
     }
 
+    /// One ramp of one repeat: sizes 1 to `top` of `scenario`, on each server until a run
+    /// falls behind there (alternating which server goes first).
+    async fn ramp(
+        &self,
+        xg2g: &mut ServerProcess,
+        mut peer: Option<&mut ServerProcess>,
+        repeat: usize,
+        top: usize,
+        scenario: &dyn Fn(usize) -> Scenario,
+        results: &mut Vec<RunResult>,
+    ) -> Result<(), BenchError> {
+        let (mut xg2g_on, mut peer_on) = (true, peer.is_some());
+        for size in 1..=top {
+            let scenario = scenario(size);
+            let xg2g_first = (repeat + size).is_multiple_of(2);
+            for first in [true, false] {
+                if first == xg2g_first {
+                    if xg2g_on {
+                        let r = self.run_once(scenario, xg2g, repeat).await?;
+                        xg2g_on = r.kept_up();
+                        results.push(r);
+                    }
+                } else if let Some(peer) = peer.as_deref_mut()
+                    && peer_on
+                {
+                    let r = self.run_once(scenario, peer, repeat).await?;
+                    peer_on = r.kept_up();
+                    results.push(r);
+                }
+            }
+            if !xg2g_on && !peer_on {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Every chosen scenario on both servers, alternating, `repeats` times.
     pub(crate) async fn compare(
         &self,
@@ -220,7 +261,7 @@ impl Bench<'_> {
         let options = self.options;
         let mut results = Vec::new();
         let chosen = |s: &Scenario| families.iter().any(|f| f == s.family());
-        let fixed: Vec<Scenario> = [
+        let mut fixed: Vec<Scenario> = [
             Scenario::AacOne,
             Scenario::AacChannels,
             Scenario::AacShared {
@@ -234,7 +275,35 @@ impl Bench<'_> {
         .into_iter()
         .filter(chosen)
         .collect();
-        let ramp = chosen(&Scenario::H264 { streams: 1 });
+        // The ladder on each channel on both servers, and its rungs as separate xg2g sessions:
+        // on HD the top one as `aac` (what a player of the copied top rung costs) and, for
+        // reference, as `h264`; on SD as `h264` (the ladder encodes its top rung there too).
+        let ladder = self.ladder.filter(|_| {
+            chosen(&Scenario::Ladders {
+                ladders: 1,
+                copy_h264: true,
+            })
+        });
+        if let Some(spec) = ladder {
+            let abr = LadderSetup::Abr {
+                copy_h264: spec.copy_h264,
+            };
+            let separate = |top| LadderSetup::Separate {
+                top,
+                lower: spec.lower_heights(),
+            };
+            fixed.extend(
+                [
+                    (LadderChannel::Hd, abr),
+                    (LadderChannel::Hd, separate(TopRung::Aac)),
+                    (LadderChannel::Hd, separate(TopRung::H264)),
+                    (LadderChannel::Sd, abr),
+                    (LadderChannel::Sd, separate(TopRung::H264)),
+                ]
+                .map(|(channel, setup)| Scenario::Ladder { channel, setup }),
+            );
+        }
+        let h264_ramp = chosen(&Scenario::H264 { streams: 1 });
         for repeat in 0..options.repeats {
             for (i, &scenario) in fixed.iter().enumerate() {
                 // Alternate which server goes first, by repeat and by scenario.
@@ -242,37 +311,35 @@ impl Bench<'_> {
                 for first in [true, false] {
                     if first == xg2g_first {
                         results.push(self.run_once(scenario, xg2g, repeat).await?);
-                    } else if let Some(peer) = peer.as_deref_mut() {
+                    } else if let Some(peer) = peer.as_deref_mut()
+                        && scenario.on_ffmpeg()
+                    {
                         results.push(self.run_once(scenario, peer, repeat).await?);
                     }
                 }
             }
-            if ramp {
-                // As many transcodes as each server holds in real time: one more channel at a
-                // time, until a run falls behind.
-                let (mut xg2g_on, mut peer_on) = (true, peer.is_some());
-                for streams in 1..=options.max_h264 {
-                    let scenario = Scenario::H264 { streams };
-                    let xg2g_first = (repeat + streams) % 2 == 0;
-                    for first in [true, false] {
-                        if first == xg2g_first {
-                            if xg2g_on {
-                                let r = self.run_once(scenario, xg2g, repeat).await?;
-                                xg2g_on = r.kept_up();
-                                results.push(r);
-                            }
-                        } else if let Some(peer) = peer.as_deref_mut()
-                            && peer_on
-                        {
-                            let r = self.run_once(scenario, peer, repeat).await?;
-                            peer_on = r.kept_up();
-                            results.push(r);
-                        }
-                    }
-                    if !xg2g_on && !peer_on {
-                        break;
-                    }
-                }
+            // As many transcodes (ladders) as each server holds in real time: one more at a
+            // time, until a run falls behind.
+            if h264_ramp {
+                let sizes = |streams| Scenario::H264 { streams };
+                self.ramp(
+                    xg2g,
+                    peer.as_deref_mut(),
+                    repeat,
+                    options.max_h264,
+                    &sizes,
+                    &mut results,
+                )
+                .await?;
+            }
+            if let Some(spec) = ladder {
+                let sizes = |ladders| Scenario::Ladders {
+                    ladders,
+                    copy_h264: spec.copy_h264,
+                };
+                let top = scenario::max_ladders(self.channels);
+                self.ramp(xg2g, peer.as_deref_mut(), repeat, top, &sizes, &mut results)
+                    .await?;
             }
         }
         let rows = report::rows(&results);
@@ -289,18 +356,24 @@ impl Bench<'_> {
         );
         println!("{}", report::table(&rows));
         let mut held_lines = String::new();
-        for server in [Server::Xg2g, Server::Ffmpeg] {
-            if let Some(held) = goals::held(&rows, server) {
-                let top = if held.at_top {
-                    " (the ramp's top, --max-h264)"
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    held_lines,
-                    "h264 transcodes held in real time in every repeat, {server}: {}{top}",
-                    held.streams
-                );
+        let ramps = [
+            (goals::Ramp::H264, "h264 transcodes", " (the ramp's top, --max-h264)"),
+            (
+                goals::Ramp::Ladders,
+                "ladders (abr)",
+                " (the ramp's top: one a video channel)",
+            ),
+        ];
+        for (ramp, what, at_top) in ramps {
+            for server in [Server::Xg2g, Server::Ffmpeg] {
+                if let Some(held) = goals::held(&rows, server, ramp) {
+                    let top = if held.at_top { at_top } else { "" };
+                    let _ = writeln!(
+                        held_lines,
+                        "{what} held in real time in every repeat, {server}: {}{top}",
+                        held.streams
+                    );
+                }
             }
         }
         // Each block of lines after the table, a blank line after each.

@@ -1,11 +1,11 @@
-//! Issue 14's goals (re-baselined at broadcast bitrates) and where a bench run stands against
-//! each: met, NOT met, or not measured when the run lacked the scenarios a goal needs. Pure:
-//! no IO.
+//! Issue 14's goals (re-baselined at broadcast bitrates) and issue 13's ladder goal, and where
+//! a bench run stands against each: met, NOT met, or not measured when the run lacked the
+//! scenarios a goal needs. Pure: no IO.
 
 use std::fmt::Write as _;
 
 use super::report::{Row, Spread, ratio};
-use super::scenario::{Scenario, Server};
+use super::scenario::{LadderChannel, LadderSetup, Scenario, Server, TopRung};
 
 /// One goal and where this run stands.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -40,12 +40,32 @@ fn find<'a>(rows: &'a [Row], family: &str, server: Server) -> Option<&'a Row> {
         .find(|r| r.scenario.family() == family && r.server == server)
 }
 
+/// A ramp: one more stream (or ladder) a run, until a run falls behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ramp {
+    /// `h264` transcodes.
+    H264,
+    /// Whole ladders (`abr`), each on its own channel.
+    Ladders,
+}
+
+impl Ramp {
+    /// The size of a scenario of this ramp; `None` for other scenarios.
+    pub(crate) fn size(self, scenario: &Scenario) -> Option<usize> {
+        match (self, scenario) {
+            (Self::H264, Scenario::H264 { streams }) => Some(*streams),
+            (Self::Ladders, Scenario::Ladders { ladders, .. }) => Some(*ladders),
+            _ => None,
+        }
+    }
+}
+
 /// The ramp's result for `server`; `None` when the ramp did not run on it. A size counts when
 /// every repeat ran it and kept up (a repeat stops its ramp at its first failure).
-pub(crate) fn held(rows: &[Row], server: Server) -> Option<Held> {
-    let size = |streams| {
+pub(crate) fn held(rows: &[Row], server: Server, ramp: Ramp) -> Option<Held> {
+    let size = |n| {
         rows.iter()
-            .find(|r| r.server == server && r.scenario == Scenario::H264 { streams })
+            .find(|r| r.server == server && ramp.size(&r.scenario) == Some(n))
     };
     let repeats = size(1)?.runs;
     let mut streams = 0;
@@ -55,10 +75,7 @@ pub(crate) fn held(rows: &[Row], server: Server) -> Option<Held> {
     let tried = rows
         .iter()
         .filter(|r| r.server == server)
-        .filter_map(|r| match r.scenario {
-            Scenario::H264 { streams } => Some(streams),
-            _ => None,
-        })
+        .filter_map(|r| ramp.size(&r.scenario))
         .max()
         .unwrap_or(0);
     Some(Held {
@@ -121,7 +138,60 @@ pub(crate) fn goals(rows: &[Row]) -> Vec<Goal> {
             &|m| m >= 0.95,
         ),
         aac_latency_goal(rows),
+        ladder_goal(
+            rows,
+            LadderChannel::Hd,
+            TopRung::Aac,
+            "ladder CPU, HD channel (top rung copied), xg2g abr / three sessions: aac + h264 at the two lower rungs",
+        ),
+        ladder_goal(
+            rows,
+            LadderChannel::Sd,
+            TopRung::H264,
+            "ladder CPU, SD channel (every rung encoded), xg2g abr / three sessions: h264 + h264 at the two lower rungs",
+        ),
     ]
+}
+
+/// The `ladder` row of a channel and setup.
+fn ladder_row<'a>(
+    rows: &'a [Row],
+    server: Server,
+    on: LadderChannel,
+    setup: &dyn Fn(LadderSetup) -> bool,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.server == server && matches!(r.scenario, Scenario::Ladder { channel, setup: s } if channel == on && setup(s))
+    })
+}
+
+fn is_abr(setup: LadderSetup) -> bool {
+    matches!(setup, LadderSetup::Abr { .. })
+}
+
+fn separate(top: TopRung) -> impl Fn(LadderSetup) -> bool {
+    move |setup| matches!(setup, LadderSetup::Separate { top: t, .. } if t == top)
+}
+
+/// xg2g's ladder over the same rungs as separate sessions, as a figure of `figure`.
+fn ladder_ratio(rows: &[Row], on: LadderChannel, top: TopRung, figure: fn(&Row) -> Option<Spread>) -> Option<f64> {
+    ratio(
+        ladder_row(rows, Server::Xg2g, on, &is_abr).and_then(figure),
+        ladder_row(rows, Server::Xg2g, on, &separate(top)).and_then(figure),
+    )
+}
+
+/// Issue 13: a ladder's CPU at most 0.7 of its rungs as separate sessions (the whole process's
+/// CPU, both with a player on every rung).
+fn ladder_goal(rows: &[Row], on: LadderChannel, top: TopRung, what: &'static str) -> Goal {
+    let measured = ladder_ratio(rows, on, top, |r| r.cpu_percent);
+    Goal {
+        what,
+        target: "≤ 0.7",
+        measured,
+        shown: two_digits(measured),
+        met: measured.map(|m| m <= 0.7),
+    }
 }
 
 /// xg2g's transcodes held over FFmpeg's. Where FFmpeg held none the ratio is infinite; where
@@ -135,7 +205,10 @@ fn transcodes_goal(rows: &[Row]) -> Goal {
         shown: "–".into(),
         met: None,
     };
-    let (Some(x), Some(f)) = (held(rows, Server::Xg2g), held(rows, Server::Ffmpeg)) else {
+    let (Some(x), Some(f)) = (
+        held(rows, Server::Xg2g, Ramp::H264),
+        held(rows, Server::Ffmpeg, Ramp::H264),
+    ) else {
         return goal;
     };
     let count = |h: Held| {
@@ -196,13 +269,53 @@ fn aac_latency_goal(rows: &[Row]) -> Goal {
 
 /// Figures reported beside the goals, with no goal of their own.
 pub(crate) fn reported(rows: &[Row]) -> Vec<Reported> {
-    vec![Reported {
-        what: "time to first byte, xg2g / ffmpeg (aac-channels, median)",
-        measured: ratio(
-            find(rows, "aac-channels", Server::Xg2g).and_then(|r| r.ttfb_median_ms),
-            find(rows, "aac-channels", Server::Ffmpeg).and_then(|r| r.ttfb_median_ms),
+    let reported = |what, measured| Reported { what, measured };
+    let against_ffmpeg = |on, figure: fn(&Row) -> Option<Spread>| {
+        ratio(
+            ladder_row(rows, Server::Xg2g, on, &is_abr).and_then(figure),
+            ladder_row(rows, Server::Ffmpeg, on, &is_abr).and_then(figure),
+        )
+    };
+    let (hd, sd) = (LadderChannel::Hd, LadderChannel::Sd);
+    let cpu = |r: &Row| r.cpu_percent;
+    let memory = |r: &Row| r.memory_growth_mib;
+    vec![
+        reported(
+            "time to first byte, xg2g / ffmpeg (aac-channels, median)",
+            ratio(
+                find(rows, "aac-channels", Server::Xg2g).and_then(|r| r.ttfb_median_ms),
+                find(rows, "aac-channels", Server::Ffmpeg).and_then(|r| r.ttfb_median_ms),
+            ),
         ),
-    }]
+        reported(
+            "ladder CPU, HD channel, xg2g abr / three sessions all transcoded: h264 + h264 at the two lower rungs",
+            ladder_ratio(rows, hd, TopRung::H264, cpu),
+        ),
+        reported(
+            "ladder memory, HD channel, xg2g abr / three sessions: aac + h264 at the two lower rungs",
+            ladder_ratio(rows, hd, TopRung::Aac, memory),
+        ),
+        reported(
+            "ladder memory, SD channel, xg2g abr / three sessions: h264 + h264 at the two lower rungs",
+            ladder_ratio(rows, sd, TopRung::H264, memory),
+        ),
+        reported(
+            "ladder CPU, HD channel, xg2g abr / one ffmpeg with split",
+            against_ffmpeg(hd, cpu),
+        ),
+        reported(
+            "ladder CPU, SD channel, xg2g abr / one ffmpeg with split",
+            against_ffmpeg(sd, cpu),
+        ),
+        reported(
+            "ladder memory, HD channel, xg2g abr / one ffmpeg with split",
+            against_ffmpeg(hd, memory),
+        ),
+        reported(
+            "ladder memory, SD channel, xg2g abr / one ffmpeg with split",
+            against_ffmpeg(sd, memory),
+        ),
+    ]
 }
 
 /// The goals, then the reported figures, as a Markdown list.
@@ -279,7 +392,7 @@ mod tests {
         results.extend(ramp(Server::Xg2g, &[5], 8));
         results.extend(ramp(Server::Ffmpeg, &[4], 8));
         let goals = goals(&rows(&results));
-        assert_eq!(goals.len(), 7);
+        assert_eq!(goals.len(), 9);
         let cpu = goal(&goals, "aac session CPU");
         assert_eq!((cpu.shown.as_str(), cpu.met), ("0.40", Some(true)));
         assert_eq!(goal(&goals, "aac session memory").met, Some(true));
@@ -299,7 +412,11 @@ mod tests {
         );
         assert!(text.contains("(aac-one) (goal < 50 ms): NOT met\n"), "{text}");
         assert!(
-            text.ends_with("- time to first byte, xg2g / ffmpeg (aac-channels, median): 0.20 (reported, no goal)\n"),
+            text.contains("- time to first byte, xg2g / ffmpeg (aac-channels, median): 0.20 (reported, no goal)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(every rung encoded), xg2g abr / three sessions: h264 + h264 at the two lower rungs: – (goal ≤ 0.7): not measured in this run\n"),
             "{text}"
         );
     }
@@ -345,7 +462,7 @@ mod tests {
     #[test]
     fn the_ramp_counts_sizes_every_repeat_held() {
         // Repeat 0 fell behind at 5, repeat 1 at 3: held 2, though repeat 0 held 4.
-        let held_of = |kept: &[usize], server| held(&rows(&ramp(Server::Xg2g, kept, 8)), server);
+        let held_of = |kept: &[usize], server| held(&rows(&ramp(Server::Xg2g, kept, 8)), server, Ramp::H264);
         assert_eq!(
             held_of(&[4, 2], Server::Xg2g),
             Some(Held {
@@ -387,5 +504,83 @@ mod tests {
         let g = goal_of(&[2], &[0]);
         assert_eq!((g.shown.as_str(), g.met), ("∞ (xg2g 2; ffmpeg 0)", Some(true)));
         assert_eq!(goal_of(&[0], &[0]).met, Some(false));
+    }
+
+    fn ladder(on: LadderChannel, setup: LadderSetup, server: Server, cpu_s: f64, loaded_mib: u64) -> RunResult {
+        let mut r = of(Scenario::Ladder { channel: on, setup }, server, 0);
+        r.cpu_s = cpu_s;
+        r.loaded_kib = loaded_mib * 1024;
+        r
+    }
+
+    #[test]
+    fn the_ladder_goal_compares_each_channel_with_its_fair_separate_sessions() {
+        let abr = LadderSetup::Abr { copy_h264: true };
+        let sep = |top| LadderSetup::Separate { top, lower: [480, 360] };
+        let (hd, sd) = (LadderChannel::Hd, LadderChannel::Sd);
+        // 10 MiB idle; CPU seconds over the 30 s window.
+        let results = [
+            ladder(hd, abr, Server::Xg2g, 12.0, 40),
+            ladder(hd, sep(TopRung::Aac), Server::Xg2g, 20.0, 70),
+            ladder(hd, sep(TopRung::H264), Server::Xg2g, 40.0, 100),
+            ladder(hd, abr, Server::Ffmpeg, 15.0, 70),
+            ladder(sd, abr, Server::Xg2g, 24.0, 40),
+            ladder(sd, sep(TopRung::H264), Server::Xg2g, 30.0, 70),
+        ];
+        let rows = rows(&results);
+        let goals = goals(&rows);
+        let hd_goal = goal(&goals, "ladder CPU, HD channel");
+        assert_eq!((hd_goal.shown.as_str(), hd_goal.met), ("0.60", Some(true)));
+        let sd_goal = goal(&goals, "ladder CPU, SD channel");
+        assert_eq!((sd_goal.shown.as_str(), sd_goal.met), ("0.80", Some(false)));
+        let reported = reported(&rows);
+        // Two digits, as printed.
+        let figure = |what: &str| {
+            reported
+                .iter()
+                .find(|r| r.what.starts_with(what))
+                .unwrap_or_else(|| panic!("no figure {what}"))
+                .measured
+                .map(|m| format!("{m:.2}"))
+        };
+        let all_transcoded = figure("ladder CPU, HD channel, xg2g abr / three sessions all transcoded");
+        assert_eq!(all_transcoded.as_deref(), Some("0.30"));
+        // Memory: the growth of the whole process, 30 MiB against 60.
+        let memory = figure("ladder memory, HD channel, xg2g abr / three sessions");
+        assert_eq!(memory.as_deref(), Some("0.50"));
+        let peer = figure("ladder CPU, HD channel, xg2g abr / one ffmpeg");
+        assert_eq!(peer.as_deref(), Some("0.80"));
+        assert_eq!(
+            figure("ladder CPU, SD channel, xg2g abr / one ffmpeg"),
+            None,
+            "no ffmpeg run"
+        );
+    }
+
+    #[test]
+    fn the_ladder_ramp_is_its_own() {
+        let mut results = ramp(Server::Xg2g, &[4], 8);
+        for ladders in 1..=3 {
+            let mut r = of(
+                Scenario::Ladders {
+                    ladders,
+                    copy_h264: true,
+                },
+                Server::Xg2g,
+                0,
+            );
+            r.min_speed = Some(if ladders == 3 { 0.5 } else { 1.0 });
+            results.push(r);
+        }
+        let rows = rows(&results);
+        assert_eq!(held(&rows, Server::Xg2g, Ramp::H264).map(|h| h.streams), Some(4));
+        assert_eq!(
+            held(&rows, Server::Xg2g, Ramp::Ladders),
+            Some(Held {
+                streams: 2,
+                at_top: false
+            })
+        );
+        assert_eq!(held(&rows, Server::Ffmpeg, Ramp::Ladders), None);
     }
 }

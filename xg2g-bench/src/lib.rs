@@ -13,8 +13,10 @@ mod bench;
 pub(crate) mod client;
 mod goals;
 mod histogram;
+pub mod ladder;
 mod output;
 pub mod peer;
+mod pipelines;
 mod procfs;
 mod report;
 mod scenario;
@@ -44,6 +46,10 @@ pub enum BenchError {
     UnknownScenario(String),
     #[error("the xg2g binary {} does not exist: build it in xg2g-bench's profile (cargo build [--release] --bin xg2g) or pass --xg2g PATH", .0.display())]
     NoXg2g(PathBuf),
+    #[error("the ladder scenario needs {}: xg2g's templates, with its abr profile (--pipelines DIR names the folder)", .0.display())]
+    NoTemplate(PathBuf),
+    #[error("the ladder scenario: {0}")]
+    Ladder(#[from] ladder::LadderError),
     #[error("ffmpeg is not installed (scripts/deps.sh installs it); run with --xg2g-only to skip the comparison")]
     NoFfmpeg,
     #[error("the soak saw {stalls} stalls and {errors} errors (see the report)")]
@@ -78,6 +84,8 @@ pub struct BenchOptions {
     pub peer_exe: PathBuf,
     /// The demo receiver's media: `Broadcast` for figures that compare with a real receiver.
     pub demo_bitrate: DemoBitrate,
+    /// xg2g's template folder, copied for the `ladder` scenario with the rung profiles added.
+    pub pipelines: PathBuf,
 }
 
 /// Runs the bench: prints the table (or the soak's verdict) and writes JSON.
@@ -129,15 +137,24 @@ async fn run_in(
             what: "building the HTTP client".into(),
             source: std::io::Error::other(e),
         })?;
+    // The ladder scenario runs xg2g on the bench's templates (the shipped ones and the rung
+    // profiles of its baseline); the others on xg2g's own.
+    let pipelines = if families.iter().any(|f| f == "ladder") && !options.soak {
+        Some(pipelines::prepare(&options.pipelines, work)?)
+    } else {
+        None
+    };
     let target = servers::Xg2gTarget {
         api_url: demo.api_url(),
         stream_port: demo.stream_addr().port(),
         relay_port: demo.relay_addr().port(),
+        pipelines_dir: pipelines.as_ref().map(|p| p.dir.clone()),
     };
+    let ladder = pipelines.map(|p| p.ladder);
     let mut xg2g = servers::start_xg2g(&options.xg2g_exe, &target, work)?;
     xg2g.ready(&http).await?;
     let mut peer = if ffmpeg {
-        let mut p = servers::start_peer(&options.peer_exe, work)?;
+        let mut p = servers::start_peer(&options.peer_exe, work, ladder.unwrap_or_default())?;
         p.ready(&http).await?;
         Some(p)
     } else {
@@ -155,6 +172,7 @@ async fn run_in(
         endpoints: &endpoints,
         channels: &channels,
         options,
+        ladder,
     };
     // Load the plugins and fill the page cache once, outside any measurement.
     eprintln!("bench: warming up the servers");
@@ -200,7 +218,11 @@ async fn run_in(
 }
 
 /// `xg2g-bench peer`: the FFmpeg proxy as its own process, until SIGTERM or SIGINT.
-pub async fn run_peer(listen: std::net::SocketAddr, work_dir: PathBuf) -> std::io::Result<()> {
+pub async fn run_peer(
+    listen: std::net::SocketAddr,
+    work_dir: PathBuf,
+    ladder: ladder::LadderSpec,
+) -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(listen)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut signals = xg2g::app::Signals::install()?;
@@ -209,7 +231,7 @@ pub async fn run_peer(listen: std::net::SocketAddr, work_dir: PathBuf) -> std::i
         signals.wait().await;
         stop.cancel();
     });
-    peer::serve(listener, work_dir, shutdown).await
+    peer::serve(listener, work_dir, ladder, shutdown).await
 }
 
 #[cfg(test)]
@@ -232,6 +254,7 @@ mod tests {
             xg2g_exe,
             peer_exe: PathBuf::from("/nonexistent/xg2g-bench"),
             demo_bitrate: DemoBitrate::Light,
+            pipelines: PathBuf::from("pipelines"),
         }
     }
 

@@ -32,6 +32,10 @@ enum Command {
         /// Where the HLS ffmpeg processes write their playlists and segments.
         #[arg(long)]
         work_dir: PathBuf,
+        /// The ladder a `ladder` client gets: WIDTHxHEIGHT@KBPS of each rung, top first, then
+        /// the AAC of the video rungs and of the audio-only rung (the bench passes xg2g's abr.toml).
+        #[arg(long, default_value_t = xg2g_bench::ladder::LadderSpec::default())]
+        ladder: xg2g_bench::ladder::LadderSpec,
     },
 }
 
@@ -46,7 +50,7 @@ struct BenchArgs {
     /// Runs of each scenario on each server.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Scenarios to run, comma-separated: aac-one, aac-channels, aac-shared, hls, h264, mixed [default: all].
+    /// Scenarios to run, comma-separated: aac-one, aac-channels, aac-shared, hls, h264, mixed, ladder [default: all].
     #[arg(long = "scenario", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Clients on one channel in aac-shared (viewers of one popular channel).
@@ -73,6 +77,10 @@ struct BenchArgs {
     /// The demo receiver's media; `broadcast` gives figures that compare with a real receiver.
     #[arg(long, value_enum, default_value = "broadcast")]
     demo_bitrate: xg2g::demo::DemoBitrate,
+    /// xg2g's template folder (with abr.toml), which the ladder scenario copies and adds the
+    /// h264 profiles of its lower rungs to.
+    #[arg(long, value_name = "DIR", default_value = "pipelines")]
+    pipelines: PathBuf,
     /// The xg2g binary to measure [default: `xg2g` next to this binary, in the same target dir].
     #[arg(long = "xg2g", value_name = "PATH")]
     xg2g: Option<PathBuf>,
@@ -88,14 +96,14 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Peer { bind, work_dir }) => runtime.block_on(peer(bind, work_dir)),
+        Some(Command::Peer { bind, work_dir, ladder }) => runtime.block_on(peer(bind, work_dir, ladder)),
         None => runtime.block_on(bench(cli.bench)),
     }
 }
 
 /// `xg2g-bench peer`: serves until SIGTERM or SIGINT.
-async fn peer(bind: std::net::SocketAddr, work_dir: PathBuf) -> ExitCode {
-    match xg2g_bench::run_peer(bind, work_dir).await {
+async fn peer(bind: std::net::SocketAddr, work_dir: PathBuf, ladder: xg2g_bench::ladder::LadderSpec) -> ExitCode {
+    match xg2g_bench::run_peer(bind, work_dir, ladder).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("xg2g-bench peer: {error}");
@@ -131,6 +139,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
         xg2g_exe,
         peer_exe: exe,
         demo_bitrate: args.demo_bitrate,
+        pipelines: args.pipelines,
     };
     match xg2g_bench::run(options).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,6 +108,11 @@ impl RunResult {
         self.loaded_kib.saturating_sub(self.idle_kib) as f64 / 1024.0 / self.sessions.max(1) as f64
     }
 
+    /// Memory growth under load of the whole tree, MiB.
+    pub(crate) fn memory_growth_mib(&self) -> f64 {
+        self.loaded_kib.saturating_sub(self.idle_kib) as f64 / 1024.0
+    }
+
     /// Memory growth under load per client, MiB.
     pub(crate) fn memory_per_client_mib(&self) -> f64 {
         self.loaded_kib.saturating_sub(self.idle_kib) as f64 / 1024.0 / self.clients.max(1) as f64
@@ -195,6 +200,8 @@ pub(crate) struct Row {
     pub cpu_per_stream_minute: Option<Spread>,
     pub memory_per_session_mib: Option<Spread>,
     pub memory_per_client_mib: Option<Spread>,
+    /// The whole tree's growth under load (a ladder is one session, its baseline three).
+    pub memory_growth_mib: Option<Spread>,
     pub ttfb_median_ms: Option<Spread>,
     pub ttfb_p95_ms: Option<Spread>,
     pub first_playlist_median_ms: Option<Spread>,
@@ -237,6 +244,7 @@ pub(crate) fn rows(results: &[RunResult]) -> Vec<Row> {
                 cpu_per_stream_minute: spread(&|r| Some(r.cpu_per_stream_minute())),
                 memory_per_session_mib: spread(&|r| Some(r.memory_per_session_mib())),
                 memory_per_client_mib: spread(&|r| Some(r.memory_per_client_mib())),
+                memory_growth_mib: spread(&|r| Some(r.memory_growth_mib())),
                 ttfb_median_ms: spread(&|r| r.ttfb_ms.map(|q| q.median)),
                 ttfb_p95_ms: spread(&|r| r.ttfb_ms.map(|q| q.p95)),
                 first_playlist_median_ms: spread(&|r| r.first_playlist_ms.map(|q| q.median)),

@@ -1,6 +1,7 @@
 //! The bench's scenarios as plain data: which clients, on which channels, with which profile,
 //! and the URL each server gives them. No IO here.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use xg2g::demo::{LineupEntry, LineupVideo};
@@ -41,11 +42,56 @@ pub(crate) enum Scenario {
     H264 { streams: usize },
     /// TS (`aac`, `copy`, radio) and HLS (`auto`, H.264 and MPEG-2 channels) together.
     Mixed { clients: usize },
+    /// One adaptive ladder on one channel, or the same rungs as separate sessions; a player on
+    /// each video rung.
+    Ladder { channel: LadderChannel, setup: LadderSetup },
+    /// This many ladders at once, each on its own channel (HD, SD, HD, SD), a player on each
+    /// video rung of each.
+    Ladders { ladders: usize, copy_h264: bool },
+}
+
+/// The channel of a `ladder` scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub(crate) enum LadderChannel {
+    /// The demo's H.264 720p50 channel, whose top rung the ladder copies.
+    Hd,
+    /// The demo's MPEG-2 576i channel: every rung encoded.
+    Sd,
+}
+
+/// What a `ladder` scenario runs on its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "setup")]
+pub(crate) enum LadderSetup {
+    /// The ladder: xg2g's `abr` profile, or the peer's one ffmpeg with `split`. `copy_h264`:
+    /// the top rung of an H.264 channel is its video as it comes (abr.toml's `copy_h264`).
+    Abr { copy_h264: bool },
+    /// xg2g only: one session per rung, the top one `top`, then `h264-{height}` at each lower
+    /// rung's size.
+    Separate { top: TopRung, lower: [u16; 2] },
+}
+
+/// The top rung of the separate sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TopRung {
+    /// `aac`: the source's video copied, what a player of a copied top rung costs.
+    Aac,
+    /// `h264`: transcoded (fit in 1280x720, as the ladder's top rung when it encodes).
+    H264,
 }
 
 impl Scenario {
     /// The scenario families `--scenario` accepts.
-    pub(crate) const NAMES: [&'static str; 6] = ["aac-one", "aac-channels", "aac-shared", "hls", "h264", "mixed"];
+    pub(crate) const NAMES: [&'static str; 7] = [
+        "aac-one",
+        "aac-channels",
+        "aac-shared",
+        "hls",
+        "h264",
+        "mixed",
+        "ladder",
+    ];
 
     pub(crate) fn family(&self) -> &'static str {
         match self {
@@ -55,7 +101,20 @@ impl Scenario {
             Self::Hls => "hls",
             Self::H264 { .. } => "h264",
             Self::Mixed { .. } => "mixed",
+            Self::Ladder { .. } | Self::Ladders { .. } => "ladder",
         }
+    }
+
+    /// Whether the FFmpeg peer runs it too: not the separate sessions of a ladder, which only
+    /// xg2g's ladder is measured against.
+    pub(crate) fn on_ffmpeg(&self) -> bool {
+        !matches!(
+            self,
+            Self::Ladder {
+                setup: LadderSetup::Separate { .. },
+                ..
+            }
+        )
     }
 
     /// The label in tables: the family plus its size where it has one.
@@ -64,6 +123,24 @@ impl Scenario {
             Self::AacShared { clients } => format!("aac-shared ×{clients}"),
             Self::H264 { streams } => format!("h264 ×{streams}"),
             Self::Mixed { clients } => format!("mixed ×{clients}"),
+            Self::Ladder { channel, setup } => {
+                let on = match channel {
+                    LadderChannel::Hd => "HD",
+                    LadderChannel::Sd => "SD",
+                };
+                match setup {
+                    LadderSetup::Abr { .. } => format!("ladder {on}"),
+                    LadderSetup::Separate { top, lower } => {
+                        let top = match top {
+                            TopRung::Aac => "aac",
+                            TopRung::H264 => "h264",
+                        };
+                        let lower = lower.map(crate::ladder::rung_profile).join(" + ");
+                        format!("ladder {on} as {top} + {lower}")
+                    }
+                }
+            }
+            Self::Ladders { ladders, .. } => format!("ladders ×{ladders}"),
             other => other.family().to_owned(),
         }
     }
@@ -78,15 +155,26 @@ pub(crate) enum Profile {
     H264,
     /// HLS: `aac` for H.264 channels, `h264` for the rest (xg2g decides; the peer is told).
     Auto,
+    /// HLS: xg2g's adaptive ladder; the peer's one-process ladder, its top rung copied on an
+    /// H.264 channel when `copy_h264`.
+    Abr {
+        copy_h264: bool,
+    },
+    /// xg2g's `h264` at a lower rung's size (the profile the bench adds, `h264-{height}`).
+    H264Rung {
+        height: u16,
+    },
 }
 
 impl Profile {
-    fn as_str(self) -> &'static str {
+    fn name(self) -> Cow<'static, str> {
         match self {
-            Self::Copy => "copy",
-            Self::Aac => "aac",
-            Self::H264 => "h264",
-            Self::Auto => "auto",
+            Self::Copy => "copy".into(),
+            Self::Aac => "aac".into(),
+            Self::H264 => "h264".into(),
+            Self::Auto => "auto".into(),
+            Self::Abr { .. } => "abr".into(),
+            Self::H264Rung { height } => crate::ladder::rung_profile(height).into(),
         }
     }
 }
@@ -97,6 +185,9 @@ pub(crate) struct Planned {
     pub kind: ClientKind,
     pub channel: LineupEntry,
     pub profile: Profile,
+    /// HLS: which video variant of a master playlist the client plays (0: the first, the top
+    /// rung of a ladder).
+    pub variant: usize,
 }
 
 impl Planned {
@@ -106,7 +197,11 @@ impl Planned {
             ClientKind::Ts => "TS",
             ClientKind::Hls => "HLS",
         };
-        format!("{kind} {} {}", self.profile.as_str(), self.channel.name)
+        let variant = match self.profile {
+            Profile::Abr { .. } => format!(" rung {}", self.variant),
+            _ => String::new(),
+        };
+        format!("{kind} {}{variant} {}", self.profile.name(), self.channel.name)
     }
 }
 
@@ -142,11 +237,21 @@ pub(crate) fn plan(scenario: Scenario, channels: &Channels) -> Vec<Planned> {
         kind: ClientKind::Ts,
         channel,
         profile,
+        variant: 0,
     };
-    let hls = |channel: LineupEntry| Planned {
+    let hls_as = |channel: LineupEntry, profile| Planned {
         kind: ClientKind::Hls,
         channel,
-        profile: Profile::Auto,
+        profile,
+        variant: 0,
+    };
+    let hls = |channel: LineupEntry| hls_as(channel, Profile::Auto);
+    // A ladder: a player on each video rung, each entering by the master playlist.
+    let ladder = |channel: LineupEntry, copy_h264| {
+        (0..3).map(move |variant| Planned {
+            variant,
+            ..hls_as(channel, Profile::Abr { copy_h264 })
+        })
     };
     match scenario {
         Scenario::AacOne => vec![ts(channels.h264[0], Profile::Aac)],
@@ -159,11 +264,7 @@ pub(crate) fn plan(scenario: Scenario, channels: &Channels) -> Vec<Planned> {
             .video
             .iter()
             .map(|&c| ts(c, Profile::H264))
-            .chain(channels.video.iter().map(|&c| Planned {
-                kind: ClientKind::Hls,
-                channel: c,
-                profile: Profile::H264,
-            }))
+            .chain(channels.video.iter().map(|&c| hls_as(c, Profile::H264)))
             .take(streams)
             .collect(),
         Scenario::Mixed { clients } => {
@@ -202,7 +303,45 @@ pub(crate) fn plan(scenario: Scenario, channels: &Channels) -> Vec<Planned> {
             ];
             pattern.iter().copied().cycle().take(clients).collect()
         }
+        Scenario::Ladder { channel, setup } => {
+            let channel = match channel {
+                LadderChannel::Hd => channels.h264[0],
+                LadderChannel::Sd => channels.mpeg2[0],
+            };
+            match setup {
+                LadderSetup::Abr { copy_h264 } => ladder(channel, copy_h264).collect(),
+                LadderSetup::Separate { top, lower } => {
+                    let top = match top {
+                        TopRung::Aac => Profile::Aac,
+                        TopRung::H264 => Profile::H264,
+                    };
+                    let lower = lower.map(|height| Profile::H264Rung { height });
+                    [top, lower[0], lower[1]]
+                        .into_iter()
+                        .map(|profile| hls_as(channel, profile))
+                        .collect()
+                }
+            }
+        }
+        // HD, SD, then the second of each: a session is per channel and profile.
+        Scenario::Ladders { ladders, copy_h264 } => {
+            let mut order = Vec::new();
+            for i in 0..channels.h264.len().max(channels.mpeg2.len()) {
+                order.extend(channels.h264.get(i));
+                order.extend(channels.mpeg2.get(i));
+            }
+            order
+                .into_iter()
+                .take(ladders)
+                .flat_map(|&c| ladder(c, copy_h264))
+                .collect()
+        }
     }
+}
+
+/// The most ladders [`Scenario::Ladders`] can run: one a video channel.
+pub(crate) fn max_ladders(channels: &Channels) -> usize {
+    channels.h264.len() + channels.mpeg2.len()
 }
 
 /// Where each server is, to build the URLs of a plan.
@@ -225,12 +364,12 @@ pub(crate) fn url(planned: &Planned, server: Server, endpoints: &Endpoints, inde
             ClientKind::Ts => format!(
                 "{}/stream/{reference}?profile={}",
                 endpoints.xg2g,
-                planned.profile.as_str()
+                planned.profile.name()
             ),
             ClientKind::Hls => format!(
                 "{}/hls/{reference}/{}/index.m3u8",
                 endpoints.xg2g,
-                planned.profile.as_str()
+                planned.profile.name()
             ),
         },
         Server::Ffmpeg => {
@@ -242,18 +381,30 @@ pub(crate) fn url(planned: &Planned, server: Server, endpoints: &Endpoints, inde
             };
             let source = format!("{origin}/{reference}");
             let src = percent_encoding::utf8_percent_encode(&source, percent_encoding::NON_ALPHANUMERIC);
+            let h264_source = planned.channel.video == LineupVideo::H264;
             let profile = match planned.profile {
-                Profile::Auto if planned.channel.video == LineupVideo::H264 => Profile::Aac,
+                Profile::Auto if h264_source => Profile::Aac,
                 Profile::Auto => Profile::H264,
                 other => other,
             };
-            match planned.kind {
-                ClientKind::Ts => format!("{}/ts/{}?src={src}", endpoints.ffmpeg, profile.as_str()),
-                ClientKind::Hls => {
+            match (planned.kind, profile) {
+                // One ffmpeg a ladder, whichever rung its players play: the client id is the
+                // channel's (a run has one ladder a channel).
+                (ClientKind::Hls, Profile::Abr { copy_h264 }) => {
+                    let id: String = reference.chars().filter(char::is_ascii_alphanumeric).collect();
+                    let job = if copy_h264 && h264_source {
+                        "ladder-copy"
+                    } else {
+                        "ladder"
+                    };
+                    format!("{}/hls/l{id}/{job}/index.m3u8?src={src}", endpoints.ffmpeg)
+                }
+                (ClientKind::Ts, _) => format!("{}/ts/{}?src={src}", endpoints.ffmpeg, profile.name()),
+                (ClientKind::Hls, _) => {
                     format!(
                         "{}/hls/c{index}/{}/media.m3u8?src={src}",
                         endpoints.ffmpeg,
-                        profile.as_str()
+                        profile.name()
                     )
                 }
             }
@@ -346,6 +497,7 @@ mod tests {
             kind: ClientKind::Ts,
             channel: relay,
             profile: Profile::Aac,
+            variant: 0,
         };
         assert_eq!(
             url(&p, Server::Xg2g, &endpoints, 0),
@@ -360,10 +512,120 @@ mod tests {
             kind: ClientKind::Hls,
             channel: c.mpeg2[0],
             profile: Profile::Auto,
+            variant: 0,
         };
         assert!(
             url(&hls_sd, Server::Ffmpeg, &endpoints, 7).starts_with("http://127.0.0.1:2/hls/c7/h264/media.m3u8?src=")
         );
         assert!(url(&hls_sd, Server::Xg2g, &endpoints, 7).ends_with("/auto/index.m3u8"));
+    }
+
+    const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
+    const SD: &str = "1:0:1:6F0B:44D:1:C00000:0:0:0:";
+
+    #[test]
+    fn ladder_scenarios_run_on_the_hd_and_sd_channels_with_a_player_a_rung() {
+        let c = channels();
+        let endpoints = Endpoints {
+            xg2g: "http://127.0.0.1:1".into(),
+            ffmpeg: "http://127.0.0.1:2".into(),
+            stream: "http://127.0.0.1:8001".into(),
+            relay: "http://127.0.0.1:17999".into(),
+        };
+        let abr = LadderSetup::Abr { copy_h264: true };
+        let hd = plan(
+            Scenario::Ladder {
+                channel: LadderChannel::Hd,
+                setup: abr,
+            },
+            &c,
+        );
+        assert_eq!(hd.iter().map(|p| p.variant).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(
+            hd.iter()
+                .all(|p| p.channel.reference == HD && p.kind == ClientKind::Hls)
+        );
+        let urls: Vec<String> = hd.iter().map(|p| url(p, Server::Xg2g, &endpoints, 0)).collect();
+        assert!(
+            urls.iter()
+                .all(|u| u == &format!("http://127.0.0.1:1/hls/{HD}/abr/index.m3u8"))
+        );
+        // The peer: one ffmpeg (one client id) for the three players, the top rung copied.
+        let peer: Vec<String> = hd
+            .iter()
+            .enumerate()
+            .map(|(i, p)| url(p, Server::Ffmpeg, &endpoints, i))
+            .collect();
+        assert!(
+            peer.iter()
+                .all(|u| u.starts_with("http://127.0.0.1:2/hls/l1019283D3FB1C00000000/ladder-copy/index.m3u8?src=")),
+            "{peer:?}"
+        );
+        assert_eq!(hd[1].label(), "HLS abr rung 1 Das Erste HD");
+
+        let sd = plan(
+            Scenario::Ladder {
+                channel: LadderChannel::Sd,
+                setup: abr,
+            },
+            &c,
+        );
+        assert!(sd.iter().all(|p| p.channel.reference == SD));
+        assert!(url(&sd[0], Server::Ffmpeg, &endpoints, 0).contains("/ladder/index.m3u8?src="));
+        let uncopied = Planned {
+            profile: Profile::Abr { copy_h264: false },
+            ..hd[0]
+        };
+        assert!(url(&uncopied, Server::Ffmpeg, &endpoints, 0).contains("/ladder/index.m3u8?src="));
+
+        let separate = Scenario::Ladder {
+            channel: LadderChannel::Hd,
+            setup: LadderSetup::Separate {
+                top: TopRung::Aac,
+                lower: [480, 360],
+            },
+        };
+        assert_eq!(separate.label(), "ladder HD as aac + h264-480 + h264-360");
+        assert_eq!(separate.family(), "ladder");
+        let sessions: Vec<String> = plan(separate, &c)
+            .iter()
+            .map(|p| url(p, Server::Xg2g, &endpoints, 0))
+            .collect();
+        assert_eq!(
+            sessions,
+            ["aac", "h264-480", "h264-360"].map(|p| format!("http://127.0.0.1:1/hls/{HD}/{p}/index.m3u8"))
+        );
+    }
+
+    #[test]
+    fn the_ladder_ramp_takes_one_channel_a_ladder_hd_and_sd_in_turn() {
+        let c = channels();
+        assert_eq!(max_ladders(&c), 4);
+        let ramp = |ladders| {
+            plan(
+                Scenario::Ladders {
+                    ladders,
+                    copy_h264: true,
+                },
+                &c,
+            )
+        };
+        let two = ramp(2);
+        assert_eq!(two.len(), 6);
+        assert_eq!(two[0].channel.reference, HD);
+        assert_eq!(two[3].channel.reference, SD);
+        let four = ramp(4);
+        let mut refs: Vec<&str> = four.iter().map(|p| p.channel.reference).collect();
+        refs.dedup();
+        assert_eq!(refs.len(), 4, "distinct channels: {refs:?}");
+        assert_eq!(ramp(5).len(), 12, "no more channels");
+        assert_eq!(
+            Scenario::Ladders {
+                ladders: 3,
+                copy_h264: true
+            }
+            .label(),
+            "ladders ×3"
+        );
     }
 }

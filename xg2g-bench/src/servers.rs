@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use super::BenchError;
+use super::ladder::LadderSpec;
 use super::procfs;
 use super::scenario::Server;
 
@@ -25,6 +26,8 @@ pub(crate) struct Xg2gTarget {
     pub api_url: String,
     pub stream_port: u16,
     pub relay_port: u16,
+    /// Templates other than xg2g's default folder (the `ladder` scenario's).
+    pub pipelines_dir: Option<PathBuf>,
 }
 
 /// A server child process; killed on drop, stopped politely by [`ServerProcess::stop`].
@@ -123,6 +126,9 @@ pub(crate) fn start_xg2g(exe: &Path, target: &Xg2gTarget, work: &Path) -> Result
         .env("XG2G_SESSION_GRACE", "1s")
         .env("XG2G_HLS_IDLE_TIMEOUT", "5s")
         .env("NO_COLOR", "1");
+    if let Some(dir) = &target.pipelines_dir {
+        cmd.env("XG2G_PIPELINES_DIR", dir);
+    }
     spawn(
         Server::Xg2g,
         cmd,
@@ -131,8 +137,9 @@ pub(crate) fn start_xg2g(exe: &Path, target: &Xg2gTarget, work: &Path) -> Result
     )
 }
 
-/// Starts the FFmpeg proxy (`peer`, a subcommand of `exe`: this `xg2g-bench`).
-pub(crate) fn start_peer(exe: &Path, work: &Path) -> Result<ServerProcess, BenchError> {
+/// Starts the FFmpeg proxy (`peer`, a subcommand of `exe`: this `xg2g-bench`), whose ladder
+/// clients get `ladder`.
+pub(crate) fn start_peer(exe: &Path, work: &Path, ladder: LadderSpec) -> Result<ServerProcess, BenchError> {
     let port = free_port()?;
     let hls = work.join("peer-hls");
     std::fs::create_dir_all(&hls).map_err(|source| BenchError::Io {
@@ -143,7 +150,8 @@ pub(crate) fn start_peer(exe: &Path, work: &Path) -> Result<ServerProcess, Bench
     cmd.arg("peer")
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .arg("--work-dir")
-        .arg(&hls);
+        .arg(&hls)
+        .args(["--ladder", &ladder.to_string()]);
     spawn(
         Server::Ffmpeg,
         cmd,

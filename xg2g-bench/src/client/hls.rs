@@ -19,6 +19,7 @@ const MAX_MASTER_HOPS: u32 = 2;
 pub(super) async fn run_hls(
     http: &reqwest::Client,
     url: &str,
+    variant: usize,
     clock: &Clock,
     segment: Duration,
     out: &mut ClientOutcome,
@@ -41,7 +42,7 @@ pub(super) async fn run_hls(
         if polled >= clock.end {
             break;
         }
-        let fetched = match timeout_at(clock.end, fetch_playlist(http, &playlist_url)).await {
+        let fetched = match timeout_at(clock.end, fetch_playlist(http, &playlist_url, variant)).await {
             Err(_) => break,
             Ok(fetched) => fetched,
         };
@@ -54,6 +55,13 @@ pub(super) async fn run_hls(
                 continue;
             }
             Ok(Fetched::Master(_)) => out.error("master playlists lead to one another"),
+            // A ladder's master lists a rung once it has a segment: before the window, the
+            // player waits for it; in the window, its absence is an error.
+            Ok(Fetched::Missing(text)) => {
+                if clock.now().1 >= clock.window_start {
+                    out.error(text);
+                }
+            }
             Ok(Fetched::Media(playlist)) => {
                 master_hops = 0;
                 if playlist.target_duration > 0 {
@@ -110,12 +118,14 @@ pub(super) async fn run_hls(
 /// What a playlist URL held.
 #[derive(Debug)]
 enum Fetched {
-    /// A master playlist: the URL of its first variant.
+    /// A master playlist: the URL of the variant the client plays.
     Master(Url),
+    /// A master playlist without that variant (yet).
+    Missing(String),
     Media(MediaPlaylist),
 }
 
-async fn fetch_playlist(http: &reqwest::Client, url: &Url) -> Result<Fetched, String> {
+async fn fetch_playlist(http: &reqwest::Client, url: &Url, variant: usize) -> Result<Fetched, String> {
     let response = http
         .get(url.clone())
         .send()
@@ -128,18 +138,25 @@ async fn fetch_playlist(http: &reqwest::Client, url: &Url) -> Result<Fetched, St
         .bytes()
         .await
         .map_err(|e| format!("playlist: {}", describe(&e)))?;
-    classify(&body, url)
+    classify(&body, url, variant)
 }
 
-/// Parses a playlist and tells master from media by its content.
-fn classify(body: &[u8], url: &Url) -> Result<Fetched, String> {
+/// Parses a playlist and tells master from media by its content; of a master, the URL of
+/// variant `n` (in the master's order: a ladder lists its video rungs first, top first).
+fn classify(body: &[u8], url: &Url, n: usize) -> Result<Fetched, String> {
     match m3u8_rs::parse_playlist_res(body) {
         Ok(Playlist::MasterPlaylist(master)) => {
-            let variant = master
+            let Some(variant) = master
                 .variants
                 .iter()
-                .find(|v| !v.is_i_frame && !v.uri.trim().is_empty())
-                .ok_or("master playlist without a variant")?;
+                .filter(|v| !v.is_i_frame && !v.uri.trim().is_empty())
+                .nth(n)
+            else {
+                return match n {
+                    0 => Err("master playlist without a variant".to_owned()),
+                    n => Ok(Fetched::Missing(format!("master playlist without a variant {n}"))),
+                };
+            };
             url.join(&variant.uri)
                 .map(Fetched::Master)
                 .map_err(|e| format!("bad variant URI {:?}: {e}", variant.uri))
@@ -361,7 +378,11 @@ mod tests {
         for n in sequence..sequence + count {
             text.push_str(&format!("#EXTINF:1.920,\nseg{n}.ts\n"));
         }
-        match classify(text.as_bytes(), &Url::parse("http://127.0.0.1/a/media.m3u8").unwrap()) {
+        match classify(
+            text.as_bytes(),
+            &Url::parse("http://127.0.0.1/a/media.m3u8").unwrap(),
+            0,
+        ) {
             Ok(Fetched::Media(m)) => m,
             other => panic!("not a media playlist: {other:?}"),
         }
@@ -415,7 +436,7 @@ mod tests {
         // xg2g's master playlist.
         let master = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH=2000000,\
                       AVERAGE-BANDWIDTH=1500000,CODECS=\"avc1.640020,mp4a.40.2\",RESOLUTION=1280x720\nmedia.m3u8\n";
-        match classify(master.as_bytes(), &base) {
+        match classify(master.as_bytes(), &base, 0) {
             Ok(Fetched::Master(url)) => assert_eq!(
                 url.as_str(),
                 "http://127.0.0.1:8080/hls/1:0:19:283D:3FB:1:C00000:0:0:0:/aac/media.m3u8"
@@ -423,19 +444,48 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let absolute = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nhttp://127.0.0.2/x/y.m3u8\n";
-        assert!(matches!(classify(absolute.as_bytes(), &base),
+        assert!(matches!(classify(absolute.as_bytes(), &base, 0),
             Ok(Fetched::Master(url)) if url.as_str() == "http://127.0.0.2/x/y.m3u8"));
         // FFmpeg's hls muxer.
         let ffmpeg = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
                       #EXTINF:2.000000,\nmedia7.ts\n#EXTINF:2.000000,\nmedia8.ts\n";
-        match classify(ffmpeg.as_bytes(), &base) {
+        match classify(ffmpeg.as_bytes(), &base, 0) {
             Ok(Fetched::Media(m)) => {
                 assert_eq!((m.media_sequence, m.target_duration, m.segments.len()), (7, 2, 2));
             }
             other => panic!("{other:?}"),
         }
-        assert!(classify(b"<html>502 Bad Gateway</html>", &base).is_err());
-        let none = classify(b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n", &base);
+        assert!(classify(b"<html>502 Bad Gateway</html>", &base, 0).is_err());
+        let none = classify(b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n", &base, 0);
         assert!(none.is_err(), "no variant: {none:?}");
+    }
+
+    #[test]
+    fn a_ladder_player_takes_the_variant_of_its_rung() {
+        let base = Url::parse("http://127.0.0.1:2/hls/l1/ladder-copy/index.m3u8?src=x").unwrap();
+        // The FFmpeg peer's master (ffmpeg 5.1, -var_stream_map with an audio group).
+        let ffmpeg = "#EXTM3U\n#EXT-X-VERSION:6\n\
+            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"group_aud\",NAME=\"audio_3\",DEFAULT=YES,URI=\"media_3.m3u8\"\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=140800,RESOLUTION=1280x720,AUDIO=\"group_aud\"\nmedia_0.m3u8\n\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1460800,RESOLUTION=852x480,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"group_aud\"\nmedia_1.m3u8\n\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=910800,RESOLUTION=640x360,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"group_aud\"\nmedia_2.m3u8\n\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=140800,CODECS=\"mp4a.40.2\",AUDIO=\"group_aud\"\nmedia_3.m3u8\n\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=52800,CODECS=\"mp4a.40.2\"\nmedia_4.m3u8\n";
+        for (n, name) in [(0, "media_0"), (1, "media_1"), (2, "media_2")] {
+            match classify(ffmpeg.as_bytes(), &base, n) {
+                Ok(Fetched::Master(url)) => {
+                    assert_eq!(
+                        url.as_str(),
+                        format!("http://127.0.0.1:2/hls/l1/ladder-copy/{name}.m3u8")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let one = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nmedia.m3u8\n";
+        match classify(one.as_bytes(), &base, 2) {
+            Ok(Fetched::Missing(text)) => assert_eq!(text, "master playlist without a variant 2"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct ClientSpec {
     /// TS: the stream URL. HLS: the first playlist URL — a master playlist (its first variant
     /// is followed) or a media playlist; which one is told by its content.
     pub url: String,
+    /// HLS: the variant of a master playlist to play (0: the first; a ladder's rung).
+    pub variant: usize,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -105,7 +107,7 @@ pub(crate) async fn run(
     let work = async {
         match spec.kind {
             ClientKind::Ts => run_ts(http, &spec.url, &clock, segment, &mut out).await,
-            ClientKind::Hls => run_hls(http, &spec.url, &clock, segment, &mut out).await,
+            ClientKind::Hls => run_hls(http, &spec.url, spec.variant, &clock, segment, &mut out).await,
         }
     };
     // Every await inside is bounded by `end`; this only guards against a slow body read.
@@ -199,7 +201,7 @@ mod tests {
     }
 
     fn spec(kind: ClientKind, url: String) -> ClientSpec {
-        ClientSpec { kind, url }
+        ClientSpec { kind, url, variant: 0 }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

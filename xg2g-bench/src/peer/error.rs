@@ -20,6 +20,8 @@ pub(super) enum PeerError {
     InvalidClient,
     #[error("invalid segment name: use [0-9A-Za-z_]+.ts")]
     InvalidSegment,
+    #[error("no such playlist for this profile: media.m3u8, or a ladder's index.m3u8 and media_N.m3u8")]
+    InvalidPlaylist,
     #[error("no such segment")]
     SegmentNotFound,
     #[error("could not start ffmpeg: {0}")]
@@ -43,6 +45,7 @@ impl PeerError {
             PeerError::InvalidSource { .. } => "invalid-source",
             PeerError::InvalidClient => "invalid-client",
             PeerError::InvalidSegment => "invalid-segment",
+            PeerError::InvalidPlaylist => "invalid-playlist",
             PeerError::SegmentNotFound => "segment-not-found",
             PeerError::Spawn(_) => "ffmpeg-unavailable",
             PeerError::NoOutput => "ffmpeg-no-output",
@@ -60,7 +63,8 @@ impl ResponseError for PeerError {
             PeerError::Profile(_)
             | PeerError::InvalidSource { .. }
             | PeerError::InvalidClient
-            | PeerError::InvalidSegment => StatusCode::BAD_REQUEST,
+            | PeerError::InvalidSegment
+            | PeerError::InvalidPlaylist => StatusCode::BAD_REQUEST,
             PeerError::SegmentNotFound => StatusCode::NOT_FOUND,
             PeerError::NoOutput | PeerError::Exited { .. } => StatusCode::BAD_GATEWAY,
             PeerError::PlaylistTimeout => StatusCode::GATEWAY_TIMEOUT,

@@ -1,4 +1,5 @@
-//! The ffmpeg command lines the peers run: three profiles, two outputs.
+//! The ffmpeg command lines the peers run: three profiles, two outputs (the one-process ladder
+//! is in `ladder.rs`).
 
 use std::path::Path;
 
@@ -14,6 +15,14 @@ pub(super) const PLAYLIST: &str = "media.m3u8";
 const H264_FILTER: &str = "yadif=mode=send_field:deint=interlaced,fps=50,\
      scale=w='trunc(min(720,ih)*dar/2)*2':h='min(720,ih)',setsar=1,format=yuv420p";
 
+/// [`H264_FILTER`]'s deinterlacing, done once for every rung of a ladder.
+pub(super) const DEINTERLACE: &str = "yadif=mode=send_field:deint=interlaced,fps=50";
+
+/// [`H264_FILTER`]'s scaling at another height bound.
+pub(super) fn scale_to(height: u16) -> String {
+    format!("scale=w='trunc(min({height},ih)*dar/2)*2':h='min({height},ih)',setsar=1,format=yuv420p")
+}
+
 /// The three ways the peers run FFmpeg for a live channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Profile {
@@ -26,7 +35,7 @@ pub(super) enum Profile {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown profile `{0}`: use aac, copy or h264")]
+#[error("unknown profile `{0}`: use aac, copy or h264 (HLS also ladder or ladder-copy)")]
 pub(super) struct UnknownProfile(String);
 
 impl std::str::FromStr for Profile {
@@ -38,6 +47,29 @@ impl std::str::FromStr for Profile {
             "copy" => Ok(Profile::Copy),
             "h264" => Ok(Profile::H264),
             other => Err(UnknownProfile(other.chars().take(32).collect())),
+        }
+    }
+}
+
+/// What one HLS ffmpeg makes: one profile's media playlist, or a whole ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HlsJob {
+    Single(Profile),
+    /// The ladder of `xg2g-bench peer --ladder`, from one decode; `copy_top`: the source's
+    /// video is the top rung as it comes (xg2g's `abr` does so for H.264 sources).
+    Ladder {
+        copy_top: bool,
+    },
+}
+
+impl std::str::FromStr for HlsJob {
+    type Err = UnknownProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ladder" => Ok(HlsJob::Ladder { copy_top: false }),
+            "ladder-copy" => Ok(HlsJob::Ladder { copy_top: true }),
+            other => other.parse().map(HlsJob::Single),
         }
     }
 }
@@ -162,8 +194,16 @@ mod tests {
         assert_eq!("copy".parse(), Ok(Profile::Copy));
         assert_eq!("h264".parse(), Ok(Profile::H264));
         let error = "AAC".parse::<Profile>().unwrap_err();
-        assert_eq!(error.to_string(), "unknown profile `AAC`: use aac, copy or h264");
+        assert_eq!(
+            error.to_string(),
+            "unknown profile `AAC`: use aac, copy or h264 (HLS also ladder or ladder-copy)"
+        );
         assert!("".parse::<Profile>().is_err());
         assert!("abr".parse::<Profile>().is_err());
+        assert!("ladder".parse::<Profile>().is_err(), "a ladder is HLS only");
+        assert_eq!("ladder".parse(), Ok(HlsJob::Ladder { copy_top: false }));
+        assert_eq!("ladder-copy".parse(), Ok(HlsJob::Ladder { copy_top: true }));
+        assert_eq!("aac".parse(), Ok(HlsJob::Single(Profile::Aac)));
+        assert!("abr".parse::<HlsJob>().is_err());
     }
 }

@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::Peer;
 use super::children::Children;
 use super::error::PeerError;
-use super::ffmpeg::{Output, PLAYLIST, Profile, ffmpeg_args};
+use super::ffmpeg::{HlsJob, Output, PLAYLIST, ffmpeg_args};
+use super::ladder::{MASTER, is_variant_playlist, ladder_args};
 use super::request::{SrcQuery, valid_client, valid_segment};
+use crate::ladder::LadderSpec;
 
 /// How long a playlist request waits for ffmpeg's first playlist with a segment.
 pub(super) const PLAYLIST_WAIT: Duration = Duration::from_secs(30);
@@ -32,7 +34,35 @@ fn lists_segment(playlist: &[u8]) -> bool {
     })
 }
 
-/// A playlist (starting this client's ffmpeg on its first request) or one of its segments.
+/// Which file a request names.
+enum Name<'a> {
+    /// The playlist that starts the client's ffmpeg: `media.m3u8`, or a ladder's master.
+    Entry,
+    /// A ladder's variant playlist, served once it lists a segment.
+    Variant(&'a str),
+    Segment(&'a str),
+}
+
+fn classify(job: HlsJob, name: &str) -> Result<Name<'_>, PeerError> {
+    match job {
+        HlsJob::Single(_) if name == PLAYLIST => Ok(Name::Entry),
+        HlsJob::Ladder { .. } if name == MASTER => Ok(Name::Entry),
+        HlsJob::Ladder { .. } if is_variant_playlist(name) => Ok(Name::Variant(name)),
+        _ if name.ends_with(".m3u8") => Err(PeerError::InvalidPlaylist),
+        _ => valid_segment(name).map(Name::Segment),
+    }
+}
+
+/// Whether a playlist is ready to answer: a media playlist once it lists a segment, a master
+/// once it lists a variant.
+fn ready(name: &Name<'_>, job: HlsJob, playlist: &[u8]) -> bool {
+    match (name, job) {
+        (Name::Entry, HlsJob::Ladder { .. }) => playlist.windows(18).any(|w| w == b"#EXT-X-STREAM-INF:"),
+        _ => lists_segment(playlist),
+    }
+}
+
+/// A playlist (starting this client's ffmpeg on its first entry request) or one of its segments.
 pub(super) async fn hls(
     peer: web::Data<Peer>,
     path: web::Path<(String, String, String)>,
@@ -40,34 +70,50 @@ pub(super) async fn hls(
 ) -> Result<HttpResponse, PeerError> {
     let (client, profile, name) = path.into_inner();
     let client = valid_client(&client)?;
-    let profile: Profile = profile.parse()?;
-    if name != PLAYLIST {
-        let name = valid_segment(&name)?;
-        let file = peer.work_dir.join(client).join(name);
-        return match tokio::fs::read(&file).await {
-            Ok(bytes) => Ok(HttpResponse::Ok().content_type("video/mp2t").body(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PeerError::SegmentNotFound),
-            Err(e) => Err(PeerError::Io(e)),
-        };
-    }
-    let src = query.source()?;
-    let (reply, started) = oneshot::channel();
-    let command = HlsCommand::Start {
-        client: client.to_owned(),
-        profile,
-        src,
-        reply,
+    let job: HlsJob = profile.parse()?;
+    let name = classify(job, &name)?;
+    let file = match name {
+        Name::Segment(segment) => {
+            let file = peer.work_dir.join(client).join(segment);
+            return match tokio::fs::read(&file).await {
+                Ok(bytes) => Ok(HttpResponse::Ok().content_type("video/mp2t").body(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PeerError::SegmentNotFound),
+                Err(e) => Err(PeerError::Io(e)),
+            };
+        }
+        // Players ask for variants by relative URI, without `src`: the master's request
+        // started the ffmpeg that writes them.
+        Name::Variant(variant) => {
+            let dir = peer.work_dir.join(client);
+            if !tokio::fs::try_exists(&dir).await? {
+                return Err(PeerError::SegmentNotFound);
+            }
+            dir.join(variant)
+        }
+        Name::Entry => {
+            let src = query.source()?;
+            let (reply, started) = oneshot::channel();
+            let command = HlsCommand::Start {
+                client: client.to_owned(),
+                job,
+                src,
+                reply,
+            };
+            peer.hls.send(command).await.map_err(|_| PeerError::ShuttingDown)?;
+            let dir = started.await.map_err(|_| PeerError::ShuttingDown)??;
+            dir.join(match job {
+                HlsJob::Single(_) => PLAYLIST,
+                HlsJob::Ladder { .. } => MASTER,
+            })
+        }
     };
-    peer.hls.send(command).await.map_err(|_| PeerError::ShuttingDown)?;
-    let dir = started.await.map_err(|_| PeerError::ShuttingDown)??;
-    let playlist = dir.join(PLAYLIST);
     let wait = async {
         let mut poll = tokio::time::interval(PLAYLIST_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             poll.tick().await;
-            match tokio::fs::read(&playlist).await {
-                Ok(bytes) if lists_segment(&bytes) => return Ok(bytes),
+            match tokio::fs::read(&file).await {
+                Ok(bytes) if ready(&name, job, &bytes) => return Ok(bytes),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(PeerError::Io(e)),
@@ -98,7 +144,7 @@ pub(super) enum HlsCommand {
     /// Starts the client's ffmpeg unless it runs; answers its directory.
     Start {
         client: String,
-        profile: Profile,
+        job: HlsJob,
         src: String,
         reply: oneshot::Sender<Result<PathBuf, PeerError>>,
     },
@@ -114,6 +160,7 @@ struct HlsChild {
 /// Owns every HLS child (by client id) until shutdown, then kills and reaps them all.
 pub(super) async fn hls_actor(
     work_dir: PathBuf,
+    ladder: LadderSpec,
     mut commands: mpsc::Receiver<HlsCommand>,
     shutdown: CancellationToken,
     children: Arc<Children>,
@@ -131,11 +178,11 @@ pub(super) async fn hls_actor(
         match command {
             HlsCommand::Start {
                 client,
-                profile,
+                job,
                 src,
                 reply,
             } => {
-                let started = start_hls(&mut running, &work_dir, client, profile, &src, &children).await;
+                let started = start_hls(&mut running, &work_dir, &ladder, client, job, &src, &children).await;
                 let _ = reply.send(started);
             }
             HlsCommand::Reset { reply } => {
@@ -150,8 +197,9 @@ pub(super) async fn hls_actor(
 async fn start_hls(
     running: &mut HashMap<String, HlsChild>,
     work_dir: &Path,
+    ladder: &LadderSpec,
     client: String,
-    profile: Profile,
+    job: HlsJob,
     src: &str,
     children: &Children,
 ) -> Result<PathBuf, PeerError> {
@@ -167,9 +215,12 @@ async fn start_hls(
     let dir = work_dir.join(&client);
     remove_dir(&dir).await;
     tokio::fs::create_dir(&dir).await?;
-    let args = ffmpeg_args(profile, Output::Hls, src, Some(&dir));
+    let args = match job {
+        HlsJob::Single(profile) => ffmpeg_args(profile, Output::Hls, src, Some(&dir)),
+        HlsJob::Ladder { copy_top } => ladder_args(ladder, copy_top, src, &dir),
+    };
     let child = children.spawn(&args, Stdio::null()).map_err(PeerError::Spawn)?;
-    tracing::debug!(client, ?profile, pid = child.id(), "Started an HLS ffmpeg.");
+    tracing::debug!(client, ?job, pid = child.id(), "Started an HLS ffmpeg.");
     running.insert(
         client,
         HlsChild {
@@ -210,5 +261,34 @@ mod tests {
         assert!(lists_segment(b"#EXTM3U\n#EXTINF:1.920000,\n0.ts\n"));
         assert!(lists_segment(b"#EXTM3U\r\n#EXTINF:2,\r\n17.ts\r\n"));
         assert!(!lists_segment(b"#EXTM3U\n#EXT-X-MAP:URI=\"x.ts\"\n"));
+    }
+
+    #[test]
+    fn names_are_read_by_the_job() {
+        let single = HlsJob::Single(super::super::ffmpeg::Profile::Aac);
+        let ladder = HlsJob::Ladder { copy_top: true };
+        assert!(matches!(classify(single, "media.m3u8"), Ok(Name::Entry)));
+        assert!(matches!(classify(ladder, "index.m3u8"), Ok(Name::Entry)));
+        assert!(matches!(
+            classify(ladder, "media_2.m3u8"),
+            Ok(Name::Variant("media_2.m3u8"))
+        ));
+        assert!(matches!(classify(ladder, "2_17.ts"), Ok(Name::Segment("2_17.ts"))));
+        assert!(matches!(classify(single, "17.ts"), Ok(Name::Segment("17.ts"))));
+        for (job, bad) in [
+            (single, "index.m3u8"),
+            (single, "media_0.m3u8"),
+            (ladder, "media.m3u8"),
+            (ladder, "../x.m3u8"),
+        ] {
+            assert!(matches!(classify(job, bad), Err(PeerError::InvalidPlaylist)), "{bad}");
+        }
+        assert!(matches!(classify(ladder, "2-17.ts"), Err(PeerError::InvalidSegment)));
+        // A master is ready once it lists a variant; a media playlist once it lists a segment.
+        let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1460800\nmedia_0.m3u8\n";
+        assert!(ready(&Name::Entry, ladder, master));
+        assert!(!ready(&Name::Entry, ladder, b"#EXTM3U\n"));
+        assert!(!ready(&Name::Entry, single, master));
+        assert!(ready(&Name::Variant("media_0.m3u8"), ladder, b"#EXTINF:2,\n0_1.ts\n"));
     }
 }

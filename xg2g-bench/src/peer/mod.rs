@@ -3,7 +3,9 @@
 //! `GET /ts/{profile}?src=…` runs one `ffmpeg` for that request and streams its stdout;
 //! `GET /hls/{client}/{profile}/media.m3u8?src=…` runs one `ffmpeg -f hls` per client id and
 //! waits for its playlist file, as Jellyfin does; `GET /hls/{client}/{profile}/{n}.ts` serves its
-//! segment files; `POST /reset` stops every HLS ffmpeg; `GET /healthz`. Every child is owned by
+//! segment files; `GET /hls/{client}/ladder[-copy]/index.m3u8?src=…` runs one ffmpeg that makes
+//! a whole ladder (`ladder.rs`), its variants `media_N.m3u8` beside it; `POST /reset` stops every
+//! HLS ffmpeg; `GET /healthz`. Every child is owned by
 //! one task that kills and reaps it: a TS child by its request's task (it ends when the response
 //! body is dropped), the HLS children by one actor that owns their map.
 
@@ -11,6 +13,7 @@ mod children;
 mod error;
 mod ffmpeg;
 mod hls;
+mod ladder;
 mod request;
 mod ts;
 
@@ -23,22 +26,26 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::ladder::LadderSpec;
 use children::Children;
 use hls::{HlsCommand, hls, hls_actor, reset};
 use ts::ts;
 
-/// Serves on `listener` until `shutdown` is cancelled; every ffmpeg child is killed and reaped before it returns.
+/// Serves on `listener` until `shutdown` is cancelled; every ffmpeg child is killed and reaped
+/// before it returns. `ladder` is what a `ladder` client gets.
 pub async fn serve(
     listener: std::net::TcpListener,
     work_dir: std::path::PathBuf,
+    ladder: LadderSpec,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, work_dir, shutdown, Arc::new(Children::new())).await
+    serve_with(listener, work_dir, ladder, shutdown, Arc::new(Children::new())).await
 }
 
 async fn serve_with(
     listener: std::net::TcpListener,
     work_dir: PathBuf,
+    ladder: LadderSpec,
     shutdown: CancellationToken,
     children: Arc<Children>,
 ) -> io::Result<()> {
@@ -50,6 +57,7 @@ async fn serve_with(
     // The task "peer-hls": owns the HLS children; ends on shutdown after reaping them.
     let hls_actor = tokio::spawn(hls_actor(
         work_dir.clone(),
+        ladder,
         hls_rx,
         shutdown.clone(),
         Arc::clone(&children),
@@ -194,6 +202,7 @@ mod tests {
         let server = tokio::spawn(serve_with(
             listener,
             work.path().to_owned(),
+            LadderSpec::default(),
             shutdown.clone(),
             Arc::clone(&children),
         ));
@@ -266,11 +275,47 @@ mod tests {
         let streams = probe(&bytes);
         assert!(streams.iter().any(|s| s == "aac,LC"), "{streams:?}");
 
-        // Reset reaps the HLS ffmpeg and removes its directory before it answers.
+        // A ladder: one ffmpeg, its master listing the rungs, each variant served by name.
+        assert_eq!(status("/hls/l1/ladder/media_1.m3u8".into()).await, 404, "no ladder yet");
+        assert_eq!(status(format!("/hls/l1/ladder/media.m3u8?src={src_q}")).await, 400);
+        let master = tokio::time::timeout(
+            Duration::from_secs(40),
+            get(format!("/hls/l1/ladder-copy/index.m3u8?src={src_q}")),
+        )
+        .await
+        .expect("master within 40 s")
+        .expect("master request");
+        assert_eq!(master.status(), 200);
+        let master = master.text().await.expect("master body");
+        assert!(
+            master.contains("RESOLUTION=1280x720") && master.contains("media_2.m3u8"),
+            "{master}"
+        );
+        let variant = get("/hls/l1/ladder-copy/media_2.m3u8".into()).await.expect("variant");
+        assert_eq!(variant.status(), 200);
+        let variant = variant.text().await.expect("variant body");
+        let segment = variant
+            .lines()
+            .find(|l| l.starts_with("2_") && l.ends_with(".ts"))
+            .unwrap_or_else(|| panic!("a segment of rung 2: {variant}"))
+            .to_owned();
+        let bytes = get(format!("/hls/l1/ladder-copy/{segment}"))
+            .await
+            .expect("segment")
+            .bytes()
+            .await
+            .expect("segment body");
+        let streams = probe(&bytes);
+        // Video only: the audio is its own rendition. (ffprobe lists a program's streams again.)
+        assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}");
+        assert!(!streams.iter().any(|s| s.starts_with("aac")), "{streams:?}");
+        assert_eq!(*live.borrow(), 2, "one ffmpeg for the whole ladder");
+
+        // Reset reaps the HLS ffmpegs and removes their directories before it answers.
         let reset = http.post(format!("{base}/reset")).send().await.expect("reset");
         assert_eq!(reset.status(), 204);
         assert_eq!(*live.borrow(), 0);
-        assert!(!work.path().join("c1").exists());
+        assert!(!work.path().join("c1").exists() && !work.path().join("l1").exists());
 
         // Shutdown with an HLS client and a TS client still starting.
         let hls_pending = tokio::spawn(get(format!("/hls/c2/copy/media.m3u8?src={src_q}")));
@@ -287,7 +332,7 @@ mod tests {
             .expect("serve");
         assert_eq!(*live.borrow(), 0);
         let pids = children.pids.lock().expect("pids").clone();
-        assert_eq!(pids.len(), 4, "two TS and two HLS ffmpegs: {pids:?}");
+        assert_eq!(pids.len(), 5, "two TS, two HLS and a ladder ffmpeg: {pids:?}");
         for pid in pids {
             assert!(gone(pid), "ffmpeg {pid} is left (a zombie or still running)");
         }
