@@ -5,7 +5,13 @@
 //! After a reconnect, the new connection's clocks are moved onto the time line the session
 //! already published, just after its last segment: players that keep one time line across an
 //! `EXT-X-DISCONTINUITY` (Chromium's own HLS player) would otherwise see time run backwards.
-//! Pure: fed with the muxer's output, no IO.
+//!
+//! A ladder's variants are cut at the same moments: the first variant's segmenter leads (it
+//! records where each of its segments starts, [`Cuts`]), every other one follows, cutting at
+//! its first key frame (or audio frame) at each of those starts. A follower holds what it has
+//! read beyond the leader until the leader gets there, so segment n of every variant covers
+//! the same time and variants switch by media sequence number. Pure: fed with the muxer's
+//! output, no IO.
 
 use std::time::Duration;
 
@@ -18,6 +24,13 @@ use crate::pipeline::SegmentPlan;
 const TOLERANCE_90K: u64 = 4_500; // 50 ms
 /// A stream without random-access flags is cut anyway at this many planned lengths.
 const FORCED_CUT_FACTOR: u64 = 3;
+/// A follower cuts at the first key frame this close before the leader's cut, or after it: half
+/// an AAC frame at 48 kHz, so an audio-only variant starts on the frame nearest the cut.
+const FOLLOW_TOLERANCE_90K: u64 = 960;
+/// A follower holds at most this much beyond its leader; past it, it cuts on its own plan.
+const MOST_HELD: usize = 16 * 1024 * PACKET;
+/// Segment starts a leader remembers for its followers.
+const CUTS_KEPT: usize = 64;
 /// A segment's media ends this long after its latest timestamp: one frame at 25 fps, longer
 /// than any audio frame, so that what follows a cut starts after everything before it.
 const LAST_FRAME_90K: u64 = 3_600;
@@ -35,6 +48,42 @@ struct Open {
     bytes: BytesMut,
     /// PTS of its first key frame (or first audio frame without video), 90 kHz.
     start: u64,
+}
+
+/// Where a leading variant's segments start, for the variants that follow it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cuts {
+    /// Index of the segment whose start is `starts[0]`.
+    first: u64,
+    /// PTS (90 kHz) at which each segment starts, by index.
+    starts: std::collections::VecDeque<u64>,
+    /// The latest timestamp the leader has read on its key PID: every start up to it is known.
+    reached: Option<u64>,
+}
+
+impl Cuts {
+    fn start_of(&self, index: u64) -> Option<u64> {
+        let at = usize::try_from(index.checked_sub(self.first)?).ok()?;
+        self.starts.get(at).copied()
+    }
+
+    /// Whether the leader has read past `pts`, so that every start before it is known.
+    fn covers(&self, pts: u64) -> bool {
+        self.reached.is_some_and(|r| mpegts::pts_offset(pts, r) <= 0)
+    }
+
+    fn record(&mut self, index: u64, pts: u64) {
+        if self.starts.is_empty() {
+            self.first = index;
+        }
+        if index == self.first + self.starts.len() as u64 {
+            self.starts.push_back(pts);
+        }
+        while self.starts.len() > CUTS_KEPT {
+            self.starts.pop_front();
+            self.first += 1;
+        }
+    }
 }
 
 /// Splits one connection's muxer output into segments.
@@ -60,6 +109,10 @@ pub(crate) struct Segmenter {
     continue_at: Option<u64>,
     /// What this connection's clocks are moved by (33-bit), once its first segment fixed it.
     offset: Option<u64>,
+    /// Where this segmenter's segments started (read by followers when it leads).
+    cuts: Cuts,
+    /// A follower's packets read beyond its leader, waiting for it.
+    held: Vec<u8>,
 }
 
 impl Segmenter {
@@ -80,7 +133,80 @@ impl Segmenter {
             packets: Packetizer::default(),
             continue_at,
             offset: None,
+            cuts: Cuts::default(),
+            held: Vec::new(),
         }
+    }
+
+    /// Where this segmenter's segments started, for followers.
+    pub(crate) fn cuts(&self) -> &Cuts {
+        &self.cuts
+    }
+
+    /// Adds the output of a variant that follows `leader`; returns the segments it completed.
+    pub(crate) fn push_following(&mut self, data: &[u8], leader: &Cuts) -> Vec<Piece> {
+        let (head, rest) = self.packets.split(data);
+        for packet in head.iter().map(|p| &p[..]).chain(rest.chunks_exact(PACKET)) {
+            self.held.extend_from_slice(packet);
+        }
+        self.resume(leader)
+    }
+
+    /// Cuts what the follower holds as far as `leader` has got.
+    pub(crate) fn resume(&mut self, leader: &Cuts) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut held = std::mem::take(&mut self.held);
+        let mut used = 0;
+        for packet in held.chunks_exact(PACKET) {
+            if packet[0] != mpegts::SYNC {
+                used += PACKET;
+                continue;
+            }
+            self.learn_psi(packet);
+            if mpegts::pid(packet) == self.key_pid.unwrap_or(u16::MAX)
+                && let Some(pts) = mpegts::pes_pts(packet)
+            {
+                let on_own = held.len() - used > MOST_HELD;
+                if !leader.covers(pts) && !on_own {
+                    break;
+                }
+                let key = self.is_key(packet);
+                let at = |index| {
+                    leader
+                        .start_of(index)
+                        .filter(|_| !on_own)
+                        .map(|cut| mpegts::pts_offset(pts, cut) + FOLLOW_TOLERANCE_90K as i64 >= 0)
+                };
+                match &self.open {
+                    None if key && at(self.index).unwrap_or(on_own) => self.start(pts),
+                    None => {}
+                    Some(open) => {
+                        let length = mpegts::pts_diff(pts, open.start);
+                        let planned = ticks(self.plan.duration_of(self.index));
+                        let due = match at(self.index + 1) {
+                            Some(due) => due,
+                            None => on_own && length + TOLERANCE_90K >= planned,
+                        };
+                        if (key && due) || length >= planned * FORCED_CUT_FACTOR {
+                            out.extend(self.finish(length));
+                            self.start(pts);
+                        }
+                    }
+                }
+            }
+            self.write(packet);
+            used += PACKET;
+        }
+        held.drain(..used);
+        self.held = held;
+        out
+    }
+
+    /// Whether a packet of the key PID starts a segment: a random-access point that carries the
+    /// parameter sets (an IDR with its SPS), not any I frame the parser flags; any audio frame.
+    fn is_key(&self, packet: &[u8]) -> bool {
+        self.video_type
+            .is_none_or(|video| mpegts::random_access(packet) && mpegts::starts_decodable(video, packet))
     }
 
     /// Adds muxer output; returns the segments it completed.
@@ -96,11 +222,8 @@ impl Segmenter {
             if Some(pid) == self.key_pid
                 && let Some(pts) = mpegts::pes_pts(packet)
             {
-                // Video: a random-access point that carries the parameter sets (an IDR with its
-                // SPS), not any I frame the parser flags.
-                let key = self
-                    .video_type
-                    .is_none_or(|video| mpegts::random_access(packet) && mpegts::starts_decodable(video, packet));
+                self.cuts.reached = Some(pts);
+                let key = self.is_key(packet);
                 match &self.open {
                     None if key => self.start(pts),
                     None => {}
@@ -114,26 +237,31 @@ impl Segmenter {
                     }
                 }
             }
-            // The tables' counters are xg2g's own (it adds a PAT and PMT to every segment); every
-            // other packet goes in as the muxer wrote it.
-            let counter = if pid == 0 {
-                Some(&mut self.pat_counter)
-            } else if Some(pid) == self.pmt_pid {
-                Some(&mut self.pmt_counter)
-            } else {
-                None
-            };
-            let Some(open) = &mut self.open else { continue };
-            match counter {
-                Some(counter) => {
-                    let at = open.bytes.len();
-                    open.bytes.extend_from_slice(packet);
-                    mpegts::set_continuity(&mut open.bytes[at..], next(counter));
-                }
-                None => open.bytes.extend_from_slice(packet),
-            }
+            self.write(packet);
         }
         out
+    }
+
+    /// Adds a packet to the open segment, if one is open. The tables' counters are xg2g's own
+    /// (it adds a PAT and PMT to every segment); every other packet goes in as the muxer wrote it.
+    fn write(&mut self, packet: &[u8]) {
+        let pid = mpegts::pid(packet);
+        let counter = if pid == 0 {
+            Some(&mut self.pat_counter)
+        } else if Some(pid) == self.pmt_pid {
+            Some(&mut self.pmt_counter)
+        } else {
+            None
+        };
+        let Some(open) = &mut self.open else { return };
+        match counter {
+            Some(counter) => {
+                let at = open.bytes.len();
+                open.bytes.extend_from_slice(packet);
+                mpegts::set_continuity(&mut open.bytes[at..], next(counter));
+            }
+            None => open.bytes.extend_from_slice(packet),
+        }
     }
 
     fn learn_psi(&mut self, packet: &[u8]) {
@@ -164,6 +292,7 @@ impl Segmenter {
         bytes.extend_from_slice(&pat);
         bytes.extend_from_slice(&pmt);
         self.open = Some(Open { bytes, start: pts });
+        self.cuts.record(self.index, pts);
     }
 
     fn finish(&mut self, length: u64) -> Option<Piece> {
@@ -427,5 +556,65 @@ mod tests {
         data.extend_from_slice(&h264_pes(VIDEO, true, 0, 0, &[9, 7, 8, 5]));
         assert!(segmenter.push(&data).is_empty());
         assert!(segmenter.open.is_none());
+    }
+
+    /// An audio-only stream of 24 ms frames from PTS `start`.
+    fn audio_only(frames: u64, start: u64) -> Vec<u8> {
+        let mut data = Vec::new();
+        for frame in 0..frames {
+            if frame % 4 == 0 {
+                data.extend_from_slice(&pat(PMT, 0));
+                data.extend_from_slice(&pmt(PMT, &[(0x0F, AUDIO)], 0));
+            }
+            data.extend_from_slice(&pes(AUDIO, false, start + frame * 2_160, (frame & 0x0F) as u8));
+        }
+        data
+    }
+
+    /// The PTS a segment's media starts at: its first PES on the key PID.
+    fn first_pts(piece: &Piece, pid: u16) -> u64 {
+        packets(&piece.bytes)
+            .into_iter()
+            .filter(|p| mpegts::pid(p) == pid)
+            .find_map(mpegts::pes_pts)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_follower_cuts_where_its_leader_did_and_waits_for_it() {
+        // The leader's key frames come every 7 frames (280 ms), so its cuts are off the plan's
+        // own lengths; an audio-only follower on its own plan would cut elsewhere.
+        let video = stream(150, 7, 1_000);
+        let audio = audio_only(250, 1_000);
+        let mut leader = Segmenter::new(plan(), 5, None);
+        let mut follower = Segmenter::new(plan(), 5, None);
+        // The follower runs ahead: all its media first, in pieces, then the leader's.
+        let mut followed = Vec::new();
+        for chunk in audio.chunks(1_000) {
+            followed.extend(follower.push_following(chunk, leader.cuts()));
+        }
+        assert!(followed.is_empty(), "nothing is cut before the leader gets there");
+        let mut led = Vec::new();
+        for chunk in video.chunks(5_000) {
+            led.extend(leader.push(chunk));
+            followed.extend(follower.resume(leader.cuts()));
+        }
+        assert!(led.len() >= 5, "{} segments", led.len());
+        // The leader's last cut is known once it has read past it: the follower has one
+        // segment fewer than the leader, or as many.
+        assert!(followed.len() + 1 >= led.len(), "{} vs {}", followed.len(), led.len());
+        for (l, f) in led.iter().zip(&followed) {
+            let (lead, follow) = (first_pts(l, VIDEO), first_pts(f, AUDIO));
+            assert!(
+                mpegts::pts_offset(follow, lead).unsigned_abs() <= FOLLOW_TOLERANCE_90K,
+                "leader at {lead}, follower at {follow}"
+            );
+        }
+        let own: Vec<Piece> = Segmenter::new(plan(), 5, None).push(&audio);
+        assert_ne!(
+            own.iter().map(|p| first_pts(p, AUDIO)).take(4).collect::<Vec<_>>(),
+            followed.iter().map(|p| first_pts(p, AUDIO)).take(4).collect::<Vec<_>>(),
+            "on its own the audio is cut elsewhere: the test would prove nothing"
+        );
     }
 }

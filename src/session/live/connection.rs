@@ -12,7 +12,7 @@ use crate::pipeline::{self, BuildSpec, FailureKind, GraphEvent, GraphFailure, Mu
 use crate::session::SessionError;
 use crate::session::graph::Graph;
 use crate::session::hls::{VideoInfo, avc1_codec};
-use crate::session::segmenter::{Segmenter, media_end};
+use crate::session::segmenter::{Piece, Segmenter, media_end};
 
 impl Session {
     /// Runs one connection to the receiver until it ends, fails, stalls or nobody watches.
@@ -135,14 +135,32 @@ impl Session {
                 event = std::future::poll_fn(|cx| graph.poll_next(cx)) => match event {
                     GraphEvent::Chunk { output, bytes } => {
                         output_since_tick = true;
-                        match segmenters.get_mut(output) {
-                            Some(segmenter) => {
-                                for piece in segmenter.push(&bytes) {
-                                    let media = fan.hls_state.needs_media(output).then(|| graph.muxed_media(output));
-                                    self.publish_segment(fan, output, piece, media, requested);
+                        match segmenters.split_first_mut() {
+                            Some((leader, followers)) => {
+                                // The first variant leads; the others cut where it did, and
+                                // what they held waits for it.
+                                let pieces: Vec<(usize, Piece)> = if output == 0 {
+                                    let mut pieces: Vec<(usize, Piece)> =
+                                        leader.push(&bytes).into_iter().map(|p| (0, p)).collect();
+                                    for (i, follower) in followers.iter_mut().enumerate() {
+                                        pieces.extend(follower.resume(leader.cuts()).into_iter().map(|p| (i + 1, p)));
+                                    }
+                                    pieces
+                                } else {
+                                    followers
+                                        .get_mut(output - 1)
+                                        .map(|f| f.push_following(&bytes, leader.cuts()))
+                                        .unwrap_or_default()
+                                        .into_iter()
+                                        .map(|p| (output, p))
+                                        .collect()
+                                };
+                                for (track, piece) in pieces {
+                                    let media = fan.hls_state.needs_media(track).then(|| graph.muxed_media(track));
+                                    self.publish_segment(fan, track, piece, media, requested);
                                 }
                             }
-                            None if output == 0 => {
+                            None if output == 0 && self.hls.is_none() => {
                                 fan.received += 1;
                                 for chunk in fan.cache.push(&bytes) {
                                     self.broadcast(fan, chunk, requested);
