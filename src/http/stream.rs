@@ -240,10 +240,11 @@ async fn watchdog(consumed: Weak<AtomicU64>, clock: Arc<SessionClock>, socket: C
     }
 }
 
-/// The encoder slot for the session this request would start, when that session encodes video
-/// (`limits::queue`): `None` when the profile encodes nothing, the channel is radio (nothing to
-/// encode) or the session runs already (joining it costs no slot). Waits in the queue at the
-/// client's priority; the session owns the slot for its whole life.
+/// The encoder slots for the session this request would start, when that session encodes video
+/// (`limits::queue`): one, or one per encoded rung of a ladder; `None` when the profile encodes
+/// nothing, the channel is radio (nothing to encode) or the session runs already (joining it
+/// costs no slot). Waits in the queue at the client's priority; the session owns the slots for
+/// its whole life.
 pub(crate) async fn encoder_slot(
     state: &super::AppState,
     req: &HttpRequest,
@@ -260,7 +261,9 @@ pub(crate) async fn encoder_slot(
         client: state.trusted_proxies.client_of(req),
         channel: key.service_ref.to_string(),
     };
-    Ok(Some(state.encoder_queue.acquire(request).await?))
+    // A ladder runs one encoder per encoded rung, and each counts against `gpu_queue.workers`.
+    let slots = u32::try_from(template.encoded_rungs()).unwrap_or(1).max(1);
+    Ok(Some(state.encoder_queue.acquire_many(request, slots).await?))
 }
 
 /// The request's client watches `service_ref` while the guard lives: a request of the same
