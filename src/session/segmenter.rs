@@ -143,6 +143,20 @@ impl Segmenter {
         &self.cuts
     }
 
+    /// Index of the next segment to finish.
+    pub(crate) fn next_index(&self) -> u64 {
+        self.index
+    }
+
+    /// At the end of a connection, a follower behind its leader ends its open segment at the
+    /// leader's next cut (short of media if what came before the drop is all there is), so that
+    /// every variant's numbering runs on together after the reconnect instead of leaving a gap.
+    pub(crate) fn catch_up(&mut self, leader: &Cuts) -> Option<Piece> {
+        let start = self.open.as_ref()?.start;
+        let end = leader.start_of(self.index + 1)?;
+        self.finish(mpegts::pts_diff(end, start))
+    }
+
     /// Adds the output of a variant that follows `leader`; returns the segments it completed.
     pub(crate) fn push_following(&mut self, data: &[u8], leader: &Cuts) -> Vec<Piece> {
         let (head, rest) = self.packets.split(data);
@@ -616,5 +630,29 @@ mod tests {
             followed.iter().map(|p| first_pts(p, AUDIO)).take(4).collect::<Vec<_>>(),
             "on its own the audio is cut elsewhere: the test would prove nothing"
         );
+    }
+
+    #[test]
+    fn a_follower_left_behind_by_a_drop_ends_its_segment_at_the_leaders_cut() {
+        let video = stream(100, 7, 1_000);
+        let mut leader = Segmenter::new(plan(), 0, None);
+        let led = leader.push(&video);
+        // The follower's media stops 150 ms before the leader's last cut: the connection dropped.
+        let last_cut = leader.cuts().start_of(leader.next_index()).unwrap();
+        let frames = (last_cut - 1_000 - 13_500) / 2_160;
+        let mut follower = Segmenter::new(plan(), 0, None);
+        let followed = follower.push_following(&audio_only(frames, 1_000), leader.cuts());
+        assert!(follower.next_index() < leader.next_index(), "behind");
+        assert_eq!(followed.len() + 1, led.len(), "one segment short");
+        let last = follower.catch_up(leader.cuts()).expect("the open segment ends");
+        let cut = leader.cuts().start_of(follower.next_index()).unwrap();
+        let start = first_pts(&last, AUDIO);
+        assert!(
+            mpegts::pts_offset(last.duration.as_micros() as u64 * 9 / 100 + start, cut).unsigned_abs()
+                <= FOLLOW_TOLERANCE_90K,
+            "it ends at the leader's cut"
+        );
+        assert_eq!(follower.next_index(), leader.next_index(), "numbering runs on together");
+        assert!(follower.catch_up(leader.cuts()).is_none(), "nothing more to end");
     }
 }

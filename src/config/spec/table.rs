@@ -582,7 +582,7 @@ pub(crate) static SPEC: &[KeySpec] = &[
         env: Some("XG2G_GPU_QUEUE_WORKERS"),
         default: DefaultValue::Int(4),
         kind: Kind::Count,
-        doc: "Encoder slots: sessions that may encode video at once.",
+        doc: "Encoder slots: video encoders that may run at once (a session takes one, an HLS ladder one per encoded rung).",
         check: Some(at_least_one),
     },
     KeySpec {

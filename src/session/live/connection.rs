@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fanout, Join, Outcome, Session, TICK};
-use crate::pipeline::{self, BuildSpec, FailureKind, GraphEvent, GraphFailure, MuxedMedia, StartError};
+use crate::pipeline::{BuildSpec, FailureKind, GraphEvent, GraphFailure, MuxedMedia, StartError};
 use crate::session::SessionError;
 use crate::session::graph::Graph;
 use crate::session::hls::{VideoInfo, avc1_codec};
@@ -66,9 +66,38 @@ impl Session {
             Err(StartError::Start(failure)) => return self.failed(fan, failure),
         };
         drop(build);
+        // HLS: segments are cut from each output's muxer output (a ladder has one per variant),
+        // numbered on from the session's last.
+        let mut segmenters: Vec<Segmenter> = Vec::new();
+        if self.hls.is_some() {
+            Self::set_tracks(fan, graph.outputs());
+            for track in 0..graph.outputs() {
+                // A reconnect's clocks continue where the track's last published media ends.
+                let last = fan
+                    .hls_state
+                    .last_sequence(track)
+                    .and_then(|s| fan.hls_state.segment(track, s));
+                segmenters.push(Segmenter::new(
+                    plan.clone(),
+                    fan.next_sequence[track],
+                    last.and_then(|s| media_end(&s.bytes)),
+                ));
+            }
+        }
         let outcome = self
-            .run_graph(fan, joins, shutdown, requested, graph.as_mut(), &plan)
+            .run_graph(fan, joins, shutdown, requested, graph.as_mut(), &mut segmenters)
             .await;
+        // Followers that the drop left a segment behind their leader end it there.
+        if let Some((leader, followers)) = segmenters.split_first_mut() {
+            for (i, follower) in followers.iter_mut().enumerate() {
+                if follower.next_index() < leader.next_index()
+                    && let Some(piece) = follower.catch_up(leader.cuts())
+                {
+                    let media = fan.hls_state.needs_media(i + 1).then(|| graph.muxed_media(i + 1));
+                    self.publish_segment(fan, i + 1, piece, media, requested);
+                }
+            }
+        }
         // Set to Null on a blocking thread, bounded: a source stuck in a read must not hold a
         // runtime worker, nor this session's next connect.
         graph.stop().await;
@@ -96,26 +125,8 @@ impl Session {
         shutdown: &CancellationToken,
         requested: Instant,
         graph: &mut dyn Graph,
-        plan: &pipeline::SegmentPlan,
+        segmenters: &mut [Segmenter],
     ) -> Outcome {
-        // HLS: segments are cut from each output's muxer output (a ladder has one per variant),
-        // numbered on from the session's last.
-        let mut segmenters: Vec<Segmenter> = Vec::new();
-        if self.hls.is_some() {
-            Self::set_tracks(fan, graph.outputs());
-            for track in 0..graph.outputs() {
-                // A reconnect's clocks continue where the track's last published media ends.
-                let last = fan
-                    .hls_state
-                    .last_sequence(track)
-                    .and_then(|s| fan.hls_state.segment(track, s));
-                segmenters.push(Segmenter::new(
-                    plan.clone(),
-                    fan.next_sequence[track],
-                    last.and_then(|s| media_end(&s.bytes)),
-                ));
-            }
-        }
         let connected = Instant::now();
         // When this connection's pipeline last put out anything (read on the ticker, so the
         // per-buffer path only sets a flag), for a receiver that sends bytes which are no stream.
