@@ -59,6 +59,9 @@ pub(crate) struct Cuts {
     starts: std::collections::VecDeque<u64>,
     /// The latest timestamp the leader has read on its key PID: every start up to it is known.
     reached: Option<u64>,
+    /// What the leader moves this connection's clocks by, once fixed: followers move theirs by
+    /// as much, so that the variants stay on one time line after a reconnect.
+    offset: Option<u64>,
 }
 
 impl Cuts {
@@ -152,6 +155,9 @@ impl Segmenter {
     /// leader's next cut (short of media if what came before the drop is all there is), so that
     /// every variant's numbering runs on together after the reconnect instead of leaving a gap.
     pub(crate) fn catch_up(&mut self, leader: &Cuts) -> Option<Piece> {
+        if self.offset.is_none() {
+            self.offset = leader.offset;
+        }
         let start = self.open.as_ref()?.start;
         let end = leader.start_of(self.index + 1)?;
         self.finish(mpegts::pts_diff(end, start))
@@ -168,6 +174,9 @@ impl Segmenter {
 
     /// Cuts what the follower holds as far as `leader` has got.
     pub(crate) fn resume(&mut self, leader: &Cuts) -> Vec<Piece> {
+        if self.offset.is_none() {
+            self.offset = leader.offset;
+        }
         let mut out = Vec::new();
         let mut held = std::mem::take(&mut self.held);
         let mut used = 0;
@@ -324,6 +333,7 @@ impl Segmenter {
             }
             None => 0,
         });
+        self.cuts.offset = Some(offset);
         if offset != 0 {
             for packet in open.bytes.chunks_exact_mut(PACKET).skip(2) {
                 mpegts::shift_clocks(packet, offset);

@@ -2,6 +2,7 @@
 //! by a test-side checker, every segment probed with ffprobe (codecs, IDR first).
 
 mod channel;
+mod ladder_reconnect;
 mod playlist;
 
 use std::sync::atomic::Ordering;
