@@ -14,6 +14,8 @@ mod guide;
 mod hdhr;
 mod hdhr_discovery;
 mod hls;
+mod ladder;
+mod ladder_players;
 mod load;
 mod monitoring;
 mod mpegts;
