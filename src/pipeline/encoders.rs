@@ -23,6 +23,10 @@ pub(crate) struct EncodersFile {
 pub(crate) struct Candidate {
     pub factory: String,
     pub properties: String,
+    /// Added in a ladder's rungs: key frames only where xg2g asks for them, so that every
+    /// rung's segments can be cut at the same moments.
+    #[serde(default)]
+    pub ladder: String,
 }
 
 /// The H.264 encoder sessions use, with its live settings.
@@ -30,6 +34,7 @@ pub(crate) struct Candidate {
 pub struct EncoderChoice {
     pub factory: String,
     properties: String,
+    ladder: String,
 }
 
 impl EncoderChoice {
@@ -40,6 +45,11 @@ impl EncoderChoice {
             .replace("{video_bitrate}", video_bitrate)
             .replace("{keyint}", &keyint.to_string());
         format!("{} {props}", self.factory)
+    }
+
+    /// [`EncoderChoice::fragment`] for a ladder's rung, with the candidate's `ladder` properties.
+    pub fn ladder_fragment(&self, video_bitrate: &str, keyint: u32) -> String {
+        format!("{} {}", self.fragment(video_bitrate, keyint), self.ladder)
     }
 }
 
@@ -64,6 +74,7 @@ pub(crate) fn choose(candidates: &[Candidate]) -> (Option<EncoderChoice>, Vec<Sk
         let choice = EncoderChoice {
             factory: c.factory.clone(),
             properties: c.properties.clone(),
+            ladder: c.ladder.clone(),
         };
         match probe(&choice) {
             Ok(()) => return (Some(choice), skipped),

@@ -225,7 +225,7 @@ fn validate_graph(t: &Template, source: &str, encoder: Option<&EncoderChoice>) -
             if let Some(e) = encoder {
                 rung_values.insert(
                     "encoder",
-                    e.fragment(&rung.video_bitrate.to_string(), VALIDATION_KEYINT),
+                    e.ladder_fragment(&rung.video_bitrate.to_string(), VALIDATION_KEYINT),
                 );
             }
             let text = t.render(&ladder.rung, &rung_values);

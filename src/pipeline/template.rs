@@ -198,10 +198,15 @@ pub(crate) fn line_of(source: &str, needle: &str) -> Option<usize> {
     Some(source[..at].matches('\n').count() + 1)
 }
 
-/// 1-based line of the `n`th (0-based) occurrence of `needle` in `source`, if any.
-fn nth_line_of(source: &str, needle: &str, n: usize) -> Option<usize> {
-    let (at, _) = source.match_indices(needle).nth(n)?;
-    Some(source[..at].matches('\n').count() + 1)
+/// 1-based line of the `n`th (0-based) line that starts with `header` (a TOML table header;
+/// comments that mention it do not count).
+fn nth_line_of(source: &str, header: &str, n: usize) -> Option<usize> {
+    let (i, _) = source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with(header))
+        .nth(n)?;
+    Some(i + 1)
 }
 
 /// Parses one template file's text; structural problems only (no GStreamer here).

@@ -76,12 +76,13 @@ pub(super) fn build(
             if let Some(encoder) = encoder {
                 rung_values.insert(
                     "encoder",
-                    encoder.fragment(&rung.video_bitrate.to_string(), spec.keyint),
+                    encoder.ladder_fragment(&rung.video_bitrate.to_string(), spec.keyint),
                 );
             }
             t.render(&ladder.rung, &rung_values)
         })
         .collect();
+    tracing::debug!(?rungs, "Ladder rung graphs.");
     let languages = Arc::new(Mutex::new(HashMap::new()));
     watch_pmt_languages(&src, Arc::clone(&languages));
     let wiring = Arc::new(Wiring {
