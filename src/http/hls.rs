@@ -30,6 +30,9 @@ use tracing::Instrument as _;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 
+/// How long a ladder's master playlist waits for variants behind the first one.
+const VARIANTS_WAIT: Duration = Duration::from_secs(2);
+
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     // The last `wrap` is the outermost: CORS answers preflights before anything else runs.
     cfg.service(
@@ -98,6 +101,16 @@ async fn master(
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
     let view = join(&state, &req, &path.0, &path.1, 0).await?;
+    // A player reads the master playlist once: a ladder's variants that the picture made but
+    // whose encoders are a moment behind the first variant are waited for (briefly), so that
+    // the answer lists them.
+    let behind = {
+        let current = view.state.borrow();
+        current.tracks() > 1 && !current.variants_known()
+    };
+    if behind {
+        wait_until(&view, VARIANTS_WAIT, HlsState::variants_known).await;
+    }
     // While signed, the media playlists' URIs carry this request's signature for the session
     // folder: a player that got one master URL plays until it expires, and no further.
     let signature = super::auth::signature_for(&state, &req, req.path());

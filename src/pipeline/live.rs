@@ -193,6 +193,15 @@ impl LiveGraph {
         self.data.len()
     }
 
+    /// Which outputs' muxers have inputs (a ladder links a variant's once the picture is known;
+    /// an output without a muxer counts as in use).
+    pub fn outputs_in_use(&self) -> Vec<bool> {
+        self.muxers
+            .iter()
+            .map(|mux| mux.as_ref().is_none_or(|m| m.num_sink_pads() > 0))
+            .collect()
+    }
+
     /// What output `output`'s muxer inputs have negotiated so far.
     pub fn muxed_media(&self, output: usize) -> MuxedMedia {
         let mut media = MuxedMedia::default();

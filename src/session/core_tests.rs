@@ -74,6 +74,10 @@ impl Graph for ScriptedGraph {
         self.last_chunk.map(|at| at.elapsed())
     }
 
+    fn outputs_in_use(&self) -> Vec<bool> {
+        vec![true]
+    }
+
     fn muxed_media(&self, _output: usize) -> MuxedMedia {
         MuxedMedia::default()
     }

@@ -20,6 +20,8 @@ pub(crate) trait Graph: Send {
     fn source_silence(&self) -> Option<Duration>;
     /// What output `output`'s muxer inputs have negotiated so far.
     fn muxed_media(&self, output: usize) -> MuxedMedia;
+    /// Which outputs have inputs linked (a ladder's variants the picture made), once known.
+    fn outputs_in_use(&self) -> Vec<bool>;
     /// Stops the graph, off the async workers and bounded in time.
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
@@ -53,6 +55,10 @@ impl Graph for LiveGraph {
 
     fn muxed_media(&self, output: usize) -> MuxedMedia {
         LiveGraph::muxed_media(self, output)
+    }
+
+    fn outputs_in_use(&self) -> Vec<bool> {
+        LiveGraph::outputs_in_use(self)
     }
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {

@@ -85,6 +85,9 @@ pub struct HlsState {
     target: u64,
     /// The session is over: the playlist ends.
     ended: bool,
+    /// Which tracks carry media, once the graph has said (a ladder's variants the picture
+    /// made); until then, every track with segments counts.
+    in_use: Option<Vec<bool>>,
 }
 
 impl HlsState {
@@ -95,7 +98,27 @@ impl HlsState {
             window: window.max(6),
             target: target.as_secs_f64().ceil().max(1.0) as u64,
             ended: false,
+            in_use: None,
         }
+    }
+
+    /// Which tracks carry media (known once the graph has linked its outputs).
+    pub fn set_in_use(&mut self, in_use: Vec<bool>) {
+        self.in_use = Some(in_use);
+    }
+
+    pub fn knows_in_use(&self) -> bool {
+        self.in_use.is_some()
+    }
+
+    /// Whether every track in use has a segment and its codecs, so that a master playlist
+    /// lists them all (a player reads the master once).
+    pub fn variants_known(&self) -> bool {
+        let Some(in_use) = &self.in_use else { return false };
+        self.tracks
+            .iter()
+            .zip(in_use)
+            .all(|(t, used)| !used || (!t.segments.is_empty() && (t.video.is_some() || t.audio.is_some())))
     }
 
     /// Makes room for `count` tracks (a ladder's variants); never fewer than one.
@@ -242,7 +265,8 @@ impl HlsState {
         let single = self.tracks.len() == 1;
         for (i, t) in self.tracks.iter().enumerate() {
             let known = t.video.is_some() || t.audio.is_some();
-            if !single && (t.segments.is_empty() || !known) {
+            let used = self.in_use.as_ref().is_none_or(|u| u.get(i).copied().unwrap_or(false));
+            if !single && (t.segments.is_empty() || !known || !used) {
                 continue;
             }
             let _ = write!(out, "#EXT-X-STREAM-INF:{}\n{}\n", self.attributes(t), media_uri(i));
@@ -429,5 +453,35 @@ mod tests {
         assert_eq!(avc1_codec("constrained-baseline", "3"), "avc1.42e01e");
         assert_eq!(avc1_codec("main", "4.1"), "avc1.4d0029");
         assert_eq!(avc1_codec("high", "4"), "avc1.640028");
+    }
+
+    #[test]
+    fn a_ladder_master_lists_the_variants_in_use_once_each_is_known() {
+        let mut hls = HlsState::new(6, Duration::from_secs(1));
+        hls.set_tracks(3);
+        assert!(
+            !hls.variants_known(),
+            "nothing known before the graph says what is in use"
+        );
+        hls.set_in_use(vec![true, false, true]);
+        hls.push(0, seg(0, 0.5, false));
+        hls.learn_media(0, None, Some("mp4a.40.2".into()));
+        assert!(!hls.variants_known(), "track 2 has no segment yet");
+        let master = hls.master_playlist(media_playlist_name);
+        assert!(
+            master.contains("media.m3u8") && !master.contains("media-2.m3u8"),
+            "{master}"
+        );
+        hls.push(2, seg(0, 0.5, false));
+        hls.learn_media(2, None, Some("mp4a.40.2".into()));
+        assert!(hls.variants_known());
+        let master = hls.master_playlist(media_playlist_name);
+        assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 2, "{master}");
+        assert!(
+            master.contains("\nmedia-2.m3u8\n") && !master.contains("media-1.m3u8"),
+            "{master}"
+        );
+        let media = hls.media_playlist(2, None, false);
+        assert!(media.contains("\n2-0.ts\n"), "{media}");
     }
 }

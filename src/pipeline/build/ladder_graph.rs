@@ -35,6 +35,13 @@ pub(super) fn build(
     values: &BTreeMap<&str, String>,
 ) -> Result<SessionGraph, BuildError> {
     let t = spec.template;
+    // Template validation makes a ladder's graph demuxed; this is the shared AAC.
+    let super::Graph::Demuxed { audio, .. } = &t.graph else {
+        return Err(BuildError::Template {
+            template: t.name.clone(),
+            message: "a ladder needs an [audio] section".into(),
+        });
+    };
     let video_outputs = ladder.rungs.len() + usize::from(ladder.copy_h264);
     let mut description = "souphttpsrc name=src ! tsdemux name=demux".to_owned();
     // A variant the picture does not make never gets data: its sink must not hold the
@@ -89,13 +96,7 @@ pub(super) fn build(
         ladder: ladder.clone(),
         decode: t.render(&ladder.decode, values),
         rungs,
-        audio: t.render(
-            match &t.graph {
-                super::Graph::Demuxed { audio, .. } => audio,
-                super::Graph::Passthrough(p) => p,
-            },
-            values,
-        ),
+        audio: t.render(audio, values),
         audio_only: t.render(&ladder.audio_only, values),
         muxers,
         preferences: spec.audio_languages.iter().map(|l| normalise_language(l)).collect(),

@@ -167,6 +167,11 @@ impl Session {
                                         .collect()
                                 };
                                 for (track, piece) in pieces {
+                                    // The graph has linked every variant it will have by the
+                                    // time the first segment is cut.
+                                    if !fan.hls_state.knows_in_use() {
+                                        fan.hls_state.set_in_use(graph.outputs_in_use());
+                                    }
                                     let media = fan.hls_state.needs_media(track).then(|| graph.muxed_media(track));
                                     self.publish_segment(fan, track, piece, media, requested);
                                 }
