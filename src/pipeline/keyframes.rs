@@ -48,13 +48,49 @@ impl SegmentPlan {
 /// Asks every video encoder in `bin` for a key frame at each boundary of `plan`, counted from
 /// the encoder's first frame. Returns how many encoders it found.
 pub(crate) fn force_key_units(bin: &gst::Bin, plan: &SegmentPlan) -> usize {
+    force_key_units_paced(bin, plan, None)
+}
+
+/// [`force_key_units`], and with `pace` each encoder gets at most one frame per `pace` (see
+/// [`Pace`]).
+pub(crate) fn force_key_units_paced(bin: &gst::Bin, plan: &SegmentPlan, pace: Option<Duration>) -> usize {
     let encoders = video_encoders(bin);
     for encoder in &encoders {
         if let Some(pad) = encoder.static_pad("sink") {
-            request_on_plan(&pad, plan);
+            request_on_plan(&pad, plan, pace.map(Pace::new));
         }
     }
     encoders.len()
+}
+
+/// A lower frame rate for an encoder without moving its key frames: a frame is kept when a key
+/// frame is due on it, or when it comes at least three quarters of the interval after the last
+/// kept one (every other frame of 50p for 25 frames a second); the others are dropped before
+/// the encoder. The encoder is told the lower rate by its caps (`capssetter` in front of it).
+#[derive(Debug)]
+pub(crate) struct Pace {
+    interval: gst::ClockTime,
+    last: Mutex<Option<gst::ClockTime>>,
+}
+
+impl Pace {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval: gst::ClockTime::from_nseconds(interval.as_nanos() as u64),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether the frame at `running` goes to the encoder.
+    fn keep(&self, running: gst::ClockTime, key_frame_due: bool) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let keep = key_frame_due
+            || last.is_none_or(|l| running.saturating_sub(l).nseconds() * 4 >= self.interval.nseconds() * 3);
+        if keep {
+            *last = Some(running);
+        }
+        keep
+    }
 }
 
 /// Running times at which an encoder is to make a key frame, in order; filled by whoever
@@ -63,12 +99,13 @@ pub(crate) type KeyFrameTimes = Arc<Mutex<VecDeque<gst::ClockTime>>>;
 
 /// Asks every video encoder in `bin` for a key frame at each running time put into the
 /// returned queues (one per encoder): at the first frame at or past it.
-pub(crate) fn key_frames_on_request(bin: &gst::Bin) -> Vec<KeyFrameTimes> {
+pub(crate) fn key_frames_on_request(bin: &gst::Bin, pace: Option<Duration>) -> Vec<KeyFrameTimes> {
     let mut queues = Vec::new();
     for encoder in video_encoders(bin) {
         let Some(pad) = encoder.static_pad("sink") else {
             continue;
         };
+        let pace = pace.map(Pace::new);
         let times: KeyFrameTimes = Arc::default();
         let wanted = Arc::clone(&times);
         let first = std::sync::atomic::AtomicBool::new(true);
@@ -85,6 +122,9 @@ pub(crate) fn key_frames_on_request(bin: &gst::Bin) -> Vec<KeyFrameTimes> {
                 }
                 due
             };
+            if pace.as_ref().is_some_and(|p| !p.keep(running, due)) {
+                return gst::PadProbeReturn::Drop;
+            }
             // An encoder's first frame is a key frame anyway; a request there would also stop
             // GstVideoEncoder from honouring any later one (it remembers the first frame's
             // request at a running time past every real one).
@@ -111,7 +151,7 @@ fn video_encoders(bin: &gst::Bin) -> Vec<gst::Element> {
 
 /// Asks for a key frame at each boundary of `plan`, counted from the first frame through `pad`
 /// (a sink pad: the request goes into its element, and on downstream to every encoder).
-pub(crate) fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan) {
+pub(crate) fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan, pace: Option<Pace>) {
     let plan = plan.clone();
     // (running time of the first frame, the next boundary after it). One streaming thread
     // calls the probe; the mutex only makes the closure `Sync`.
@@ -130,6 +170,9 @@ pub(crate) fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan) {
             }
             due
         };
+        if pace.as_ref().is_some_and(|p| !p.keep(running, due)) {
+            return gst::PadProbeReturn::Drop;
+        }
         // Lock dropped: the encoder takes the request before this frame (GstVideoEncoder
         // keeps it until a frame at or past its running time).
         if due {
@@ -247,5 +290,20 @@ mod tests {
         }
         assert_eq!(keys, [0, 300, 600, 1000, 2000], "key frames at the plan's boundaries");
         assert_eq!(idrs, keys, "every key frame is an IDR");
+    }
+
+    #[test]
+    fn a_paced_encoder_gets_every_other_frame_and_every_key_frame_moment() {
+        let pace = Pace::new(ms(40));
+        let frame = |n: u64| gst::ClockTime::from_mseconds(1_000 + n * 20);
+        // 50p into 25 a second; a key frame is due on frame 25 (odd: off the cadence).
+        let kept: Vec<u64> = (0..30).filter(|&n| pace.keep(frame(n), n == 25)).collect();
+        assert_eq!(
+            kept,
+            [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25, 27, 29],
+            "the cadence restarts at the key frame"
+        );
+        let all = Pace::new(ms(20));
+        assert!((0..10).all(|n| all.keep(frame(n), false)), "at the picture's own rate");
     }
 }

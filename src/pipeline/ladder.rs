@@ -29,6 +29,8 @@ struct RungFile {
     height: u32,
     /// kbit/s, as `{video_bitrate}` of the encoders.
     video_bitrate: u32,
+    /// Most frames a second; the picture's own rate when absent.
+    frame_rate: Option<u32>,
 }
 
 /// One encoded rung: a bound on the picture and the encoder's bitrate.
@@ -38,6 +40,10 @@ pub struct Rung {
     pub height: u32,
     /// kbit/s.
     pub video_bitrate: u32,
+    /// Most frames a second: a picture with more keeps only as many (never dropping a frame a
+    /// key frame is due on, so every rung still starts its segments on the same frame). `None`:
+    /// the picture's own rate (50 after deinterlacing 25i).
+    pub frame_rate: Option<u32>,
 }
 
 /// A validated ladder.
@@ -93,6 +99,16 @@ impl Ladder {
         out
     }
 
+    /// A rung's `{encoder}`: the encoder with its ladder properties at the rung's bitrate, and a
+    /// paced rung's frame rate in the caps in front of it (x264's rate control is per frame).
+    pub(crate) fn encoder_fragment(encoder: &super::EncoderChoice, rung: &Rung, keyint: u32) -> String {
+        let fragment = encoder.ladder_fragment(&rung.video_bitrate.to_string(), keyint);
+        match rung.frame_rate {
+            Some(rate) => format!("capssetter caps=\"video/x-raw,framerate={rate}/1\" ! {fragment}"),
+            None => fragment,
+        }
+    }
+
     /// The values of a rung's placeholders ([`RUNG_PLACEHOLDERS`]).
     pub(crate) fn rung_values(rung: &Rung) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
@@ -126,6 +142,9 @@ pub(crate) fn validate(file: LadderFile, params: &BTreeMap<String, String>) -> R
                 Some(i),
                 format!("{name}: width {} must be even, 16 to 7680", rung.width),
             ));
+        }
+        if rung.frame_rate.is_some_and(|r| !(1..=120).contains(&r)) {
+            problems.push((Some(i), format!("{name}: frame_rate must be 1 to 120")));
         }
         if !(64..=100_000).contains(&rung.video_bitrate) {
             problems.push((
@@ -186,6 +205,7 @@ pub(crate) fn validate(file: LadderFile, params: &BTreeMap<String, String>) -> R
                     width: r.width,
                     height: r.height,
                     video_bitrate: r.video_bitrate,
+                    frame_rate: r.frame_rate,
                 })
                 .collect(),
         })
@@ -210,6 +230,7 @@ mod tests {
                     width: height * 16 / 9,
                     height,
                     video_bitrate: height * 4,
+                    frame_rate: None,
                 })
                 .collect(),
         }
@@ -266,6 +287,7 @@ mod tests {
                     width: 640,
                     height,
                     video_bitrate,
+                    frame_rate: None,
                 })
                 .collect(),
         }

@@ -223,10 +223,7 @@ fn validate_graph(t: &Template, source: &str, encoder: Option<&EncoderChoice>) -
             let mut rung_values = values.clone();
             rung_values.extend(Ladder::rung_values(rung));
             if let Some(e) = encoder {
-                rung_values.insert(
-                    "encoder",
-                    e.ladder_fragment(&rung.video_bitrate.to_string(), VALIDATION_KEYINT),
-                );
+                rung_values.insert("encoder", Ladder::encoder_fragment(e, rung, VALIDATION_KEYINT));
             }
             let text = t.render(&ladder.rung, &rung_values);
             if let Err(error) = build::branch_bin(&text) {

@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::super::guard::PipelineGuard;
-use super::super::keyframes::{KeyFrameTimes, force_key_units, key_frames_on_request, running_time};
+use super::super::keyframes::{KeyFrameTimes, force_key_units_paced, key_frames_on_request, running_time};
 use super::super::ladder::{Ladder, RungSource, SourcePicture};
 use super::{
     BuildError, BuildSpec, MuxOutput, SessionGraph, TS_CHUNK_CAPS, branch_bin, caps_name, choose_audio, discard,
@@ -81,10 +82,7 @@ pub(super) fn build(
             let mut rung_values = values.clone();
             rung_values.extend(Ladder::rung_values(rung));
             if let Some(encoder) = encoder {
-                rung_values.insert(
-                    "encoder",
-                    encoder.ladder_fragment(&rung.video_bitrate.to_string(), spec.keyint),
-                );
+                rung_values.insert("encoder", Ladder::encoder_fragment(encoder, rung, spec.keyint));
             }
             t.render(&ladder.rung, &rung_values)
         })
@@ -298,11 +296,15 @@ fn link_rungs(
                 };
                 let bin = link_through(pipeline, &tee, &w.rungs[*i], mux, "video")?;
                 // Every encoder sees the same decoded frames: with the same requests they make
-                // key frames at the same moments.
+                // key frames at the same moments. A rung with a lower frame rate drops frames
+                // in front of its encoder, never one a key frame is due on.
+                let pace = w.ladder.rungs[*i]
+                    .frame_rate
+                    .map(|rate| Duration::from_secs(1) / rate.max(1));
                 if copies {
-                    wanted.extend(key_frames_on_request(&bin));
+                    wanted.extend(key_frames_on_request(&bin, pace));
                 } else if let Some(plan) = &w.plan {
-                    force_key_units(&bin, plan);
+                    force_key_units_paced(&bin, plan, pace);
                 }
             }
         }
