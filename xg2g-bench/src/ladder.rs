@@ -14,6 +14,8 @@ pub struct Rung {
     pub height: u16,
     /// kbit/s.
     pub kbps: u32,
+    /// Frames a second when the rung has its own (abr.toml's `frame_rate`); else the source's.
+    pub fps: Option<u16>,
 }
 
 /// A three-rung ladder as `pipelines/abr.toml` ships it: the top rung (copied from an H.264
@@ -40,16 +42,19 @@ impl Default for LadderSpec {
                     width: 1280,
                     height: 720,
                     kbps: 3000,
+                    fps: None,
                 },
                 Rung {
                     width: 854,
                     height: 480,
                     kbps: 1200,
+                    fps: None,
                 },
                 Rung {
                     width: 640,
                     height: 360,
                     kbps: 700,
+                    fps: None,
                 },
             ],
             copy_h264: true,
@@ -94,6 +99,7 @@ struct AbrRung {
     width: u16,
     height: u16,
     video_bitrate: u32,
+    frame_rate: Option<u16>,
 }
 
 /// A bit rate parameter of a template (`"128000"`, bit/s) in kbit/s.
@@ -124,6 +130,7 @@ impl LadderSpec {
                 width: r.width,
                 height: r.height,
                 kbps: r.video_bitrate,
+                fps: r.frame_rate,
             })
             .collect();
         let rungs: [Rung; 3] = rungs.try_into().map_err(|r: Vec<Rung>| {
@@ -151,7 +158,8 @@ impl LadderSpec {
     }
 }
 
-/// `1280x720@3000,854x480@1200,640x360@700;aac@128,48`: how the bench tells the peer
+/// `1280x720@3000,854x480@1200,640x360@700;aac@128,48` (a rung with its own frame rate
+/// `960x540@2000/25`): how the bench tells the peer
 /// (`xg2g-bench peer --ladder`) which ladder to encode. `copy_h264` is not in it: the bench
 /// asks for `ladder-copy` or `ladder` per channel.
 impl fmt::Display for LadderSpec {
@@ -159,6 +167,9 @@ impl fmt::Display for LadderSpec {
         for (i, r) in self.rungs.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             write!(f, "{sep}{}x{}@{}", r.width, r.height, r.kbps)?;
+            if let Some(fps) = r.fps {
+                write!(f, "/{fps}")?;
+            }
         }
         write!(f, ";aac@{},{}", self.audio_kbps, self.audio_only_kbps)
     }
@@ -174,12 +185,17 @@ impl FromStr for LadderSpec {
         };
         let (video, audio) = text.split_once(";aac@").ok_or_else(|| bad("no ;aac@"))?;
         let rung = |s: &str| -> Option<Rung> {
-            let (size, kbps) = s.split_once('@')?;
+            let (size, rate) = s.split_once('@')?;
             let (w, h) = size.split_once('x')?;
+            let (kbps, fps) = match rate.split_once('/') {
+                Some((kbps, fps)) => (kbps, Some(fps.parse().ok()?)),
+                None => (rate, None),
+            };
             Some(Rung {
                 width: w.parse().ok()?,
                 height: h.parse().ok()?,
                 kbps: kbps.parse().ok()?,
+                fps,
             })
         };
         let rungs: Vec<Rung> = video
@@ -206,7 +222,9 @@ pub fn rung_profile(height: u16) -> String {
 /// xg2g's `h264.toml` turned into the `h264-{height}` profile of one lower rung: its name and
 /// its `width`, `height` and `video_bitrate` parameters replaced, everything else as shipped
 /// (graph, encoder, audio), so that three separate sessions cost what three `h264` sessions
-/// at the ladder's sizes cost.
+/// at the ladder's sizes cost. A rung with its own frame rate gets a `videorate` before the
+/// scaler and the rate in the scaler's caps, so that the session encodes as many frames as the
+/// ladder's rung.
 pub fn rung_template(h264_toml: &str, rung: Rung) -> Result<String, LadderError> {
     let mut table: toml::Table =
         toml::from_str(h264_toml).map_err(|e| template("h264.toml", e.message().to_owned()))?;
@@ -232,6 +250,24 @@ pub fn rung_template(h264_toml: &str, rung: Rung) -> Result<String, LadderError>
             return Err(template("h264.toml", format!("[params] has no {key}")));
         }
         params.insert(key.into(), value.into());
+    }
+    if let Some(fps) = rung.fps {
+        let graph = table
+            .get_mut("video")
+            .and_then(|v| v.get_mut("graph"))
+            .ok_or_else(|| template("h264.toml", "no [video] graph"))?;
+        let text = graph.as_str().unwrap_or_default();
+        let (scale, caps) = ("! videoconvert ! videoscale", "pixel-aspect-ratio=1/1");
+        if text.matches(scale).count() != 1 || text.matches(caps).count() != 1 {
+            return Err(template(
+                "h264.toml",
+                format!("the video graph has no one `{scale}` and `{caps}` to set {fps} frames a second at"),
+            ));
+        }
+        *graph = text
+            .replace(scale, &format!("! videorate {scale}"))
+            .replace(caps, &format!("{caps},framerate={fps}/1"))
+            .into();
     }
     toml::to_string(&table).map_err(|e| template("h264.toml", e.to_string()))
 }
@@ -301,6 +337,22 @@ aac_coder = "fast"
     }
 
     #[test]
+    fn a_rung_with_its_own_frame_rate_gets_it_in_both_baselines() {
+        let abr = ABR.replacen("video_bitrate = 1200\n", "video_bitrate = 1200\nframe_rate = 25\n", 1);
+        let spec = LadderSpec::from_abr_toml(&abr).expect("abr");
+        assert_eq!(spec.rungs.map(|r| r.fps), [None, Some(25), None]);
+        let text = spec.to_string();
+        assert_eq!(text, "1280x720@3000,854x480@1200/25,640x360@700;aac@128,48");
+        assert_eq!(text.parse(), Ok(spec));
+        let h264 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/h264.toml"))
+            .expect("pipelines/h264.toml");
+        let made: toml::Table = toml::from_str(&rung_template(&h264, spec.rungs[1]).expect("rung")).expect("TOML");
+        let graph = made["video"]["graph"].as_str().expect("graph");
+        assert!(graph.contains("! videorate ! videoconvert ! videoscale"), "{graph}");
+        assert!(graph.contains("pixel-aspect-ratio=1/1,framerate=25/1"), "{graph}");
+    }
+
+    #[test]
     fn the_peer_argument_round_trips() {
         let spec = LadderSpec::default();
         let text = spec.to_string();
@@ -335,6 +387,7 @@ aac_coder = "fast"
             assert_eq!(made[key], shipped[key], "{key}");
         }
         assert_eq!(params["audio_bitrate"], shipped["params"]["audio_bitrate"]);
+        assert!(!text.contains("videorate"), "the source's rate: {text}");
         assert!(rung_template("name = \"aac\"\n[params]\n", rung).is_err());
         assert!(rung_template("name = \"h264\"\n[params]\nwidth = \"1\"\n", rung).is_err());
     }

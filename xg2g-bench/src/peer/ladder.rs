@@ -32,9 +32,14 @@ pub(super) fn ladder_args(spec: &LadderSpec, copy_top: bool, src: &str, dir: &Pa
     let split: String = (0..encoded.len()).map(|i| format!("[s{i}]")).collect();
     let mut graph = format!("[0:v:0]{DEINTERLACE},split={}{split}", encoded.len());
     for (i, rung) in encoded.iter().enumerate() {
-        graph.push_str(&format!(";[s{i}]{}[v{i}]", scale_to(rung.height)));
+        // A rung with its own frame rate keeps every n-th frame, as xg2g's does.
+        let fps = rung.fps.map(|f| format!(",fps={f}")).unwrap_or_default();
+        graph.push_str(&format!(";[s{i}]{}{fps}[v{i}]", scale_to(rung.height)));
     }
     args.extend(["-filter_complex".to_owned(), graph]);
+    // The h264 peer's encoder settings for every rung (a key frame every 2 s at 50 frames a
+    // second), before the rungs' own, which override them.
+    args.extend(words("-preset veryfast -tune zerolatency -bf 0 -g 100"));
     let mut out = 0;
     if copy_top {
         args.extend(words("-map 0:v:0 -c:v:0 copy"));
@@ -47,10 +52,12 @@ pub(super) fn ladder_args(spec: &LadderSpec, copy_top: bool, src: &str, dir: &Pa
             "-map [v{i}] -c:v:{n} libx264 -b:v:{n} {kbps}k -maxrate:v:{n} {kbps}k -bufsize:v:{n} {}k",
             kbps / 3
         )));
+        if let Some(fps) = rung.fps {
+            args.extend(words(&format!("-g:v:{n} {}", 2 * u32::from(fps))));
+        }
     }
     args.extend(words(&format!(
-        "-preset veryfast -tune zerolatency -bf 0 -g 100 \
-         -map 0:a:0 -map 0:a:0 -c:a aac -ac 2 -b:a:0 {}k -b:a:1 {}k",
+        "-map 0:a:0 -map 0:a:0 -c:a aac -ac 2 -b:a:0 {}k -b:a:1 {}k",
         spec.audio_kbps, spec.audio_only_kbps
     )));
     args.extend(words(
@@ -115,7 +122,16 @@ mod tests {
         )));
         assert!(line.contains("-map 0:v:0 -c:v:0 copy -map [v0] -c:v:1 libx264 -b:v:1 1200k"));
         assert!(line.contains("-map [v1] -c:v:2 libx264 -b:v:2 700k"));
-        assert!(!line.contains("3000k"), "{line}");
+        assert!(!line.contains("3000k") && !line.contains("-g:v"), "{line}");
+        // A rung at its own frame rate: every other frame, a key frame every 2 s still.
+        let mut spec = LadderSpec::default();
+        spec.rungs[2].fps = Some(25);
+        let line = ladder_args(&spec, true, SRC, Path::new("/w/l1")).join(" ");
+        assert!(line.contains(&format!(";[s1]{},fps=25[v1]", scale_to(360))), "{line}");
+        assert!(
+            line.contains("-b:v:2 700k -maxrate:v:2 700k -bufsize:v:2 233k -g:v:2 50"),
+            "{line}"
+        );
         // The output streams the variant map names: three videos, the group's AAC, the audio-only one.
         assert!(line.contains("-var_stream_map v:0,agroup:aud v:1,agroup:aud v:2,agroup:aud a:0,agroup:aud a:1"));
     }
