@@ -147,13 +147,7 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
             format!("souphttpsrc name=src ! tsdemux name=demux mpegtsmux name=mux alignment=7 ! {sink_caps}")
         }
     };
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|source| BuildError::Parse {
-            template: t.name.clone(),
-            source,
-        })?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| BuildError::NotAPipeline)?;
+    let pipeline = launch(t, &description)?;
     let guard = PipelineGuard::new(pipeline.clone());
     let src = set_up_source(&pipeline, spec)?;
     let outputs = pipeline
@@ -174,7 +168,6 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
             audio: t.render(audio, &values),
             preferences: spec.audio_languages.iter().map(|l| normalise_language(l)).collect(),
             languages,
-            pending_audio: Mutex::new(Vec::new()),
             video_linked: Mutex::new(false),
             segment_plan: spec.segment_plan.cloned(),
             refuse_mpeg2: spec.output == Output::Hls && !t.uses_encoder(),
@@ -189,21 +182,39 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
     })
 }
 
+/// Parses a session graph's description into a pipeline.
+pub(crate) fn launch(t: &Template, description: &str) -> Result<gst::Pipeline, BuildError> {
+    gst::parse::launch(description)
+        .map_err(|source| BuildError::Parse {
+            template: t.name.clone(),
+            source,
+        })?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| BuildError::NotAPipeline)
+}
+
 /// Sets up the receiver source (`src`): location, headers, timeouts.
 pub(crate) fn set_up_source(pipeline: &gst::Pipeline, spec: &BuildSpec<'_>) -> Result<gst::Element, BuildError> {
     let src = pipeline.by_name("src").ok_or(BuildError::MissingElement("src"))?;
-    src.set_property("location", spec.source_url);
+    configure_source(&src, spec.source_url, spec.authorization, spec.stall_timeout_s);
+    Ok(src)
+}
+
+/// Sets a `souphttpsrc` up to read the receiver: live, no retries of its own (the session
+/// reconnects), xg2g's user agent, `timeout_s` to read, and the `Authorization` header sent up
+/// front (the relay port sends no 401 challenge).
+pub(crate) fn configure_source(src: &gst::Element, url: &str, authorization: Option<&str>, timeout_s: u32) {
+    src.set_property("location", url);
     src.set_property("is-live", true);
     src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
-    src.set_property("timeout", spec.stall_timeout_s.max(1));
+    src.set_property("timeout", timeout_s.max(1));
     src.set_property("retries", 0i32);
-    if let Some(auth) = spec.authorization {
+    if let Some(auth) = authorization {
         let headers = gst::Structure::builder("extra-headers")
             .field("Authorization", auth)
             .build();
         src.set_property("extra-headers", headers);
     }
-    Ok(src)
 }
 
 /// Marks every buffer the source delivers, for stall detection.
@@ -227,7 +238,6 @@ struct Branches {
     audio: String,
     preferences: Vec<String>,
     languages: Arc<Mutex<HashMap<u16, String>>>,
-    pending_audio: Mutex<Vec<gst::Pad>>,
     video_linked: Mutex<bool>,
     segment_plan: Option<SegmentPlan>,
     /// The output is HLS and the video branch copies: MPEG-2 video must not go through.
@@ -235,48 +245,75 @@ struct Branches {
 }
 
 fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<(), BuildError> {
-    let demux = pipeline.by_name("demux").ok_or(BuildError::MissingElement("demux"))?;
-    let weak = pipeline.downgrade();
+    let choice = AudioChoice {
+        languages: Arc::clone(&branches.languages),
+        preferences: branches.preferences.clone(),
+    };
     let b = Arc::clone(&branches);
+    let video = move |pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str| {
+        let first = !std::mem::replace(
+            &mut *b.video_linked.lock().unwrap_or_else(PoisonError::into_inner),
+            true,
+        );
+        match &b.video {
+            Some(_) if first && b.refuse_mpeg2 && media == "video/mpeg" => {
+                let error = gst::message::Error::builder(gst::StreamError::WrongType, UNPLAYABLE_VIDEO)
+                    .src(pipeline)
+                    .build();
+                let _ = pipeline.post_message(error);
+                discard(pipeline, pad)
+            }
+            Some(graph) if first => {
+                let parser = if media == "video/x-h264" {
+                    "h264parse config-interval=-1"
+                } else {
+                    "mpegvideoparse"
+                };
+                link_branch(
+                    pipeline,
+                    pad,
+                    &format!("{parser} ! {graph}"),
+                    "video",
+                    b.segment_plan.as_ref(),
+                )
+            }
+            _ => discard(pipeline, pad),
+        }
+    };
+    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>| match chosen {
+        Some(pad) => link_branch(pipeline, pad, &branches.audio, "audio", None),
+        None => Ok(()),
+    };
+    route_demuxer(pipeline, choice, video, audio)
+}
+
+/// How the audio track is chosen: the languages the PMT gave, and the ones wanted.
+pub(crate) struct AudioChoice {
+    pub languages: Arc<Mutex<HashMap<u16, String>>>,
+    pub preferences: Vec<String>,
+}
+
+/// Wires the demuxer (`demux`): each video pad goes to `video` (with its media type), every
+/// audio pad waits until the demuxer has announced them all, then the chosen one goes to
+/// `audio` (`None` without audio) and the others to fakesinks, as does every other pad. A
+/// failure is posted on the bus.
+pub(crate) fn route_demuxer(
+    pipeline: &gst::Pipeline,
+    choice: AudioChoice,
+    video: impl Fn(&gst::Pipeline, &gst::Pad, &str) -> Result<(), String> + Send + Sync + 'static,
+    audio: impl Fn(&gst::Pipeline, Option<&gst::Pad>) -> Result<(), String> + Send + Sync + 'static,
+) -> Result<(), BuildError> {
+    let demux = pipeline.by_name("demux").ok_or(BuildError::MissingElement("demux"))?;
+    let pending: Arc<Mutex<Vec<gst::Pad>>> = Arc::default();
+    let weak = pipeline.downgrade();
+    let audio_pads = Arc::clone(&pending);
     demux.connect_pad_added(move |_, pad| {
         let Some(pipeline) = weak.upgrade() else { return };
-        let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
-        let media = caps
-            .as_ref()
-            .and_then(|c| c.structure(0))
-            .map(|s| s.name().to_string())
-            .unwrap_or_default();
+        let media = caps_name(pad);
         let result = if media.starts_with("video/") {
-            let first = !std::mem::replace(
-                &mut *b.video_linked.lock().unwrap_or_else(PoisonError::into_inner),
-                true,
-            );
-            match &b.video {
-                Some(_) if first && b.refuse_mpeg2 && media == "video/mpeg" => {
-                    let error = gst::message::Error::builder(gst::StreamError::WrongType, UNPLAYABLE_VIDEO)
-                        .src(&pipeline)
-                        .build();
-                    let _ = pipeline.post_message(error);
-                    discard(&pipeline, pad)
-                }
-                Some(graph) if first => {
-                    let parser = if media == "video/x-h264" {
-                        "h264parse config-interval=-1"
-                    } else {
-                        "mpegvideoparse"
-                    };
-                    link_branch(
-                        &pipeline,
-                        pad,
-                        &format!("{parser} ! {graph}"),
-                        "video",
-                        b.segment_plan.as_ref(),
-                    )
-                }
-                _ => discard(&pipeline, pad),
-            }
+            video(&pipeline, pad, &media)
         } else if media.starts_with("audio/") {
-            b.pending_audio
+            audio_pads
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(pad.clone());
@@ -291,25 +328,23 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
     let weak = pipeline.downgrade();
     demux.connect_no_more_pads(move |_| {
         let Some(pipeline) = weak.upgrade() else { return };
-        let pads = std::mem::take(&mut *branches.pending_audio.lock().unwrap_or_else(PoisonError::into_inner));
-        let languages = branches
+        let pads = std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let languages = choice
             .languages
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let chosen = choose_audio(&pads, &languages, &branches.preferences);
+        let chosen = choose_audio(&pads, &languages, &choice.preferences);
         for (i, pad) in pads.iter().enumerate() {
-            let result = if Some(i) == chosen {
-                let media = caps_name(pad);
+            if Some(i) == chosen {
                 let pid = pad_pid(pad);
-                tracing::debug!(pid, codec = %media, language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
-                link_branch(&pipeline, pad, &branches.audio, "audio", None)
-            } else {
-                discard(&pipeline, pad)
-            };
-            if let Err(error) = result {
+                tracing::debug!(pid, codec = %caps_name(pad), language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
+            } else if let Err(error) = discard(&pipeline, pad) {
                 post_error(&pipeline, &error);
             }
+        }
+        if let Err(error) = audio(&pipeline, chosen.map(|i| &pads[i])) {
+            post_error(&pipeline, &error);
         }
     });
     Ok(())
@@ -330,11 +365,7 @@ fn pad_pid(pad: &gst::Pad) -> Option<u16> {
 }
 
 /// Index of the best audio pad: preferred language first, then AC-3/E-AC-3, AAC, MP2.
-pub(crate) fn choose_audio(
-    pads: &[gst::Pad],
-    languages: &HashMap<u16, String>,
-    preferences: &[String],
-) -> Option<usize> {
+fn choose_audio(pads: &[gst::Pad], languages: &HashMap<u16, String>, preferences: &[String]) -> Option<usize> {
     let tracks: Vec<(Option<String>, String)> = pads
         .iter()
         .map(|p| (pad_pid(p).and_then(|pid| languages.get(&pid).cloned()), caps_name(p)))

@@ -15,6 +15,7 @@ mod live;
 mod reload;
 mod template;
 
+pub(crate) use build::configure_source;
 pub use build::{BuildError, BuildSpec, TS_CHUNK_CAPS, UNPLAYABLE_VIDEO};
 use build::{SourceActivity, build};
 pub use encoder_full::is_encoder_full;

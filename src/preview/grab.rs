@@ -98,17 +98,12 @@ fn build(spec: &GrabSpec<'_>, shared: &Arc<Shared>) -> Result<PipelineGuard, Str
     let guard = PipelineGuard::new(pipeline.clone());
     let element = |name: &str| pipeline.by_name(name).ok_or_else(|| format!("no element {name}"));
     let src = element("src")?;
-    src.set_property("location", spec.url);
-    src.set_property("is-live", true);
-    src.set_property("user-agent", concat!("xg2g/", env!("CARGO_PKG_VERSION")));
-    src.set_property("timeout", spec.timeout.as_secs().clamp(1, 3600) as u32);
-    src.set_property("retries", 0i32);
-    if let Some(auth) = spec.authorization {
-        let headers = gst::Structure::builder("extra-headers")
-            .field("Authorization", auth)
-            .build();
-        src.set_property("extra-headers", headers);
-    }
+    crate::pipeline::configure_source(
+        &src,
+        spec.url,
+        spec.authorization,
+        spec.timeout.as_secs().clamp(1, 3600) as u32,
+    );
 
     // The demuxer's first video stream goes to the decoder; everything else is thrown away.
     let demux = element("demux")?;

@@ -21,8 +21,8 @@ use super::super::guard::PipelineGuard;
 use super::super::keyframes::{KeyFrameTimes, force_key_units_paced, key_frames_on_request, running_time};
 use super::super::ladder::{Ladder, RungSource, SourcePicture};
 use super::{
-    BuildError, BuildSpec, MuxOutput, SessionGraph, TS_CHUNK_CAPS, branch_bin, caps_name, choose_audio, discard,
-    normalise_language, post_error, set_up_source, watch_activity, watch_pmt_languages,
+    AudioChoice, BuildError, BuildSpec, MuxOutput, SessionGraph, TS_CHUNK_CAPS, branch_bin, discard, launch,
+    normalise_language, post_error, route_demuxer, set_up_source, watch_activity, watch_pmt_languages,
 };
 
 /// A queue that holds up to 3 s, as the templates' own.
@@ -52,13 +52,7 @@ pub(super) fn build(
             " mpegtsmux name=mux{i} alignment=7 ! appsink name=sink{i} sync=false async=false caps={TS_CHUNK_CAPS}"
         ));
     }
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|source| BuildError::Parse {
-            template: t.name.clone(),
-            source,
-        })?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| BuildError::NotAPipeline)?;
+    let pipeline = launch(t, &description)?;
     let guard = PipelineGuard::new(pipeline.clone());
     let src = set_up_source(&pipeline, spec)?;
     let mut outputs = Vec::new();
@@ -131,7 +125,6 @@ struct Wiring {
 #[derive(Default)]
 struct State {
     video_seen: bool,
-    pending_audio: Vec<gst::Pad>,
     /// The shared AAC's tee, once the audio is linked.
     aac: Option<gst::Element>,
     /// How many video variants the picture made, once it is known.
@@ -139,44 +132,27 @@ struct State {
 }
 
 fn connect(pipeline: &gst::Pipeline, wiring: Arc<Wiring>) -> Result<(), BuildError> {
-    let demux = pipeline.by_name("demux").ok_or(BuildError::MissingElement("demux"))?;
-    let weak = pipeline.downgrade();
+    let choice = AudioChoice {
+        languages: Arc::clone(&wiring.languages),
+        preferences: wiring.preferences.clone(),
+    };
     let w = Arc::clone(&wiring);
-    demux.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = weak.upgrade() else { return };
-        let media = caps_name(pad);
-        let result = if media.starts_with("video/") {
-            let first = !std::mem::replace(
-                &mut w.state.lock().unwrap_or_else(PoisonError::into_inner).video_seen,
-                true,
-            );
-            if first {
-                link_video(&pipeline, pad, &media, &w)
-            } else {
-                discard(&pipeline, pad)
-            }
-        } else if media.starts_with("audio/") {
-            w.state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pending_audio
-                .push(pad.clone());
-            Ok(())
+    let video = move |pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str| {
+        let first = !std::mem::replace(
+            &mut w.state.lock().unwrap_or_else(PoisonError::into_inner).video_seen,
+            true,
+        );
+        if first {
+            link_video(pipeline, pad, media, &w)
         } else {
-            discard(&pipeline, pad)
-        };
-        if let Err(error) = result {
-            post_error(&pipeline, &error);
+            discard(pipeline, pad)
         }
-    });
-    let weak = pipeline.downgrade();
-    demux.connect_no_more_pads(move |_| {
-        let Some(pipeline) = weak.upgrade() else { return };
-        if let Err(error) = link_audio(&pipeline, &wiring) {
-            post_error(&pipeline, &error);
-        }
-    });
-    Ok(())
+    };
+    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>| match chosen {
+        Some(pad) => link_audio(pipeline, pad, &wiring),
+        None => Ok(()),
+    };
+    route_demuxer(pipeline, choice, video, audio)
 }
 
 /// Parser and tee now; the rungs when the parser's caps say what the picture is.
@@ -337,24 +313,11 @@ fn link_rungs(
     Ok(())
 }
 
-/// Chooses the audio track; the shared AAC goes to a tee (and to each video muxer once the
-/// rungs are known), the audio-only rung to the last muxer. Without video the shared AAC is
-/// the first variant.
-fn link_audio(pipeline: &gst::Pipeline, w: &Wiring) -> Result<(), String> {
-    let (pads, video_seen) = {
-        let mut state = w.state.lock().unwrap_or_else(PoisonError::into_inner);
-        (std::mem::take(&mut state.pending_audio), state.video_seen)
-    };
-    let languages = w.languages.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let chosen = choose_audio(&pads, &languages, &w.preferences);
-    for (i, pad) in pads.iter().enumerate() {
-        if Some(i) != chosen {
-            discard(pipeline, pad)?;
-        }
-    }
-    let Some(pad) = chosen.map(|i| &pads[i]) else {
-        return Ok(());
-    };
+/// The chosen audio track: the shared AAC goes to a tee (and to each video muxer once the rungs
+/// are known), the audio-only rung to the last muxer. Without video the shared AAC is the first
+/// variant.
+fn link_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, w: &Wiring) -> Result<(), String> {
+    let video_seen = w.state.lock().unwrap_or_else(PoisonError::into_inner).video_seen;
     let raw = make_tee()?;
     let aac = make_tee()?;
     pipeline.add_many([&raw, &aac]).map_err(|e| e.to_string())?;
