@@ -21,6 +21,7 @@ use build::{SourceActivity, build};
 pub use encoder_full::is_encoder_full;
 pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
+pub(crate) use keyframes::DROP_BUFFER;
 pub use keyframes::SegmentPlan;
 pub use ladder::{AUDIO_ONLY_MAX_BPS, Ladder, Rung, RungSource, SourcePicture};
 pub(crate) use latency::read_latency;

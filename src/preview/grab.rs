@@ -164,7 +164,7 @@ fn build(spec: &GrabSpec<'_>, shared: &Arc<Shared>) -> Result<PipelineGuard, Str
                 return gst::PadProbeReturn::Ok;
             };
             if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                return gst::PadProbeReturn::Drop;
+                return crate::pipeline::DROP_BUFFER;
             }
             let pts = buffer.pts().map_or(0, |t| t.nseconds());
             state.key_pts.store(pts, Ordering::SeqCst);

@@ -18,7 +18,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::super::guard::PipelineGuard;
-use super::super::keyframes::{KeyFrameTimes, force_key_units_paced, key_frames_on_request, running_time};
+use super::super::keyframes::{DROP_BUFFER, KeyFrameTimes, force_key_units_paced, key_frames_on_request, running_time};
 use super::super::ladder::{Ladder, RungSource, SourcePicture};
 use super::{
     AudioChoice, BuildError, BuildSpec, MuxOutput, SessionGraph, TS_CHUNK_CAPS, branch_bin, discard, launch,
@@ -184,7 +184,7 @@ fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str, w: &Arc<Wir
             .buffer()
             .is_some_and(|b| b.flags().contains(gst::BufferFlags::DELTA_UNIT));
         if delta {
-            gst::PadProbeReturn::Drop
+            DROP_BUFFER
         } else {
             gst::PadProbeReturn::Remove
         }
