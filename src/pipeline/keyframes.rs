@@ -110,36 +110,16 @@ pub(crate) fn key_frames_on_request(bin: &gst::Bin, pace: Option<Duration>) -> V
         let Some(pad) = encoder.static_pad("sink") else {
             continue;
         };
-        let pace = pace.map(Pace::new);
         let times: KeyFrameTimes = Arc::default();
         let wanted = Arc::clone(&times);
-        let first = std::sync::atomic::AtomicBool::new(true);
-        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            let Some(running) = info.buffer().and_then(|b| running_time(pad, b)) else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let due = {
-                let mut wanted = wanted.lock().unwrap_or_else(PoisonError::into_inner);
-                let mut due = false;
-                while wanted.front().is_some_and(|t| *t <= running) {
-                    wanted.pop_front();
-                    due = true;
-                }
-                due
-            };
-            if pace.as_ref().is_some_and(|p| !p.keep(running, due)) {
-                return DROP_BUFFER;
+        on_each_frame(&pad, pace.map(Pace::new), move |running| {
+            let mut wanted = wanted.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut due = false;
+            while wanted.front().is_some_and(|t| *t <= running) {
+                wanted.pop_front();
+                due = true;
             }
-            // An encoder's first frame is a key frame anyway; a request there would also stop
-            // GstVideoEncoder from honouring any later one (it remembers the first frame's
-            // request at a running time past every real one).
-            if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                return gst::PadProbeReturn::Ok;
-            }
-            if due {
-                pad.send_event(force_key_unit(running));
-            }
-            gst::PadProbeReturn::Ok
+            due
         });
         queues.push(times);
     }
@@ -154,33 +134,47 @@ fn video_encoders(bin: &gst::Bin) -> Vec<gst::Element> {
         .collect()
 }
 
-/// Asks for a key frame at each boundary of `plan`, counted from the first frame through `pad`
-/// (a sink pad: the request goes into its element, and on downstream to every encoder).
-pub(crate) fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan, pace: Option<Pace>) {
+/// Asks the encoder behind `pad` (its sink pad) for a key frame at each boundary of `plan`,
+/// counted from its first frame.
+fn request_on_plan(pad: &gst::Pad, plan: &SegmentPlan, pace: Option<Pace>) {
     let plan = plan.clone();
-    // (running time of the first frame, the next boundary after it). One streaming thread
-    // calls the probe; the mutex only makes the closure `Sync`.
-    let state: Mutex<Option<(gst::ClockTime, Duration)>> = Mutex::new(None);
+    // (running time of the first frame, the next boundary after it).
+    let mut state: Option<(gst::ClockTime, Duration)> = None;
+    on_each_frame(pad, pace, move |running| {
+        let (first, next) = state.get_or_insert((running, plan.next_boundary(Duration::ZERO)));
+        let elapsed = Duration::from_nanos(running.saturating_sub(*first).nseconds());
+        let due = elapsed >= *next;
+        if due {
+            *next = plan.next_boundary(elapsed);
+        }
+        due
+    });
+}
+
+/// The probe on an encoder's sink pad that both ways of asking for key frames share: `due`
+/// says, for each frame's running time, whether a key frame is due on it; with `pace`, frames
+/// off the cadence are dropped (never one a key frame is due on); a due frame gets a
+/// force-key-unit request just before it, except the encoder's first frame, which is a key
+/// frame anyway (a request there would also stop GstVideoEncoder from honouring any later one:
+/// it remembers the first frame's request at a running time past every real one).
+fn on_each_frame(pad: &gst::Pad, pace: Option<Pace>, due: impl FnMut(gst::ClockTime) -> bool + Send + 'static) {
+    // One streaming thread calls the probe; the mutex only makes the closure `Sync`.
+    let state = Mutex::new((due, true));
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let Some(running) = info.buffer().and_then(|b| running_time(pad, b)) else {
             return gst::PadProbeReturn::Ok;
         };
-        let due = {
+        let (due, first) = {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            let (first, next) = state.get_or_insert((running, plan.next_boundary(Duration::ZERO)));
-            let elapsed = Duration::from_nanos(running.saturating_sub(*first).nseconds());
-            let due = elapsed >= *next;
-            if due {
-                *next = plan.next_boundary(elapsed);
-            }
-            due
+            let due = (state.0)(running);
+            (due, std::mem::replace(&mut state.1, false))
         };
         if pace.as_ref().is_some_and(|p| !p.keep(running, due)) {
             return DROP_BUFFER;
         }
         // Lock dropped: the encoder takes the request before this frame (GstVideoEncoder
         // keeps it until a frame at or past its running time).
-        if due {
+        if due && !first {
             pad.send_event(force_key_unit(running));
         }
         gst::PadProbeReturn::Ok
