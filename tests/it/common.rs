@@ -146,6 +146,24 @@ pub fn ffprobe(path: &std::path::Path, args: &[&str], loglevel: &str) -> (serde_
     (json, String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// The first decoded video frame of a file, by ffprobe: its `key_frame` and `pict_type`.
+pub fn first_video_frame(path: &std::path::Path) -> serde_json::Value {
+    let (frames, _) = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v",
+            "-show_frames",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+        ],
+        "error",
+    );
+    frames["frames"][0].clone()
+}
+
 /// Waits (30 s at most) until the catalog has its guide, and returns it.
 pub async fn guide_loaded(running: &xg2g::app::Running) -> std::sync::Arc<xg2g::catalog::Catalog> {
     let mut catalog = running.catalog();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use xg2g::app::ReloadError;
 
-use crate::common::{client, config_for, demo, ffprobe, start_ready};
+use crate::common::{client, config_for, demo, ffprobe, first_video_frame, start_ready};
 use playlists::{Variant, Window, common_segments, get, parse_master, segment_name};
 
 const HD: &str = "1:0:19:283D:3FB:1:C00000:0:0:0:";
@@ -121,20 +121,7 @@ fn probe_video(path: &Path) -> VideoProbe {
     let first = packets
         .first()
         .unwrap_or_else(|| panic!("{}: no video", path.display()));
-    let (frames, _) = ffprobe(
-        path,
-        &[
-            "-select_streams",
-            "v",
-            "-show_frames",
-            "-read_intervals",
-            "%+#1",
-            "-show_entries",
-            "frame=key_frame,pict_type",
-        ],
-        "error",
-    );
-    let frame = &frames["frames"][0];
+    let frame = &first_video_frame(path);
     let (streams, _) = ffprobe(path, &["-show_streams"], "error");
     let streams = streams["streams"].as_array().expect("streams");
     let video = streams

@@ -3,7 +3,7 @@
 
 use super::SD;
 use super::playlist::{full_window, text};
-use crate::common::{client, ffprobe};
+use crate::common::{client, ffprobe, first_video_frame};
 
 pub(super) async fn check_channel(base: String, channel: &'static str, want: &'static [&'static str]) {
     let master_url = format!("{base}/hls/{channel}/auto/index.m3u8");
@@ -72,20 +72,7 @@ pub(super) async fn check_channel(base: String, channel: &'static str, want: &'s
         }
         if want.contains(&"h264") {
             // Each segment starts with an IDR: its first decoded video frame is a key frame.
-            let (frames, _) = ffprobe(
-                &path,
-                &[
-                    "-select_streams",
-                    "v",
-                    "-show_frames",
-                    "-read_intervals",
-                    "%+#1",
-                    "-show_entries",
-                    "frame=key_frame,pict_type",
-                ],
-                "error",
-            );
-            let first = &frames["frames"][0];
+            let first = &first_video_frame(&path);
             assert_eq!(
                 first["key_frame"], 1,
                 "{channel} {uri} starts with a key frame: {first}"
