@@ -73,6 +73,10 @@ struct Track {
     video: Option<VideoInfo>,
     /// RFC 6381 codec string of the audio, e.g. `mp4a.40.2`.
     audio: Option<String>,
+    /// The media sequence number of the next segment.
+    next: u64,
+    /// The next segment follows an upstream reconnect.
+    discontinuity_next: bool,
 }
 
 /// The published HLS state; each change publishes a new snapshot.
@@ -121,9 +125,45 @@ impl HlsState {
             .all(|(t, used)| !used || (!t.segments.is_empty() && (t.video.is_some() || t.audio.is_some())))
     }
 
-    /// Makes room for `count` tracks (a ladder's variants); never fewer than one.
+    /// Makes room for `count` tracks (a ladder's variants); never fewer than one. New tracks
+    /// number on with the others.
     pub fn set_tracks(&mut self, count: usize) {
-        self.tracks.resize_with(count.max(1), Track::default);
+        let next = self.tracks.iter().map(|t| t.next).max().unwrap_or(0);
+        let discontinuity_next = self.tracks.first().is_some_and(|t| t.discontinuity_next);
+        self.tracks.resize_with(count.max(1), || Track {
+            next,
+            discontinuity_next,
+            ..Track::default()
+        });
+    }
+
+    /// The upstream connection was lost: the next segment of every track is marked (once there
+    /// are segments), and the tracks go on with one numbering (a ladder's rungs switch by it).
+    pub fn reconnected(&mut self) {
+        let marked = !self.is_empty();
+        let next = self.tracks.iter().map(|t| t.next).max().unwrap_or(0);
+        for track in &mut self.tracks {
+            track.next = next;
+            track.discontinuity_next = marked;
+        }
+    }
+
+    /// The media sequence number `track`'s next segment gets.
+    pub fn next_sequence(&self, track: usize) -> u64 {
+        self.tracks.get(track).map_or(0, |t| t.next)
+    }
+
+    /// Adds `track`'s next segment: numbered on, marked when it follows a reconnect.
+    pub fn append(&mut self, track: usize, duration: f64, bytes: Bytes, started_at: SystemTime) {
+        let Some(t) = self.tracks.get_mut(track) else { return };
+        let segment = Segment {
+            sequence: t.next,
+            duration,
+            bytes,
+            started_at,
+            discontinuity: std::mem::take(&mut t.discontinuity_next),
+        };
+        self.push(track, segment);
     }
 
     /// How many tracks there are.
@@ -138,6 +178,7 @@ impl HlsState {
         let Some(track) = self.tracks.get_mut(track) else {
             return;
         };
+        track.next = track.next.max(segment.sequence + 1);
         track.segments.push_back(Arc::new(segment));
         while track.segments.len() > window + SPARE {
             if let Some(old) = track.segments.pop_front()
@@ -483,5 +524,26 @@ mod tests {
         );
         let media = hls.media_playlist(2, None, false);
         assert!(media.contains("\n2-0.ts\n"), "{media}");
+    }
+
+    #[test]
+    fn tracks_number_on_together_across_a_reconnect() {
+        let mut hls = HlsState::new(6, Duration::from_secs(1));
+        let at = UNIX_EPOCH;
+        hls.reconnected();
+        hls.append(0, 0.5, Bytes::new(), at);
+        assert!(!hls.segment(0, 0).unwrap().discontinuity, "nothing before it: no mark");
+        hls.set_tracks(2);
+        assert_eq!(hls.next_sequence(1), 1, "a new track numbers on with the others");
+        hls.append(0, 0.5, Bytes::new(), at);
+        // The drop left track 1 behind: after the reconnect both go on from the highest.
+        hls.reconnected();
+        assert_eq!((hls.next_sequence(0), hls.next_sequence(1)), (2, 2));
+        hls.append(1, 0.5, Bytes::new(), at);
+        hls.append(1, 0.5, Bytes::new(), at);
+        assert!(hls.segment(1, 2).unwrap().discontinuity, "the first after it is marked");
+        assert!(!hls.segment(1, 3).unwrap().discontinuity, "once");
+        hls.append(0, 0.5, Bytes::new(), at);
+        assert!(hls.segment(0, 2).unwrap().discontinuity, "in every track");
     }
 }

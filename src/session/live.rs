@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::graph::Connector;
-use super::hls::{HlsState, Segment};
+use super::hls::HlsState;
 use super::segmenter::Piece;
 use super::ts_cache::TsCache;
 use super::{
@@ -82,10 +82,6 @@ struct Fanout {
     /// Buffers (TS) or segments (HLS) received over the session's life.
     received: u64,
     hls_state: HlsState,
-    /// Each track's next media sequence number (a ladder has a track per variant).
-    next_sequence: Vec<u64>,
-    /// Each track's next segment follows an upstream reconnect.
-    discontinuity: Vec<bool>,
     /// Whether the join channel is still open (closed once the session starts ending).
     accepting: bool,
     /// The starting request's span until the first media: connects before then build under it.
@@ -137,8 +133,6 @@ impl Session {
             failure: None,
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
-            next_sequence: vec![0],
-            discontinuity: vec![false],
             accepting: true,
             start_trace: Some(start_trace),
         };
@@ -204,12 +198,8 @@ impl Session {
                     let delay = (BACKOFF_FIRST * 2u32.saturating_pow(failures - 1)).min(BACKOFF_MAX);
                     tracing::warn!(reason = %reason, attempt = failures, delay_ms = delay.as_millis() as u64, "Upstream lost; reconnecting.");
                     self.metrics.session.reconnect();
-                    // HLS marks the first segment after the reconnect, in every track, and the
-                    // tracks go on with one numbering (a ladder's rungs switch by it).
-                    let marked = !fan.hls_state.is_empty();
-                    fan.discontinuity.iter_mut().for_each(|d| *d = marked);
-                    let next = fan.next_sequence.iter().copied().max().unwrap_or(0);
-                    fan.next_sequence.iter_mut().for_each(|n| *n = next);
+                    // HLS marks the first segment after the reconnect, in every track.
+                    fan.hls_state.reconnected();
                     // TS clients: counters run on, the new clock is flagged, a key frame first.
                     fan.cache.splice();
                     // Clients keep joining during the pause: they get the stream as it resumes.
@@ -336,16 +326,6 @@ impl Session {
         }
     }
 
-    /// Makes room for a graph's `outputs` (a ladder's variants) in the HLS state.
-    fn set_tracks(fan: &mut Fanout, outputs: usize) {
-        let outputs = outputs.max(1);
-        fan.hls_state.set_tracks(outputs);
-        let next = fan.next_sequence.iter().copied().max().unwrap_or(0);
-        fan.next_sequence.resize(outputs, next);
-        let marked = fan.discontinuity.first().copied().unwrap_or(false);
-        fan.discontinuity.resize(outputs, marked);
-    }
-
     /// A segment cut from output `track`'s muxer is published; the master playlist learns the
     /// codecs from `media`, what the muxer's inputs negotiated.
     fn publish_segment(
@@ -362,21 +342,9 @@ impl Session {
             let aac = media.aac_audio.then(|| "mp4a.40.2".to_owned());
             fan.hls_state.learn_media(track, video_info(&media), aac);
         }
-        let (Some(sequence), Some(discontinuity)) =
-            (fan.next_sequence.get_mut(track), fan.discontinuity.get_mut(track))
-        else {
-            return;
-        };
-        let segment = Segment {
-            sequence: *sequence,
-            duration: duration.as_secs_f64(),
-            bytes,
-            started_at: SystemTime::now() - duration,
-            discontinuity: std::mem::take(discontinuity),
-        };
-        *sequence += 1;
         fan.received += 1;
-        fan.hls_state.push(track, segment);
+        fan.hls_state
+            .append(track, duration.as_secs_f64(), bytes, SystemTime::now() - duration);
         tx.send_replace(Arc::new(fan.hls_state.clone()));
         self.first_media(fan, requested);
     }

@@ -70,7 +70,7 @@ impl Session {
         // numbered on from the session's last.
         let mut segmenters: Vec<Segmenter> = Vec::new();
         if self.hls.is_some() {
-            Self::set_tracks(fan, graph.outputs());
+            fan.hls_state.set_tracks(graph.outputs());
             for track in 0..graph.outputs() {
                 // A reconnect's clocks continue where the track's last published media ends.
                 let last = fan
@@ -79,7 +79,7 @@ impl Session {
                     .and_then(|s| fan.hls_state.segment(track, s));
                 segmenters.push(Segmenter::new(
                     plan.clone(),
-                    fan.next_sequence[track],
+                    fan.hls_state.next_sequence(track),
                     last.and_then(|s| media_end(&s.bytes)),
                 ));
             }
