@@ -23,7 +23,7 @@ pub use encoders::{EncoderChoice, Skipped};
 pub use guard::PipelineGuard;
 pub(crate) use keyframes::DROP_BUFFER;
 pub use keyframes::SegmentPlan;
-pub use ladder::{AUDIO_ONLY_MAX_BPS, Ladder, Rung, RungSource, SourcePicture};
+pub use ladder::{Ladder, Rung};
 pub(crate) use latency::read_latency;
 pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, StartError};
 pub use reload::{ReloadError, Reloaded};
