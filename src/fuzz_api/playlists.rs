@@ -119,6 +119,7 @@ fn hls(input: &mut Input<'_>) {
                 bytes: Bytes::from(vec![0u8; usize::from(flags) * 7]),
                 started_at: started + Duration::from_millis(i as u64 * 500),
                 discontinuity: flags & 1 == 1,
+                init: 0,
             },
         );
         sequence += 1 + u64::from(flags >> 7);

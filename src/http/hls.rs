@@ -1,5 +1,5 @@
 //! HLS routes: `/hls/{ref}/{profile}/index.m3u8` (master), `media.m3u8`, and `{n}.ts` segments
-//! from memory. Playlist requests start a session when none runs; segment requests never do.
+//! (fMP4 sessions: `{n}.m4s` and their `init-{v}.mp4`) from memory. Playlist requests start a session when none runs; segment requests never do.
 //! A first playlist is answered [`FIRST_ANSWER_HOLD`] after it holds [`PLAYABLE_SEGMENTS`]
 //! (strict players need them); `media.m3u8?_HLS_msn=N` waits for segment N (blocking reload).
 //! Profile `auto` picks `aac` for H.264 channels and `h264` for MPEG-2 ones, learned from the
@@ -21,8 +21,8 @@ use super::error::HttpError;
 use crate::model::ServiceRef;
 use crate::pipeline::Output;
 use crate::session::{
-    FIRST_ANSWER_HOLD, HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SessionError, SessionKey, VideoCodec,
-    media_playlist_name,
+    FIRST_ANSWER_HOLD, HlsState, HlsView, LearnError, PLAYABLE_SEGMENTS, SegmentFormat, SessionError, SessionKey,
+    VideoCodec, media_playlist_name,
 };
 use crate::telemetry::step;
 use crate::upstream::ProbeError;
@@ -201,7 +201,7 @@ async fn segment(
 ) -> Result<HttpResponse, HttpError> {
     let (reference, profile, name) = path.into_inner();
     let service_ref = parse_ref(&reference)?;
-    let (track, sequence) = segment_name(&name).ok_or(HttpError::SegmentNotFound)?;
+    let (track, file) = segment_name(&name).ok_or(HttpError::SegmentNotFound)?;
     let profile = match profile.as_str() {
         "auto" => {
             let codec = state.streaming.registry.codec(service_ref.clone()).await;
@@ -221,26 +221,64 @@ async fn segment(
         .await
         .ok_or(HttpError::SegmentNotFound)?;
     view.lease.touch();
-    let segment = view
-        .state
-        .borrow()
-        .segment(track, sequence)
-        .ok_or(HttpError::SegmentNotFound)?;
-    tracing::debug!(track, sequence, "Segment.");
+    let (bytes, content_type) = {
+        let current = view.state.borrow();
+        match file {
+            // A segment of the other format is as missing as one never written.
+            SegmentFile::Media(format, sequence) if format == current.format() => {
+                let segment = current.segment(track, sequence).ok_or(HttpError::SegmentNotFound)?;
+                let content_type = match format {
+                    SegmentFormat::Ts => "video/mp2t",
+                    SegmentFormat::Fmp4 => "video/mp4",
+                };
+                (segment.bytes.clone(), content_type)
+            }
+            SegmentFile::Media(..) => return Err(HttpError::SegmentNotFound),
+            SegmentFile::Init(version) => (
+                current.init_segment(track, version).ok_or(HttpError::SegmentNotFound)?,
+                "video/mp4",
+            ),
+        }
+    };
+    tracing::debug!(track, ?file, "Segment.");
     Ok(HttpResponse::Ok()
-        .content_type("video/mp2t")
-        // A segment never changes once written.
+        .content_type(content_type)
+        // A segment (and an init segment's version) never changes once written.
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .body(segment.bytes.clone()))
+        .body(bytes))
 }
 
-/// A segment's track and sequence number: `N.ts` is track 0's, `T-N.ts` track T's.
-fn segment_name(name: &str) -> Option<(usize, u64)> {
-    let stem = name.strip_suffix(".ts")?;
-    match stem.split_once('-') {
-        Some((track, sequence)) => Some((track.parse().ok()?, sequence.parse().ok()?)),
-        None => Some((0, stem.parse().ok()?)),
+/// A file of a session's folder other than its playlists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SegmentFile {
+    /// A media segment of this format, by sequence number.
+    Media(SegmentFormat, u64),
+    /// An fMP4 init segment, by version.
+    Init(u32),
+}
+
+/// A segment's track and what it is: `N.ts` and `N.m4s` are track 0's segment N, `T-N.ts` and
+/// `T-N.m4s` track T's; `init-V.mp4` is track 0's init segment V, `T-init-V.mp4` track T's.
+fn segment_name(name: &str) -> Option<(usize, SegmentFile)> {
+    if let Some(stem) = name.strip_suffix(".mp4") {
+        let (track, version) = match stem.strip_prefix("init-") {
+            Some(version) => (0, version),
+            None => {
+                let (track, rest) = stem.split_once('-')?;
+                (track.parse().ok()?, rest.strip_prefix("init-")?)
+            }
+        };
+        return Some((track, SegmentFile::Init(version.parse().ok()?)));
     }
+    let (stem, format) = match name.strip_suffix(".ts") {
+        Some(stem) => (stem, SegmentFormat::Ts),
+        None => (name.strip_suffix(".m4s")?, SegmentFormat::Fmp4),
+    };
+    let (track, sequence) = match stem.split_once('-') {
+        Some((track, sequence)) => (track.parse().ok()?, sequence),
+        None => (0, stem),
+    };
+    Some((track, SegmentFile::Media(format, sequence.parse().ok()?)))
 }
 
 fn parse_ref(reference: &str) -> Result<ServiceRef, HttpError> {
@@ -328,4 +366,41 @@ fn probe_codec(state: &AppState, service_ref: &ServiceRef) -> BoxFuture<'static,
                 ProbeError::Receiver(message) => LearnError::Upstream(message),
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names() {
+        use SegmentFile::{Init, Media};
+        use SegmentFormat::{Fmp4, Ts};
+        for (name, expected) in [
+            ("12.ts", (0, Media(Ts, 12))),
+            ("3-12.ts", (3, Media(Ts, 12))),
+            ("12.m4s", (0, Media(Fmp4, 12))),
+            ("3-12.m4s", (3, Media(Fmp4, 12))),
+            ("init-0.mp4", (0, Init(0))),
+            ("2-init-1.mp4", (2, Init(1))),
+        ] {
+            assert_eq!(segment_name(name), Some(expected), "{name}");
+        }
+        for name in [
+            "init-x.mp4",
+            "-1.m4s",
+            "1-.m4s",
+            "x-1.m4s",
+            "12.mp4",
+            "2-12.mp4",
+            "init-1.m4s",
+            "2-init-.mp4",
+            "init--1.mp4",
+            "12.m4",
+            "12",
+            "index.m3u8",
+        ] {
+            assert_eq!(segment_name(name), None, "{name}");
+        }
+    }
 }

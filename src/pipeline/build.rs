@@ -37,6 +37,9 @@ pub struct BuildSpec<'a> {
     pub output: Output,
     /// Where HLS segments end: video encoders make key frames at its boundaries.
     pub segment_plan: Option<&'a SegmentPlan>,
+    /// Where the session's fMP4 media ends so far: a reconnect's fragments are timed on from
+    /// there (the muxers' `decode-time-offset`), so that time never runs backwards for a player.
+    pub continue_at: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,9 @@ pub struct MuxOutput {
     /// The muxer, whose sink pads' caps say what the HLS master playlist declares (`None` for
     /// a passthrough graph).
     pub mux: Option<gst::Element>,
+    /// Whether the muxer makes fragmented MP4 (whole fragments, each a segment) rather than a
+    /// transport stream.
+    pub fragmented: bool,
 }
 
 /// A built, not yet started session graph.
@@ -154,6 +160,7 @@ pub fn build(spec: &BuildSpec<'_>) -> Result<SessionGraph, BuildError> {
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .map(|sink| MuxOutput {
+            fragmented: false,
             sink,
             mux: pipeline.by_name("mux"),
         })
@@ -248,6 +255,7 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
     let choice = AudioChoice {
         languages: Arc::clone(&branches.languages),
         preferences: branches.preferences.clone(),
+        surround: false,
     };
     let b = Arc::clone(&branches);
     let video = move |pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str| {
@@ -280,7 +288,7 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
             _ => discard(pipeline, pad),
         }
     };
-    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>| match chosen {
+    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>, _: Option<&gst::Pad>| match chosen {
         Some(pad) => link_branch(pipeline, pad, &branches.audio, "audio", None),
         None => Ok(()),
     };
@@ -291,17 +299,21 @@ fn connect_demuxer(pipeline: &gst::Pipeline, branches: Arc<Branches>) -> Result<
 pub(crate) struct AudioChoice {
     pub languages: Arc<Mutex<HashMap<u16, String>>>,
     pub preferences: Vec<String>,
+    /// Whether an AC-3/E-AC-3 track is wanted too, as it comes (an fMP4 ladder passes it
+    /// through beside the stereo AAC).
+    pub surround: bool,
 }
 
 /// Wires the demuxer (`demux`): each video pad goes to `video` (with its media type), every
 /// audio pad waits until the demuxer has announced them all, then the chosen one goes to
-/// `audio` (`None` without audio) and the others to fakesinks, as does every other pad. A
-/// failure is posted on the bus.
+/// `audio` (`None` without audio), with the AC-3/E-AC-3 track to pass through when the choice
+/// asks for one (the chosen pad itself when it is AC-3), and the others to fakesinks, as does
+/// every other pad. A failure is posted on the bus.
 pub(crate) fn route_demuxer(
     pipeline: &gst::Pipeline,
     choice: AudioChoice,
     video: impl Fn(&gst::Pipeline, &gst::Pad, &str) -> Result<(), String> + Send + Sync + 'static,
-    audio: impl Fn(&gst::Pipeline, Option<&gst::Pad>) -> Result<(), String> + Send + Sync + 'static,
+    audio: impl Fn(&gst::Pipeline, Option<&gst::Pad>, Option<&gst::Pad>) -> Result<(), String> + Send + Sync + 'static,
 ) -> Result<(), BuildError> {
     let demux = pipeline.by_name("demux").ok_or(BuildError::MissingElement("demux"))?;
     let pending: Arc<Mutex<Vec<gst::Pad>>> = Arc::default();
@@ -335,19 +347,34 @@ pub(crate) fn route_demuxer(
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let chosen = choose_audio(&pads, &languages, &choice.preferences);
+        let surround = if choice.surround {
+            // The chosen track when it is AC-3, else the best-ranked AC-3 one.
+            chosen.filter(|&i| is_surround(&pads[i])).or_else(|| {
+                let ac3: Vec<gst::Pad> = pads.iter().filter(|p| is_surround(p)).cloned().collect();
+                let best = choose_audio(&ac3, &languages, &choice.preferences)?;
+                pads.iter().position(|p| *p == ac3[best])
+            })
+        } else {
+            None
+        };
         for (i, pad) in pads.iter().enumerate() {
-            if Some(i) == chosen {
+            if Some(i) == chosen || Some(i) == surround {
                 let pid = pad_pid(pad);
-                tracing::debug!(pid, codec = %caps_name(pad), language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), "Audio track chosen.");
+                tracing::debug!(pid, codec = %caps_name(pad), language = languages.get(&pid.unwrap_or(0)).map(String::as_str).unwrap_or("und"), passthrough = Some(i) == surround, "Audio track chosen.");
             } else if let Err(error) = discard(&pipeline, pad) {
                 post_error(&pipeline, &error);
             }
         }
-        if let Err(error) = audio(&pipeline, chosen.map(|i| &pads[i])) {
+        if let Err(error) = audio(&pipeline, chosen.map(|i| &pads[i]), surround.map(|i| &pads[i])) {
             post_error(&pipeline, &error);
         }
     });
     Ok(())
+}
+
+/// Whether a demuxer pad carries AC-3 or E-AC-3.
+fn is_surround(pad: &gst::Pad) -> bool {
+    matches!(caps_name(pad).as_str(), "audio/x-ac3" | "audio/x-eac3" | "audio/ac3")
 }
 
 /// The media type of a pad: its negotiated caps, else what it could produce.

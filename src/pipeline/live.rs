@@ -31,6 +31,8 @@ pub enum GraphEvent {
     /// Output `output`'s muxer output (a ladder has one per variant, other graphs one): whole
     /// 188-byte packets, batched (up to 64 KiB or 20 ms).
     Chunk { output: usize, bytes: Bytes },
+    /// A fragmented-MP4 output's init segment or fragment, whole (an fMP4 ladder's renditions).
+    Fragment { output: usize, fragment: Fragment },
     /// Encoder latency samples, per buffer, from the latency probes.
     Latency { encoder: String, seconds: Vec<f64> },
     /// The demuxer saw a continuity-counter jump (a lost packet upstream).
@@ -39,6 +41,27 @@ pub enum GraphEvent {
     Failed(GraphFailure),
     /// The stream ended (end of stream, or the bus is gone).
     Ended,
+}
+
+/// What an fMP4 muxer put out, whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fragment {
+    /// The init segment (`ftyp` and `moov`): first, and again when the input's caps change.
+    Init(Bytes),
+    /// One fragment (`styp`, `moof`, `mdat`), one HLS segment: the running time it starts at,
+    /// and how long it plays.
+    Media {
+        bytes: Bytes,
+        start: Duration,
+        duration: Duration,
+    },
+}
+
+/// What crosses from an appsink's streaming thread to the driver.
+#[derive(Debug)]
+enum Output {
+    Chunk(Bytes),
+    Fragment(Fragment),
 }
 
 /// What kind of failure, as far as the driver must act differently on it.
@@ -82,6 +105,10 @@ pub struct MuxedMedia {
     pub video: Option<H264Caps>,
     /// Whether AAC audio (MPEG-4) goes into the muxer.
     pub aac_audio: bool,
+    /// AC-3 (`ac-3`) or E-AC-3 (`ec-3`) going into the muxer, as RFC 6381 names them.
+    pub surround: Option<&'static str>,
+    /// The audio's channels, when the caps say.
+    pub channels: Option<u32>,
 }
 
 /// H.264 as negotiated.
@@ -102,8 +129,8 @@ pub struct LiveGraph {
     /// Each output's muxer.
     muxers: Vec<Option<gst::Element>>,
     source_activity: Arc<SourceActivity>,
-    /// Each output's muxed bytes; empty for a graph without an appsink.
-    data: Vec<mpsc::Receiver<Bytes>>,
+    /// Each output's muxed bytes or fragments; empty for a graph without an appsink.
+    data: Vec<mpsc::Receiver<Output>>,
     /// The output polled first next time, so that no output starves the others.
     next: usize,
     bus: gst::bus::BusStream,
@@ -114,7 +141,17 @@ impl LiveGraph {
     /// [`START_TIMEOUT`]).
     pub async fn start(spec: &BuildSpec<'_>) -> Result<Self, StartError> {
         let graph = build(spec)?;
-        let data = graph.outputs.iter().map(|o| wire_output(&o.sink)).collect();
+        let data = graph
+            .outputs
+            .iter()
+            .map(|o| {
+                if o.fragmented {
+                    wire_fragments(&o.sink)
+                } else {
+                    wire_output(&o.sink)
+                }
+            })
+            .collect();
         let muxers = graph.outputs.iter().map(|o| o.mux.clone()).collect();
         let pipeline = graph.guard.pipeline().clone();
         let bus = pipeline
@@ -171,9 +208,12 @@ impl LiveGraph {
         for step in 0..count {
             let output = (self.next + step) % count;
             match self.data[output].poll_recv(cx) {
-                Poll::Ready(Some(bytes)) => {
+                Poll::Ready(Some(out)) => {
                     self.next = (output + 1) % count;
-                    return Poll::Ready(GraphEvent::Chunk { output, bytes });
+                    return Poll::Ready(match out {
+                        Output::Chunk(bytes) => GraphEvent::Chunk { output, bytes },
+                        Output::Fragment(fragment) => GraphEvent::Fragment { output, fragment },
+                    });
                 }
                 Poll::Ready(None) => return Poll::Ready(GraphEvent::Ended),
                 Poll::Pending => {}
@@ -198,7 +238,7 @@ impl LiveGraph {
     pub fn outputs_in_use(&self) -> Vec<bool> {
         self.muxers
             .iter()
-            .map(|mux| mux.as_ref().is_none_or(|m| m.num_sink_pads() > 0))
+            .map(|mux| mux.as_ref().is_none_or(|m| m.sink_pads().iter().any(|p| p.is_linked())))
             .collect()
     }
 
@@ -216,6 +256,14 @@ impl LiveGraph {
             if s.name() == "audio/mpeg" && s.get::<i32>("mpegversion") == Ok(4) {
                 media.aac_audio = true;
             }
+            match s.name().as_str() {
+                "audio/x-ac3" | "audio/ac3" => media.surround = Some("ac-3"),
+                "audio/x-eac3" => media.surround = Some("ec-3"),
+                _ => {}
+            }
+            if s.name().starts_with("audio/") {
+                media.channels = s.get::<i32>("channels").ok().and_then(|c| u32::try_from(c).ok());
+            }
         }
         media
     }
@@ -232,8 +280,8 @@ impl LiveGraph {
 /// Batches the appsink's buffers into a channel (each send may wake the runtime, so not the
 /// muxer's 1316-byte buffers); the tail goes at end of stream. A send waits only if the
 /// receiver is gone or [`QUEUED_BATCHES`] behind.
-fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_BATCHES);
+fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Output> {
+    let (tx, rx) = mpsc::channel::<Output>(QUEUED_BATCHES);
     let batcher = Arc::new(Mutex::new(Batcher::default()));
     let at_eos = (Arc::clone(&batcher), tx.clone());
     sink.set_callbacks(
@@ -247,7 +295,8 @@ fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Bytes> {
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(map.as_slice(), Instant::now());
                 if let Some(batch) = batch {
-                    tx.blocking_send(batch).map_err(|_| gst::FlowError::Flushing)?;
+                    tx.blocking_send(Output::Chunk(batch))
+                        .map_err(|_| gst::FlowError::Flushing)?;
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -255,8 +304,72 @@ fn wire_output(sink: &gst_app::AppSink) -> mpsc::Receiver<Bytes> {
                 let (batcher, tx) = &at_eos;
                 let tail = batcher.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(tail) = tail {
-                    let _ = tx.blocking_send(tail);
+                    let _ = tx.blocking_send(Output::Chunk(tail));
                 }
+            })
+            .build(),
+    );
+    rx
+}
+
+/// Reads an fMP4 muxer's appsink (`buffer-list=true`: a list per fragment) into whole pieces.
+/// The muxer flags them (gst-plugins-rs `fmp4mux`): the init segment is `HEADER|DISCONT`, a
+/// fragment begins with a `HEADER` buffer (`styp`, `moof`, the `mdat` header) whose duration is
+/// the fragment's, and its last buffer is a `MARKER`. A fragment cut short by the end of the
+/// stream is dropped.
+fn wire_fragments(sink: &gst_app::AppSink) -> mpsc::Receiver<Output> {
+    let (tx, rx) = mpsc::channel::<Output>(QUEUED_BATCHES);
+    // The fragment being gathered, its start (running time) and duration.
+    let open: Mutex<Option<(bytes::BytesMut, Duration, Duration)>> = Mutex::new(None);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffers: Vec<&gst::BufferRef> = match sample.buffer_list() {
+                    Some(list) => list.iter().collect(),
+                    None => sample.buffer().into_iter().collect(),
+                };
+                let segment = sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::format::Time>().cloned());
+                let mut done = Vec::new();
+                let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+                for buffer in buffers {
+                    let flags = buffer.flags();
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    if flags.contains(gst::BufferFlags::HEADER | gst::BufferFlags::DISCONT) {
+                        done.push(Fragment::Init(Bytes::copy_from_slice(&map)));
+                        continue;
+                    }
+                    if flags.contains(gst::BufferFlags::HEADER) && !flags.contains(gst::BufferFlags::DELTA_UNIT) {
+                        let duration = buffer.duration().map_or(Duration::ZERO, Duration::from);
+                        // The header's PTS is a position in the muxer's segment (the fragment's
+                        // earliest); the `tfdt` is that running time plus `decode-time-offset`.
+                        let start = segment
+                            .as_ref()
+                            .zip(buffer.pts())
+                            .and_then(|(s, pts)| s.to_running_time(pts))
+                            .map_or(Duration::ZERO, Duration::from);
+                        *open = Some((bytes::BytesMut::from(&map[..]), start, duration));
+                    } else if let Some((bytes, _, _)) = open.as_mut() {
+                        bytes.extend_from_slice(&map);
+                    }
+                    if flags.contains(gst::BufferFlags::MARKER)
+                        && let Some((bytes, start, duration)) = open.take()
+                    {
+                        done.push(Fragment::Media {
+                            bytes: bytes.freeze(),
+                            start,
+                            duration,
+                        });
+                    }
+                }
+                drop(open);
+                for fragment in done {
+                    tx.blocking_send(Output::Fragment(fragment))
+                        .map_err(|_| gst::FlowError::Flushing)?;
+                }
+                Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );

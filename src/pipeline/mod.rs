@@ -7,6 +7,7 @@ mod batch;
 pub(crate) mod build;
 mod encoder_full;
 mod encoders;
+mod fragments;
 mod guard;
 mod keyframes;
 mod ladder;
@@ -25,11 +26,11 @@ pub(crate) use keyframes::DROP_BUFFER;
 pub use keyframes::SegmentPlan;
 pub use ladder::{Ladder, Rung};
 pub(crate) use latency::read_latency;
-pub use live::{FailureKind, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, StartError};
+pub use live::{FailureKind, Fragment, GraphEvent, GraphFailure, H264Caps, LiveGraph, MuxedMedia, StartError};
 pub use reload::{ReloadError, Reloaded};
 pub(crate) use reload::{Reloader, Trigger, reload_templates};
 pub(crate) use template::parse as parse_template;
-pub use template::{Graph, Mode, Output, Template, TemplateProblem};
+pub use template::{Graph, Mode, Output, SegmentFormat, Template, TemplateProblem};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +48,7 @@ pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("h264.toml", include_str!("../../pipelines/h264.toml")),
     ("encoders.toml", include_str!("../../pipelines/encoders.toml")),
     ("abr.toml", include_str!("../../pipelines/abr.toml")),
+    ("abr-fmp4.toml", include_str!("../../pipelines/abr-fmp4.toml")),
 ];
 
 /// Key frames per second of output used when validating `{keyint}`.
@@ -87,6 +89,18 @@ impl Profiles {
     }
 }
 
+/// Initialises GStreamer and registers the plugins xg2g links in (gst-plugins-rs's `fmp4`:
+/// `cmafmux` and `isofmp4mux`, which GStreamer 1.22 from Debian does not ship). Idempotent.
+pub fn init() -> Result<(), gst::glib::Error> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    gst::init()?;
+    // Registering before `gst::init` fails (the plugin system is not up yet), and twice warns.
+    REGISTERED
+        .get_or_init(|| gstfmp4::plugin_register_static().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| gst::glib::Error::new(gst::CoreError::Failed, &format!("registering the fmp4 plugin: {e}")))
+}
+
 /// Loads `dir` when given and present, else the built-in templates.
 pub fn load(dir: Option<&Path>) -> Result<Profiles, TemplateErrors> {
     let (files, origin) = match dir.filter(|d| d.is_dir()) {
@@ -99,7 +113,7 @@ pub fn load(dir: Option<&Path>) -> Result<Profiles, TemplateErrors> {
             "built-in templates".to_owned(),
         ),
     };
-    gst::init().map_err(|e| TemplateErrors(vec![problem(&origin, None, None, format!("GStreamer: {e}"))]))?;
+    init().map_err(|e| TemplateErrors(vec![problem(&origin, None, None, format!("GStreamer: {e}"))]))?;
 
     let mut problems = Vec::new();
     let mut encoder = None;

@@ -13,6 +13,15 @@ use serde::Deserialize;
 
 use super::ladder::{self, Ladder, LadderFile, RUNG_PLACEHOLDERS};
 
+/// What a template's HLS segments are made of: MPEG-TS (every player), or fragmented MP4
+/// (CMAF: `EXT-X-MAP`, and AC-3/E-AC-3 passes through as an alternate audio rendition).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SegmentFormat {
+    #[default]
+    Ts,
+    Fmp4,
+}
+
 /// Placeholders xg2g fills at build time; every other `{name}` must be a template parameter.
 pub(crate) const RUNTIME_PLACEHOLDERS: &[&str] = &["encoder", "keyint"];
 
@@ -27,6 +36,7 @@ struct TemplateFile {
     video: Option<BranchFile>,
     audio: Option<BranchFile>,
     ladder: Option<LadderFile>,
+    segment_format: Option<String>,
     #[serde(default)]
     params: BTreeMap<String, String>,
 }
@@ -97,6 +107,8 @@ pub struct Template {
     pub graph: Graph,
     /// An adaptive-bitrate ladder (HLS only): its video comes from here, not `graph`'s video.
     pub ladder: Option<Ladder>,
+    /// What HLS segments are made of.
+    pub segment_format: SegmentFormat,
     pub params: BTreeMap<String, String>,
     pub file: PathBuf,
 }
@@ -258,6 +270,24 @@ pub(crate) fn parse(file: &Path, source: &str) -> Result<Template, Vec<TemplateP
             ));
         }
     }
+    let segment_format = match raw.segment_format.as_deref() {
+        None | Some("ts") => SegmentFormat::Ts,
+        Some("fmp4") if raw.ladder.is_some() => SegmentFormat::Fmp4,
+        Some("fmp4") => {
+            problems.push(problem(
+                line_of(source, "segment_format"),
+                "segment_format = \"fmp4\" is made by ladder templates only: add a [ladder] or use \"ts\"".into(),
+            ));
+            SegmentFormat::Ts
+        }
+        Some(other) => {
+            problems.push(problem(
+                line_of(source, "segment_format"),
+                format!("segment_format {other:?} is not one of ts, fmp4"),
+            ));
+            SegmentFormat::Ts
+        }
+    };
     let ladder = match raw.ladder {
         Some(file) => {
             let texts = [file.decode.clone(), file.rung.clone(), file.audio_only.clone()];
@@ -330,6 +360,7 @@ pub(crate) fn parse(file: &Path, source: &str) -> Result<Template, Vec<TemplateP
             outputs,
             graph,
             ladder,
+            segment_format,
             params: raw.params,
             file: file.to_owned(),
         }),

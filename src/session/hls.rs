@@ -3,7 +3,9 @@
 //! window of at least six segments, a target duration never below the longest segment, and a
 //! master playlist with CODECS, BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION and FRAME-RATE.
 //! Live playlists announce blocking reloads (`_HLS_msn`), and end with `EXT-X-ENDLIST` once
-//! the receiver is gone for good. Pure: no GStreamer, no IO.
+//! the receiver is gone for good. Segments are MPEG-TS, or fMP4 (CMAF) with an init segment per
+//! track (`EXT-X-MAP`) and, for a ladder, audio renditions in groups (`EXT-X-MEDIA`). Pure: no
+//! GStreamer, no IO.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -52,6 +54,18 @@ pub struct Segment {
     pub started_at: SystemTime,
     /// The first segment after an upstream reconnect.
     pub discontinuity: bool,
+    /// The version of its track's init segment it follows (fMP4); 0 for MPEG-TS.
+    pub init: u32,
+}
+
+/// What a session's segments are, in every track.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// MPEG-TS, `.ts`, each segment on its own.
+    #[default]
+    Ts,
+    /// Fragmented MP4 (CMAF), `.m4s`, each after its track's init segment (`init-N.mp4`).
+    Fmp4,
 }
 
 /// What the master playlist declares about the video.
@@ -77,6 +91,26 @@ struct Track {
     next: u64,
     /// The next segment follows an upstream reconnect.
     discontinuity_next: bool,
+    /// Init segments (fMP4) by version, oldest first: the current one (last) and those that
+    /// stored segments still follow.
+    inits: Vec<(u32, Bytes)>,
+    /// Audio channels, for a rendition's `CHANNELS`.
+    channels: Option<u32>,
+}
+
+impl Track {
+    /// The version of the current init segment; 0 before there is one.
+    fn init_version(&self) -> u32 {
+        self.inits.last().map_or(0, |(version, _)| *version)
+    }
+
+    /// Forgets init segments that neither are current nor have a stored segment.
+    fn prune_inits(&mut self) {
+        let current = self.init_version();
+        let segments = &self.segments;
+        self.inits
+            .retain(|(version, _)| *version == current || segments.iter().any(|s| s.init == *version));
+    }
 }
 
 /// The published HLS state; each change publishes a new snapshot.
@@ -92,6 +126,7 @@ pub struct HlsState {
     /// Which tracks carry media, once the graph has said (a ladder's variants the picture
     /// made); until then, every track with segments counts.
     in_use: Option<Vec<bool>>,
+    format: SegmentFormat,
 }
 
 impl HlsState {
@@ -103,6 +138,45 @@ impl HlsState {
             target: target.as_secs_f64().ceil().max(1.0) as u64,
             ended: false,
             in_use: None,
+            format: SegmentFormat::Ts,
+        }
+    }
+
+    /// What the segments are (one format for every track).
+    pub fn set_format(&mut self, format: SegmentFormat) {
+        self.format = format;
+    }
+
+    pub fn format(&self) -> SegmentFormat {
+        self.format
+    }
+
+    /// `track`'s init segment (fMP4: `ftyp` and `moov`). Bytes other than the current ones
+    /// make a new version (the first is 0), which the segments appended from now on follow.
+    pub fn set_init(&mut self, track: usize, bytes: Bytes) {
+        let Some(t) = self.tracks.get_mut(track) else { return };
+        if t.inits.last().is_some_and(|(_, current)| *current == bytes) {
+            return;
+        }
+        let version = t.inits.last().map_or(0, |(version, _)| version + 1);
+        t.inits.push((version, bytes));
+        t.prune_inits();
+    }
+
+    /// `track`'s init segment of this version, while it is current or a stored segment follows it.
+    pub fn init_segment(&self, track: usize, version: u32) -> Option<Bytes> {
+        self.tracks
+            .get(track)?
+            .inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    /// How many audio channels `track` carries, for the master playlist (only while unknown).
+    pub fn learn_channels(&mut self, track: usize, channels: u32) {
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.channels.get_or_insert(channels);
         }
     }
 
@@ -162,6 +236,7 @@ impl HlsState {
             bytes,
             started_at,
             discontinuity: std::mem::take(&mut t.discontinuity_next),
+            init: t.init_version(),
         };
         self.push(track, segment);
     }
@@ -187,6 +262,7 @@ impl HlsState {
                 track.evicted_discontinuities += 1;
             }
         }
+        track.prune_inits();
     }
 
     /// Whether no track has a segment yet.
@@ -253,8 +329,10 @@ impl HlsState {
     }
 
     /// The media playlist of `track`; segment URIs are `<sequence>.ts` (track 0) or
-    /// `<track>-<sequence>.ts`, relative to the playlist, each followed by `?{query}` when one is
-    /// given (a signature for the session's folder). With `dated`, every segment carries
+    /// `<track>-<sequence>.ts` (fMP4: `.m4s`, each run of segments after its init segment's
+    /// `EXT-X-MAP`, `init-<version>.mp4` or `<track>-init-<version>.mp4`), relative to the
+    /// playlist, each followed by `?{query}` when one is given (a signature for the session's
+    /// folder). With `dated`, every segment carries
     /// `#EXT-X-PROGRAM-DATE-TIME` (Apple rule 8.4); Chromium's built-in HLS player fails after
     /// its first rebuffer when it does (README "HLS").
     pub fn media_playlist(&self, track: usize, query: Option<&str>, dated: bool) -> String {
@@ -268,10 +346,13 @@ impl HlsState {
         let window: Vec<&Arc<Segment>> = self.in_window(t).collect();
         let target = self.target.max(1);
         let first = window.first().map_or(0, |s| s.sequence);
+        let fmp4 = self.format == SegmentFormat::Fmp4;
+        // fMP4 needs version 6 (EXT-X-MAP without I-frames only) or 7; MPEG-TS keeps 3.
+        let (version, extension) = if fmp4 { (7, "m4s") } else { (3, "ts") };
         let mut out = String::new();
         let _ = write!(
             out,
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
+            "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{first}\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}\n#EXT-X-INDEPENDENT-SEGMENTS\n"
         );
         if !self.ended {
@@ -279,9 +360,15 @@ impl HlsState {
             // segment exists, instead of polling (RFC 8216bis 6.2.5.2).
             out.push_str("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n");
         }
+        let mut mapped = None;
         for s in window {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            // EXT-X-MAP applies to every segment after it, until the next (RFC 8216 4.3.2.5).
+            if fmp4 && mapped != Some(s.init) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}init-{}.mp4{suffix}\"", s.init);
+                mapped = Some(s.init);
             }
             if dated {
                 let _ = writeln!(
@@ -290,7 +377,11 @@ impl HlsState {
                     humantime::format_rfc3339_millis(s.started_at)
                 );
             }
-            let _ = write!(out, "#EXTINF:{:.3},\n{prefix}{}.ts{suffix}\n", s.duration, s.sequence);
+            let _ = write!(
+                out,
+                "#EXTINF:{:.3},\n{prefix}{}.{extension}{suffix}\n",
+                s.duration, s.sequence
+            );
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
@@ -300,23 +391,89 @@ impl HlsState {
 
     /// The master playlist: one variant per track that has segments and a known codec, in
     /// track order (a ladder's highest rung first, its audio-only rung last); `media_uri` gives
-    /// each track's playlist URI. Rates are measured from the segments in the window.
+    /// each track's playlist URI. Rates are measured from the segments in the window. An fMP4
+    /// session with video lists its other audio tracks as renditions instead: each video
+    /// variant once with the AAC group and once more with the AC-3 group (after, so that a
+    /// player that cannot decode AC-3 drops those by their CODECS), then the audio-only rung.
     pub fn master_playlist(&self, media_uri: impl Fn(usize) -> String) -> String {
-        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
         let single = self.tracks.len() == 1;
-        for (i, t) in self.tracks.iter().enumerate() {
-            let known = t.video.is_some() || t.audio.is_some();
-            let used = self.in_use.as_ref().is_none_or(|u| u.get(i).copied().unwrap_or(false));
-            if !single && (t.segments.is_empty() || !known || !used) {
-                continue;
-            }
-            let _ = write!(out, "#EXT-X-STREAM-INF:{}\n{}\n", self.attributes(t), media_uri(i));
+        let listed: Vec<usize> = (0..self.tracks.len())
+            .filter(|&i| {
+                let t = &self.tracks[i];
+                let known = t.video.is_some() || t.audio.is_some();
+                let used = self.in_use.as_ref().is_none_or(|u| u.get(i).copied().unwrap_or(false));
+                single || (!t.segments.is_empty() && known && used)
+            })
+            .collect();
+        if self.format == SegmentFormat::Fmp4 {
+            return self.fmp4_master(&listed, media_uri);
+        }
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        for i in listed {
+            let attributes = self.attributes(&self.tracks[i], None);
+            let _ = write!(out, "#EXT-X-STREAM-INF:{attributes}\n{}\n", media_uri(i));
         }
         out
     }
 
-    /// `EXT-X-STREAM-INF` attributes of a track.
-    fn attributes(&self, t: &Track) -> String {
+    fn fmp4_master(&self, listed: &[usize], media_uri: impl Fn(usize) -> String) -> String {
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let (videos, audio): (Vec<usize>, Vec<usize>) = listed.iter().partition(|&&i| self.tracks[i].video.is_some());
+        let mut groups = [AudioGroup::new("aac"), AudioGroup::new("ac3")];
+        // Radio, the audio-only rung and audio of no known group: variants of their own.
+        let mut alone = Vec::new();
+        for i in audio {
+            let t = &self.tracks[i];
+            let codec = t.audio.as_deref().unwrap_or_default();
+            let kind = match codec {
+                c if c.starts_with("mp4a") => Some((0, "Stereo")),
+                "ac-3" => Some((1, "Dolby Digital")),
+                "ec-3" => Some((1, "Dolby Digital Plus")),
+                _ => None,
+            };
+            let Some((group, name)) = kind.filter(|_| !videos.is_empty() && i + 1 != self.tracks.len()) else {
+                alone.push(i);
+                continue;
+            };
+            let group = &mut groups[group];
+            // One rendition of a group is its default.
+            let default = if group.codecs.is_empty() { "YES" } else { "NO" };
+            let channels = t.channels.map(|c| format!(",CHANNELS=\"{c}\"")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{name}\",DEFAULT={default},AUTOSELECT=YES\
+                 {channels},URI=\"{}\"",
+                group.id,
+                media_uri(i)
+            );
+            // A variant's BANDWIDTH covers the largest rendition of its group.
+            let (peak, average) = self.rates(t);
+            group.peak = group.peak.max(peak);
+            group.average = group.average.max(average);
+            if !group.codecs.contains(&codec) {
+                group.codecs.push(codec);
+            }
+        }
+        let mut grouped: Vec<Option<&AudioGroup>> = groups.iter().filter(|g| !g.codecs.is_empty()).map(Some).collect();
+        if grouped.is_empty() {
+            // No renditions (yet): the video variants as they are.
+            grouped.push(None);
+        }
+        for group in grouped {
+            for &i in &videos {
+                let attributes = self.attributes(&self.tracks[i], group);
+                let _ = write!(out, "#EXT-X-STREAM-INF:{attributes}\n{}\n", media_uri(i));
+            }
+        }
+        for i in alone {
+            let attributes = self.attributes(&self.tracks[i], None);
+            let _ = write!(out, "#EXT-X-STREAM-INF:{attributes}\n{}\n", media_uri(i));
+        }
+        out
+    }
+
+    /// Peak and average bits per second of `t`'s segments in the window.
+    fn rates(&self, t: &Track) -> (u64, u64) {
         let rates: Vec<f64> = self
             .in_window(t)
             .filter(|s| s.duration > 0.0)
@@ -328,11 +485,22 @@ impl HlsState {
         } else {
             (rates.iter().sum::<f64>() / rates.len() as f64).ceil() as u64
         };
+        (peak, average)
+    }
+
+    /// `EXT-X-STREAM-INF` attributes of a track, played with `audio`'s renditions if given.
+    fn attributes(&self, t: &Track, audio: Option<&AudioGroup>) -> String {
+        let (mut peak, mut average) = self.rates(t);
+        if let Some(group) = audio {
+            peak += group.peak;
+            average += group.average;
+        }
         let codecs: Vec<&str> = t
             .video
             .iter()
             .map(|v| v.codec.as_str())
             .chain(t.audio.as_deref())
+            .chain(audio.into_iter().flat_map(|g| g.codecs.iter().copied()))
             .collect();
         let mut attributes = format!("BANDWIDTH={},AVERAGE-BANDWIDTH={}", peak.max(1), average.max(1));
         if !codecs.is_empty() {
@@ -345,7 +513,30 @@ impl HlsState {
                 v.width, v.height, v.frame_rate
             );
         }
+        if let Some(group) = audio {
+            let _ = write!(attributes, ",AUDIO=\"{}\"", group.id);
+        }
         attributes
+    }
+}
+
+/// A group of audio renditions in an fMP4 master playlist: `aac` or `ac3`.
+struct AudioGroup<'a> {
+    id: &'static str,
+    codecs: Vec<&'a str>,
+    /// The largest rendition's rates.
+    peak: u64,
+    average: u64,
+}
+
+impl AudioGroup<'_> {
+    fn new(id: &'static str) -> Self {
+        Self {
+            id,
+            codecs: Vec::new(),
+            peak: 0,
+            average: 0,
+        }
     }
 }
 
@@ -389,161 +580,4 @@ pub fn avc1_codec(profile: &str, level: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::UNIX_EPOCH;
-
-    fn seg(sequence: u64, duration: f64, discontinuity: bool) -> Segment {
-        Segment {
-            sequence,
-            duration,
-            bytes: Bytes::from(vec![0u8; 250_000]),
-            started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + sequence * 2),
-            discontinuity,
-        }
-    }
-
-    #[test]
-    fn media_playlist_follows_the_apple_rules() {
-        let mut hls = HlsState::new(3, Duration::from_secs(2));
-        for i in 0..12 {
-            hls.push(0, seg(i, if i == 8 { 2.6 } else { 1.92 }, i == 4 || i == 10));
-        }
-        let text = hls.media_playlist(0, None, true);
-        assert_eq!(
-            text,
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:6\n\
-             #EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:32.000Z\n#EXTINF:1.920,\n6.ts\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:34.000Z\n#EXTINF:1.920,\n7.ts\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:36.000Z\n#EXTINF:2.600,\n8.ts\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:38.000Z\n#EXTINF:1.920,\n9.ts\n\
-             #EXT-X-DISCONTINUITY\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:40.000Z\n#EXTINF:1.920,\n10.ts\n\
-             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:42.000Z\n#EXTINF:1.920,\n11.ts\n",
-            "window of six (the minimum), one discontinuity already left it"
-        );
-        assert_eq!(hls.last_sequence(0), Some(11));
-        let undated = hls.media_playlist(0, None, false);
-        assert!(!undated.contains("PROGRAM-DATE-TIME"), "{undated}");
-        assert_eq!(
-            undated.lines().filter(|l| l.starts_with("#EXTINF:")).count(),
-            6,
-            "{undated}"
-        );
-        let signed = hls.media_playlist(0, Some("exp=9&kid=k&sig=S"), true);
-        assert_eq!(signed.matches(".ts?exp=9&kid=k&sig=S\n").count(), 6, "{signed}");
-        for i in 12..19 {
-            hls.push(0, seg(i, 1.92, false));
-        }
-        assert!(hls.segment(0, 1).is_some(), "spare segments stay fetchable");
-        assert!(hls.segment(0, 0).is_none(), "older ones are gone");
-    }
-
-    #[test]
-    fn the_target_duration_never_changes_down_and_an_ended_playlist_says_so() {
-        let mut hls = HlsState::new(6, Duration::from_secs(2));
-        hls.push(0, seg(0, 0.3, false));
-        assert!(
-            hls.media_playlist(0, None, true).contains("#EXT-X-TARGETDURATION:2\n"),
-            "short first segments keep it"
-        );
-        hls.push(0, seg(1, 3.4, false));
-        assert_eq!(hls.target_duration(), 3, "a longer segment raises it");
-        hls.push(0, seg(2, 1.0, false));
-        for _ in 0..10 {
-            let next = hls.last_sequence(0).unwrap() + 1;
-            hls.push(0, seg(next, 1.0, false));
-        }
-        let text = hls.media_playlist(0, None, true);
-        assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "and it stays: {text}");
-        assert!(!text.contains("#EXT-X-ENDLIST"));
-        hls.end();
-        let text = hls.media_playlist(0, None, true);
-        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
-        assert!(!text.contains("CAN-BLOCK-RELOAD"), "nothing to wait for");
-        assert!(hls.is_ended());
-    }
-
-    #[test]
-    fn master_playlist_declares_codecs_and_rates() {
-        let mut hls = HlsState::new(6, Duration::from_secs(2));
-        hls.push(0, seg(0, 2.0, false));
-        hls.push(0, seg(1, 1.0, false));
-        hls.learn_media(
-            0,
-            Some(VideoInfo {
-                codec: avc1_codec("high", "3.2"),
-                width: 1280,
-                height: 720,
-                frame_rate: 50.0,
-            }),
-            Some("mp4a.40.2".into()),
-        );
-        assert_eq!(
-            hls.master_playlist(media_playlist_name),
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH=2000000,\
-             AVERAGE-BANDWIDTH=1500000,CODECS=\"avc1.640020,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=50.000\n\
-             media.m3u8\n"
-        );
-    }
-
-    #[test]
-    fn avc1_strings() {
-        assert_eq!(avc1_codec("constrained-baseline", "3"), "avc1.42e01e");
-        assert_eq!(avc1_codec("main", "4.1"), "avc1.4d0029");
-        assert_eq!(avc1_codec("high", "4"), "avc1.640028");
-    }
-
-    #[test]
-    fn a_ladder_master_lists_the_variants_in_use_once_each_is_known() {
-        let mut hls = HlsState::new(6, Duration::from_secs(1));
-        hls.set_tracks(3);
-        assert!(
-            !hls.variants_known(),
-            "nothing known before the graph says what is in use"
-        );
-        hls.set_in_use(vec![true, false, true]);
-        hls.push(0, seg(0, 0.5, false));
-        hls.learn_media(0, None, Some("mp4a.40.2".into()));
-        assert!(!hls.variants_known(), "track 2 has no segment yet");
-        let master = hls.master_playlist(media_playlist_name);
-        assert!(
-            master.contains("media.m3u8") && !master.contains("media-2.m3u8"),
-            "{master}"
-        );
-        hls.push(2, seg(0, 0.5, false));
-        hls.learn_media(2, None, Some("mp4a.40.2".into()));
-        assert!(hls.variants_known());
-        let master = hls.master_playlist(media_playlist_name);
-        assert_eq!(master.matches("#EXT-X-STREAM-INF:").count(), 2, "{master}");
-        assert!(
-            master.contains("\nmedia-2.m3u8\n") && !master.contains("media-1.m3u8"),
-            "{master}"
-        );
-        let media = hls.media_playlist(2, None, false);
-        assert!(media.contains("\n2-0.ts\n"), "{media}");
-    }
-
-    #[test]
-    fn tracks_number_on_together_across_a_reconnect() {
-        let mut hls = HlsState::new(6, Duration::from_secs(1));
-        let at = UNIX_EPOCH;
-        hls.reconnected();
-        hls.append(0, 0.5, Bytes::new(), at);
-        assert!(!hls.segment(0, 0).unwrap().discontinuity, "nothing before it: no mark");
-        hls.set_tracks(2);
-        assert_eq!(hls.next_sequence(1), 1, "a new track numbers on with the others");
-        hls.append(0, 0.5, Bytes::new(), at);
-        // The drop left track 1 behind: after the reconnect both go on from the highest.
-        hls.reconnected();
-        assert_eq!((hls.next_sequence(0), hls.next_sequence(1)), (2, 2));
-        hls.append(1, 0.5, Bytes::new(), at);
-        hls.append(1, 0.5, Bytes::new(), at);
-        assert!(hls.segment(1, 2).unwrap().discontinuity, "the first after it is marked");
-        assert!(!hls.segment(1, 3).unwrap().discontinuity, "once");
-        hls.append(0, 0.5, Bytes::new(), at);
-        assert!(hls.segment(0, 2).unwrap().discontinuity, "in every track");
-    }
-}
+mod tests;

@@ -82,6 +82,11 @@ struct Fanout {
     /// Buffers (TS) or segments (HLS) received over the session's life.
     received: u64,
     hls_state: HlsState,
+    /// Where the fMP4 media published so far ends, on the fragments' decode time line: a
+    /// reconnect's fragments go on from there.
+    fmp4_end: Duration,
+    /// What this connection's fragments' decode times are moved by (`fmp4_end` at its start).
+    fmp4_offset: Duration,
     /// Whether the join channel is still open (closed once the session starts ending).
     accepting: bool,
     /// The starting request's span until the first media: connects before then build under it.
@@ -133,6 +138,8 @@ impl Session {
             failure: None,
             received: 0,
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
+            fmp4_end: Duration::ZERO,
+            fmp4_offset: Duration::ZERO,
             accepting: true,
             start_trace: Some(start_trace),
         };
@@ -339,8 +346,14 @@ impl Session {
         let Some((tx, _)) = &self.hls else { return };
         let Piece { bytes, duration } = piece;
         if let Some(media) = media {
-            let aac = media.aac_audio.then(|| "mp4a.40.2".to_owned());
-            fan.hls_state.learn_media(track, video_info(&media), aac);
+            let audio = match (media.aac_audio, media.surround) {
+                (true, _) => Some("mp4a.40.2".to_owned()),
+                (false, surround) => surround.map(str::to_owned),
+            };
+            fan.hls_state.learn_media(track, video_info(&media), audio);
+            if let Some(channels) = media.channels {
+                fan.hls_state.learn_channels(track, channels);
+            }
         }
         fan.received += 1;
         fan.hls_state

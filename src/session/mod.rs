@@ -11,7 +11,8 @@ mod segmenter;
 mod ts_cache;
 
 pub use hls::{
-    FIRST_ANSWER_HOLD, HlsState, PLAYABLE_SEGMENTS, Segment, VideoInfo, avc1_codec, media_playlist_name, segment_prefix,
+    FIRST_ANSWER_HOLD, HlsState, PLAYABLE_SEGMENTS, Segment, SegmentFormat, VideoInfo, avc1_codec, media_playlist_name,
+    segment_prefix,
 };
 pub(crate) use segmenter::Segmenter;
 pub(crate) use ts_cache::TsCache;

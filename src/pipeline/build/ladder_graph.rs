@@ -17,9 +17,11 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::super::fragments::{CutClock, Follow, follow, lead_on_video};
 use super::super::guard::PipelineGuard;
 use super::super::keyframes::{DROP_BUFFER, KeyFrameTimes, force_key_units_paced, key_frames_on_request, running_time};
 use super::super::ladder::{Ladder, RungSource, SourcePicture};
+use super::super::template::SegmentFormat;
 use super::{
     AudioChoice, BuildError, BuildSpec, MuxOutput, SessionGraph, TS_CHUNK_CAPS, branch_bin, discard, launch,
     normalise_language, post_error, route_demuxer, set_up_source, watch_activity, watch_pmt_languages,
@@ -44,20 +46,44 @@ pub(super) fn build(
         });
     };
     let video_outputs = ladder.rungs.len() + usize::from(ladder.copy_h264);
+    let plan = spec
+        .segment_plan
+        .cloned()
+        .unwrap_or_else(|| super::SegmentPlan::new(Vec::new(), Duration::from_secs(1)));
+    // fMP4: every rendition has its own muxer (the video rungs carry no sound): the shared AAC,
+    // the AC-3 passed through, then the audio-only rung.
+    let fmp4 = (t.segment_format == SegmentFormat::Fmp4).then(|| CutClock::new(plan.clone()));
+    let outputs_count = video_outputs + if fmp4.is_some() { 3 } else { 1 };
     let mut description = "souphttpsrc name=src ! tsdemux name=demux".to_owned();
     // A variant the picture does not make never gets data: its sink must not hold the
     // pipeline's change to Playing back (`async=false`), nor may a rung that starts late.
-    for i in 0..=video_outputs {
-        description.push_str(&format!(
-            " mpegtsmux name=mux{i} alignment=7 ! appsink name=sink{i} sync=false async=false caps={TS_CHUNK_CAPS}"
-        ));
+    for i in 0..outputs_count {
+        if fmp4.is_some() {
+            // Fragments are cut where the clock says (`manual-split`); the duration is only the
+            // latency the muxer reports. cmafmux takes no AC-3.
+            let mux = if i == video_outputs + 1 {
+                "isofmp4mux"
+            } else {
+                "cmafmux"
+            };
+            let duration = plan.duration_of(u64::MAX).as_nanos();
+            let offset = spec.continue_at.as_nanos();
+            description.push_str(&format!(
+                " {mux} name=mux{i} manual-split=true fragment-duration={duration} decode-time-offset={offset} \
+                 ! appsink name=sink{i} sync=false async=false buffer-list=true"
+            ));
+        } else {
+            description.push_str(&format!(
+                " mpegtsmux name=mux{i} alignment=7 ! appsink name=sink{i} sync=false async=false caps={TS_CHUNK_CAPS}"
+            ));
+        }
     }
     let pipeline = launch(t, &description)?;
     let guard = PipelineGuard::new(pipeline.clone());
     let src = set_up_source(&pipeline, spec)?;
     let mut outputs = Vec::new();
     let mut muxers = Vec::new();
-    for i in 0..=video_outputs {
+    for i in 0..outputs_count {
         let mux = pipeline
             .by_name(&format!("mux{i}"))
             .ok_or(BuildError::MissingElement("mux"))?;
@@ -66,7 +92,11 @@ pub(super) fn build(
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or(BuildError::MissingElement("sink"))?;
         muxers.push(mux.clone());
-        outputs.push(MuxOutput { sink, mux: Some(mux) });
+        outputs.push(MuxOutput {
+            sink,
+            mux: Some(mux),
+            fragmented: fmp4.is_some(),
+        });
     }
     let encoder = spec.encoder;
     let rungs = ladder
@@ -94,6 +124,8 @@ pub(super) fn build(
         preferences: spec.audio_languages.iter().map(|l| normalise_language(l)).collect(),
         languages,
         plan: spec.segment_plan.cloned(),
+        video_outputs,
+        clock: fmp4,
         state: Mutex::new(State::default()),
     });
     connect(&pipeline, wiring)?;
@@ -119,6 +151,10 @@ struct Wiring {
     preferences: Vec<String>,
     languages: Arc<Mutex<HashMap<u16, String>>>,
     plan: Option<super::SegmentPlan>,
+    /// How many video variants the ladder may have (its muxers come first).
+    video_outputs: usize,
+    /// fMP4: where every rendition starts its fragments.
+    clock: Option<Arc<CutClock>>,
     state: Mutex<State>,
 }
 
@@ -135,6 +171,7 @@ fn connect(pipeline: &gst::Pipeline, wiring: Arc<Wiring>) -> Result<(), BuildErr
     let choice = AudioChoice {
         languages: Arc::clone(&wiring.languages),
         preferences: wiring.preferences.clone(),
+        surround: wiring.clock.is_some(),
     };
     let w = Arc::clone(&wiring);
     let video = move |pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str| {
@@ -148,8 +185,8 @@ fn connect(pipeline: &gst::Pipeline, wiring: Arc<Wiring>) -> Result<(), BuildErr
             discard(pipeline, pad)
         }
     };
-    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>| match chosen {
-        Some(pad) => link_audio(pipeline, pad, &wiring),
+    let audio = move |pipeline: &gst::Pipeline, chosen: Option<&gst::Pad>, surround: Option<&gst::Pad>| match chosen {
+        Some(pad) => link_audio(pipeline, pad, surround, &wiring),
         None => Ok(()),
     };
     route_demuxer(pipeline, choice, video, audio)
@@ -163,7 +200,12 @@ fn link_video(pipeline: &gst::Pipeline, pad: &gst::Pad, media: &str, w: &Arc<Wir
     let (parser, caps) = if h264 {
         (
             gst::ElementFactory::make("h264parse").property("config-interval", -1i32),
-            "video/x-h264,stream-format=byte-stream,alignment=au",
+            // An MP4 muxer takes H.264 with its parameter sets out of band.
+            if w.clock.is_some() {
+                "video/x-h264,stream-format=avc,alignment=au"
+            } else {
+                "video/x-h264,stream-format=byte-stream,alignment=au"
+            },
         )
     } else {
         (gst::ElementFactory::make("mpegvideoparse"), "video/mpeg")
@@ -246,7 +288,14 @@ fn link_rungs(
         let mux = &w.muxers[variant];
         match rung {
             RungSource::Copy => {
-                link_through(pipeline, parsed, QUEUE, mux, "video")?;
+                let bin = link_through(pipeline, parsed, QUEUE, mux, "video")?;
+                if let Some(clock) = &w.clock {
+                    follow(
+                        &bin.static_pad("src").ok_or("branch has no output")?,
+                        clock,
+                        Follow::Video,
+                    );
+                }
             }
             RungSource::Encoded(i) => {
                 let tee = match &decoded {
@@ -277,7 +326,15 @@ fn link_rungs(
                 let pace = w.ladder.rungs[*i]
                     .frame_rate
                     .map(|rate| Duration::from_secs(1) / rate.max(1));
-                if copies {
+                if let Some(clock) = &w.clock {
+                    // fMP4: key frames where the clock cuts, and nowhere else.
+                    wanted.extend(key_frames_on_request(&bin, pace));
+                    follow(
+                        &bin.static_pad("src").ok_or("branch has no output")?,
+                        clock,
+                        Follow::Video,
+                    );
+                } else if copies {
                     wanted.extend(key_frames_on_request(&bin, pace));
                 } else if let Some(plan) = &w.plan {
                     force_key_units_paced(&bin, plan, pace);
@@ -285,7 +342,12 @@ fn link_rungs(
             }
         }
     }
-    if !wanted.is_empty() {
+    if let Some(clock) = &w.clock {
+        // The clock cuts at the source's key frames when the top rung is copied, at any frame
+        // when every rung is encoded; the encoders make their key frames there.
+        let pad = parsed.static_pad("sink").ok_or("tee without sink")?;
+        lead_on_video(&pad, clock, !copies, wanted);
+    } else if !wanted.is_empty() {
         // Every source key frame is a key frame of every encoded rung (each encoder makes it at
         // the decoded frame of that moment): the copied rung can only be cut there.
         if let Some(pad) = parsed.static_pad("sink") {
@@ -306,7 +368,9 @@ fn link_rungs(
     }
     let mut state = w.state.lock().unwrap_or_else(PoisonError::into_inner);
     state.variants = Some(plan.len());
-    if let Some(aac) = state.aac.clone() {
+    if let Some(aac) = state.aac.clone()
+        && w.clock.is_none()
+    {
         drop(state);
         feed_aac(pipeline, &aac, plan.len(), w)?;
     }
@@ -315,9 +379,13 @@ fn link_rungs(
 
 /// The chosen audio track: the shared AAC goes to a tee (and to each video muxer once the rungs
 /// are known), the audio-only rung to the last muxer. Without video the shared AAC is the first
-/// variant.
-fn link_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, w: &Wiring) -> Result<(), String> {
+/// variant. fMP4 gives the shared AAC and the AC-3 passed through (`surround`) muxers of their
+/// own instead.
+fn link_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, surround: Option<&gst::Pad>, w: &Wiring) -> Result<(), String> {
     let video_seen = w.state.lock().unwrap_or_else(PoisonError::into_inner).video_seen;
+    if let Some(clock) = &w.clock {
+        return link_renditions(pipeline, pad, surround, clock, video_seen, w);
+    }
     let raw = make_tee()?;
     let aac = make_tee()?;
     pipeline.add_many([&raw, &aac]).map_err(|e| e.to_string())?;
@@ -359,6 +427,47 @@ fn link_audio(pipeline: &gst::Pipeline, pad: &gst::Pad, w: &Wiring) -> Result<()
     Ok(())
 }
 
+/// fMP4's audio renditions, each to its own muxer and split where the clock cuts: the shared AAC
+/// (leading without video), the AC-3 as it comes, the audio-only rung.
+fn link_renditions(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    surround: Option<&gst::Pad>,
+    clock: &Arc<CutClock>,
+    video_seen: bool,
+    w: &Wiring,
+) -> Result<(), String> {
+    let raw = make_tee()?;
+    pipeline.add(&raw).map_err(|e| e.to_string())?;
+    raw.sync_state_with_parent().map_err(|e| e.to_string())?;
+    let mux = |i: usize| w.muxers.get(w.video_outputs + i).ok_or("no muxer");
+    let how = if video_seen { Follow::Audio } else { Follow::LeadAudio };
+    let aac = link_through(pipeline, &raw, &w.audio, mux(0)?, "audio")?;
+    follow(&aac.static_pad("src").ok_or("branch has no output")?, clock, how);
+    if let Some(surround) = surround {
+        let graph = format!("{QUEUE} ! ac3parse");
+        let bin = if surround == pad {
+            link_through(pipeline, &raw, &graph, mux(1)?, "audio")?
+        } else {
+            link_pad_through(pipeline, surround, &graph, mux(1)?, "audio")?
+        };
+        follow(
+            &bin.static_pad("src").ok_or("branch has no output")?,
+            clock,
+            Follow::Audio,
+        );
+    }
+    let audio_only = link_through(pipeline, &raw, &w.audio_only, mux(2)?, "audio")?;
+    follow(
+        &audio_only.static_pad("src").ok_or("branch has no output")?,
+        clock,
+        Follow::Audio,
+    );
+    pad.link(&raw.static_pad("sink").ok_or("tee without sink")?)
+        .map_err(|e| format!("demuxer to audio: {e:?}"))?;
+    Ok(())
+}
+
 /// The shared AAC into the first `variants` muxers.
 fn feed_aac(pipeline: &gst::Pipeline, aac: &gst::Element, variants: usize, w: &Wiring) -> Result<(), String> {
     for mux in w.muxers.iter().take(variants) {
@@ -388,17 +497,37 @@ fn link_through(
     mux: &gst::Element,
     kind: &str,
 ) -> Result<gst::Bin, String> {
+    link_pad_through(pipeline, &request(tee)?, graph, mux, kind)
+}
+
+/// `src` → a branch made from `graph` → a pad of `mux`: its one input (`cmafmux`) or a new
+/// one.
+fn link_pad_through(
+    pipeline: &gst::Pipeline,
+    src: &gst::Pad,
+    graph: &str,
+    mux: &gst::Element,
+    kind: &str,
+) -> Result<gst::Bin, String> {
     let bin = branch_bin(graph).map_err(|e| format!("{graph}: {e}"))?;
     super::super::latency::instrument(&bin, kind);
     pipeline.add(&bin).map_err(|e| e.to_string())?;
-    let template = if mux.pad_template(kind).is_some() {
-        kind
-    } else {
-        "sink_%d"
+    let mux_sink = match mux.static_pad("sink") {
+        Some(pad) => pad,
+        None => {
+            let template = mux
+                .pad_template(kind)
+                .or_else(|| {
+                    mux.pad_template_list()
+                        .into_iter()
+                        .find(|t| t.direction() == gst::PadDirection::Sink && t.presence() == gst::PadPresence::Request)
+                })
+                .ok_or("muxer without inputs")?;
+            mux.request_pad(&template, None, None).ok_or("muxer refused a pad")?
+        }
     };
-    let mux_sink = mux.request_pad_simple(template).ok_or("muxer refused a pad")?;
     link_pads(&bin.static_pad("src").ok_or("branch has no output")?, &mux_sink)?;
-    link_pads(&request(tee)?, &bin.static_pad("sink").ok_or("branch has no input")?)?;
+    link_pads(src, &bin.static_pad("sink").ok_or("branch has no input")?)?;
     bin.sync_state_with_parent().map_err(|e| e.to_string())?;
     Ok(bin)
 }

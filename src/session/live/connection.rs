@@ -8,10 +8,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fanout, Join, Outcome, Session, TICK};
-use crate::pipeline::{BuildSpec, FailureKind, GraphEvent, GraphFailure, MuxedMedia, StartError};
+use crate::pipeline::{
+    BuildSpec, FailureKind, Fragment, GraphEvent, GraphFailure, MuxedMedia, SegmentFormat, StartError,
+};
 use crate::session::SessionError;
 use crate::session::graph::Graph;
-use crate::session::hls::{VideoInfo, avc1_codec};
+use crate::session::hls::{self, VideoInfo, avc1_codec};
 use crate::session::segmenter::{Piece, Segmenter, media_end};
 
 impl Session {
@@ -49,7 +51,9 @@ impl Session {
                 .clamp(1, 3600) as u32,
             output: self.key.output,
             segment_plan: self.hls.is_some().then_some(&plan),
+            continue_at: fan.fmp4_end,
         };
+        fan.fmp4_offset = fan.fmp4_end;
         let mut graph = match self.connector.start(&spec).await {
             Ok(graph) => graph,
             Err(StartError::Build(error)) => {
@@ -69,8 +73,14 @@ impl Session {
         // HLS: segments are cut from each output's muxer output (a ladder has one per variant),
         // numbered on from the session's last.
         let mut segmenters: Vec<Segmenter> = Vec::new();
+        let fmp4 = self.start.template.segment_format == SegmentFormat::Fmp4;
         if self.hls.is_some() {
             fan.hls_state.set_tracks(graph.outputs());
+        }
+        if self.hls.is_some() && fmp4 {
+            // The muxers cut the fragments themselves, where the graph's clock says.
+            fan.hls_state.set_format(hls::SegmentFormat::Fmp4);
+        } else if self.hls.is_some() {
             for track in 0..graph.outputs() {
                 // A reconnect's clocks continue where the track's last published media ends.
                 let last = fan
@@ -183,6 +193,20 @@ impl Session {
                                 }
                             }
                             None => {}
+                        }
+                    }
+                    GraphEvent::Fragment { output, fragment } => {
+                        output_since_tick = true;
+                        match fragment {
+                            Fragment::Init(bytes) => fan.hls_state.set_init(output, bytes),
+                            Fragment::Media { bytes, start, duration } => {
+                                fan.fmp4_end = fan.fmp4_end.max(fan.fmp4_offset + start + duration);
+                                if !fan.hls_state.knows_in_use() {
+                                    fan.hls_state.set_in_use(graph.outputs_in_use());
+                                }
+                                let media = fan.hls_state.needs_media(output).then(|| graph.muxed_media(output));
+                                self.publish_segment(fan, output, Piece { bytes, duration }, media, requested);
+                            }
                         }
                     }
                     GraphEvent::Latency { encoder, seconds } => {
