@@ -285,7 +285,10 @@ mod tests {
     #[test]
     fn built_in_templates_load_with_a_software_encoder() {
         let profiles = load(None).expect("shipped templates are valid");
-        assert_eq!(profiles.names().collect::<Vec<_>>(), ["aac", "abr", "copy", "h264"]);
+        assert_eq!(
+            profiles.names().collect::<Vec<_>>(),
+            ["aac", "abr", "abr-fmp4", "copy", "h264"]
+        );
         // No GPU here: the software encoder is the fallback.
         let encoder = profiles.encoder.as_ref().expect("an encoder");
         assert!(

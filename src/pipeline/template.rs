@@ -386,6 +386,25 @@ mod tests {
     }
 
     #[test]
+    fn fmp4_segments_are_for_ladders_and_a_bad_format_is_named() {
+        let fmp4 = parse(Path::new("abr-fmp4.toml"), super::super::EMBEDDED[5].1).unwrap();
+        assert_eq!(fmp4.segment_format, SegmentFormat::Fmp4);
+        let plain = "name='t'\ndescription='d'\nmode='standard'\noutputs=['hls']\n[audio]\ngraph='x'\n";
+        assert_eq!(parse_str(plain).unwrap().segment_format, SegmentFormat::Ts);
+        let without_ladder = parse_str(&format!("segment_format='fmp4'\n{plain}")).unwrap_err();
+        assert_eq!(without_ladder[0].line, Some(1));
+        assert!(
+            without_ladder[0].message.contains("ladder templates only"),
+            "{without_ladder:?}"
+        );
+        let unknown = parse_str(&format!("segment_format='mp4'\n{plain}")).unwrap_err();
+        assert!(
+            unknown[0].message.contains("\"mp4\" is not one of ts, fmp4"),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
     fn renders_placeholders_from_values_then_params() {
         let t = parse_str(
             "name='t'\ndescription='d'\nmode='gpu'\noutputs=['ts']\n[video]\ngraph='''a {encoder}\n ! b x={w}'''\n\
