@@ -16,6 +16,7 @@ use tracing::Instrument as _;
 
 use super::graph::Connector;
 use super::hls::HlsState;
+use super::lockstep::Lockstep;
 use super::segmenter::Piece;
 use super::ts_cache::TsCache;
 use super::{
@@ -87,6 +88,8 @@ struct Fanout {
     fmp4_end: Duration,
     /// What this connection's fragments' decode times are moved by (`fmp4_end` at its start).
     fmp4_offset: Duration,
+    /// This connection's fMP4 fragments until every rendition has made them.
+    lockstep: Lockstep,
     /// Whether the join channel is still open (closed once the session starts ending).
     accepting: bool,
     /// The starting request's span until the first media: connects before then build under it.
@@ -140,6 +143,7 @@ impl Session {
             hls_state: HlsState::new(self.settings.hls_window, self.settings.hls_target()),
             fmp4_end: Duration::ZERO,
             fmp4_offset: Duration::ZERO,
+            lockstep: Lockstep::default(),
             accepting: true,
             start_trace: Some(start_trace),
         };

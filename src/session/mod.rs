@@ -7,6 +7,7 @@
 mod graph;
 mod hls;
 mod live;
+mod lockstep;
 mod segmenter;
 mod ts_cache;
 

@@ -14,6 +14,7 @@ use crate::pipeline::{
 use crate::session::SessionError;
 use crate::session::graph::Graph;
 use crate::session::hls::{self, VideoInfo, avc1_codec};
+use crate::session::lockstep::Lockstep;
 use crate::session::segmenter::{Piece, Segmenter, media_end};
 
 impl Session {
@@ -54,6 +55,7 @@ impl Session {
             continue_at: fan.fmp4_end,
         };
         fan.fmp4_offset = fan.fmp4_end;
+        fan.lockstep = Lockstep::default();
         let mut graph = match self.connector.start(&spec).await {
             Ok(graph) => graph,
             Err(StartError::Build(error)) => {
@@ -204,8 +206,11 @@ impl Session {
                                 if !fan.hls_state.knows_in_use() {
                                     fan.hls_state.set_in_use(graph.outputs_in_use());
                                 }
-                                let media = fan.hls_state.needs_media(output).then(|| graph.muxed_media(output));
-                                self.publish_segment(fan, output, Piece { bytes, duration }, media, requested);
+                                let in_use = graph.outputs_in_use();
+                                for (track, piece) in fan.lockstep.push(output, Piece { bytes, duration }, &in_use) {
+                                    let media = fan.hls_state.needs_media(track).then(|| graph.muxed_media(track));
+                                    self.publish_segment(fan, track, piece, media, requested);
+                                }
                             }
                         }
                     }

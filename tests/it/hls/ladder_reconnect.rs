@@ -1,18 +1,29 @@
 //! A ladder through a receiver drop: every variant marks the discontinuity on the same segment,
 //! numbers its segments without a gap, and after the reconnect its segment n still starts at
-//! the same PTS as the other variants'.
+//! the same PTS as the other variants'. In TS and in fMP4, where time must also run on (a new
+//! connection's decode times go on from the published end).
 
 use xg2g::demo::StreamFault;
 
 use super::playlist::{Media, check_media, text};
 use super::{HD, client, config_for, demo, ffprobe, ready, start_app};
 
-/// Variant playlists of the HD ladder: the copy, 540p, 360p, then audio only.
+/// Variant playlists of the HD ladder in TS: the copy, 540p, 360p, then audio only.
 const VARIANTS: [(&str, &str); 4] = [
     ("media.m3u8", ""),
     ("media-1.m3u8", "1-"),
     ("media-2.m3u8", "2-"),
     ("media-4.m3u8", "4-"),
+];
+
+/// The same in fMP4: the rungs, the AAC and the AC-3 renditions, audio only.
+const RENDITIONS: [(&str, &str); 6] = [
+    ("media.m3u8", ""),
+    ("media-1.m3u8", "1-"),
+    ("media-2.m3u8", "2-"),
+    ("media-4.m3u8", "4-"),
+    ("media-5.m3u8", "5-"),
+    ("media-6.m3u8", "6-"),
 ];
 
 /// The sequence numbers a playlist's segment URIs carry, after the variant's prefix.
@@ -22,9 +33,9 @@ fn numbers(media: &Media, prefix: &str) -> Vec<u64> {
         .iter()
         .map(|(_, uri, _)| {
             let name = uri.split('?').next().unwrap();
-            name.strip_prefix(prefix)
-                .unwrap()
-                .strip_suffix(".ts")
+            let name = name.strip_prefix(prefix).unwrap();
+            name.strip_suffix(".ts")
+                .or_else(|| name.strip_suffix(".m4s"))
                 .unwrap()
                 .parse()
                 .unwrap()
@@ -45,6 +56,55 @@ fn marked(media: &Media, prefix: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ladder_comes_out_of_a_receiver_drop_with_its_variants_together() {
+    through_a_drop("abr", &VARIANTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fmp4_ladder_comes_out_of_a_receiver_drop_with_its_renditions_together_and_time_running_on() {
+    through_a_drop("abr-fmp4", &RENDITIONS).await;
+}
+
+/// A playable file of segment `n` of a variant: the segment, after its init segment in fMP4
+/// (the one the playlist maps it to).
+async fn fetch(ladder: &str, media_body: &str, prefix: &str, n: u64, dir: &std::path::Path) -> std::path::PathBuf {
+    let get = |uri: String| async move {
+        let response = client().get(uri).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap()
+    };
+    let fmp4 = media_body.contains(".m4s");
+    let name = format!("{prefix}{n}.{}", if fmp4 { "m4s" } else { "ts" });
+    let mut bytes = Vec::new();
+    if fmp4 {
+        // The last EXT-X-MAP before the segment's URI.
+        let before = &media_body[..media_body.find(&name).expect("the segment is listed")];
+        let map = before
+            .rsplit_once("#EXT-X-MAP:URI=\"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .expect("an EXT-X-MAP before the segment");
+        bytes.extend_from_slice(&get(format!("{ladder}/{map}")).await);
+    }
+    bytes.extend_from_slice(&get(format!("{ladder}/{name}")).await);
+    let path = dir.join(if fmp4 { format!("{name}.mp4") } else { name });
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The first timestamp of `path`'s video (else audio), in its stream's time base, as seconds.
+fn first_time(path: &std::path::Path) -> f64 {
+    let (json, _) = ffprobe(path, &["-show_packets", "-read_intervals", "%+#4"], "error");
+    let packets = json["packets"].as_array().unwrap();
+    let first = |kind: &str| {
+        packets
+            .iter()
+            .find(|p| p["codec_type"] == kind)
+            .and_then(|p| p["pts_time"].as_str())
+            .and_then(|t| t.parse::<f64>().ok())
+    };
+    first("video").or_else(|| first("audio")).expect("media in the segment")
+}
+
+async fn through_a_drop(profile: &str, variants: &[(&str, &str)]) {
     let demo = demo().await;
     let (running, base) = start_app(&config_for(
         &demo,
@@ -56,11 +116,12 @@ async fn a_ladder_comes_out_of_a_receiver_drop_with_its_variants_together() {
     ))
     .await;
     ready(&running).await;
-    let ladder = format!("{base}/hls/{HD}/abr");
+    let ladder = format!("{base}/hls/{HD}/{profile}");
     let (status, master) = text(&format!("{ladder}/index.m3u8")).await;
     assert_eq!(status, 200, "{master}");
-    for (name, _) in VARIANTS {
-        assert!(master.contains(&format!("\n{name}\n")), "{name} listed: {master}");
+    for (name, _) in variants {
+        let listed = master.contains(&format!("\n{name}\n")) || master.contains(&format!("URI=\"{name}\""));
+        assert!(listed, "{name} listed: {master}");
     }
     // The receiver drops this channel's connection after ~3 s of media; xg2g reconnects.
     demo.set_faults(|f| {
@@ -86,7 +147,7 @@ async fn a_ladder_comes_out_of_a_receiver_drop_with_its_variants_together() {
     });
     let dir = tempfile::tempdir().unwrap();
     let mut first_pts = Vec::new();
-    for (name, prefix) in VARIANTS {
+    for &(name, prefix) in variants {
         let (status, body) = text(&format!("{ladder}/{name}?_HLS_msn={}", cut + 3)).await;
         assert_eq!(status, 200, "{name}: {body}");
         let media = check_media(&body);
@@ -102,39 +163,37 @@ async fn a_ladder_comes_out_of_a_receiver_drop_with_its_variants_together() {
         assert_eq!(
             marked(&media, prefix),
             Some(cut),
-            "{name}: the discontinuity is on segment {cut}"
+            "{name}: the discontinuity is on segment {cut}: {body}\nleader: {leader:?}"
         );
         // The second segment after the reconnect: its start is where the leader cut.
-        let response = client()
-            .get(format!("{ladder}/{prefix}{}.ts", cut + 2))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{name}");
-        let path = dir.path().join(format!("{prefix}{}.ts", cut + 2));
-        std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
-        let (json, _) = ffprobe(&path, &["-show_packets", "-read_intervals", "%+#4"], "error");
-        let packets = json["packets"].as_array().unwrap();
-        let first = |kind: &str| {
-            packets
-                .iter()
-                .find(|p| p["codec_type"] == kind)
-                .and_then(|p| p["pts"].as_i64())
-        };
-        match first("video") {
-            Some(pts) => first_pts.push((name, pts)),
-            None => first_pts.push((name, first("audio").expect("audio in the audio-only variant"))),
-        }
+        let after = fetch(&ladder, &body, prefix, cut + 2, dir.path()).await;
+        first_pts.push((name, first_time(&after)));
+        // Time runs on across the discontinuity (Chromium's own player keeps one time line).
+        let before = fetch(&ladder, &body, prefix, cut - 1, dir.path()).await;
+        let (until, from) = (
+            first_time(&before),
+            first_time(&fetch(&ladder, &body, prefix, cut, dir.path()).await),
+        );
+        assert!(
+            from > until,
+            "{name}: segment {cut} starts at {from} s, after {until} s before the drop"
+        );
     }
     let (_, lead) = first_pts[0];
-    for (name, pts) in &first_pts {
-        // Video variants start on the same frame; the audio-only one on the AAC frame nearest
-        // it (one frame is 1920 ticks at 90 kHz for 48 kHz audio).
-        let slack = if *name == "media-4.m3u8" { 1_920 } else { 0 };
-        assert!(
-            (pts - lead).abs() <= slack,
-            "{name} starts at {pts}, the leader at {lead}: {first_pts:?}"
-        );
+    let (_, encoded) = first_pts[1];
+    for (name, at) in &first_pts {
+        // Video variants start on the same frame (fMP4's copied rung one frame later: the live
+        // muxer writes no edit list for its reorder delay); audio on the frame nearest it (an
+        // AAC frame is 21.3 ms, an AC-3 one 32 ms).
+        let audio = ["media-4.m3u8", "media-5.m3u8", "media-6.m3u8"].contains(name)
+            && !(profile == "abr" && *name != "media-4.m3u8");
+        let near = match (profile, audio) {
+            ("abr", false) => (at - lead).abs() < 0.000_01,
+            ("abr", true) => (at - lead).abs() <= 0.021_4,
+            (_, false) => (at - encoded).abs() < 0.000_01 || (*name == "media.m3u8" && at - encoded <= 0.021),
+            (_, true) => (at - encoded).abs() <= 0.016_1,
+        };
+        assert!(near, "{name} starts at {at}, the leader at {lead}: {first_pts:?}");
     }
     running.stop().await;
 }
