@@ -293,7 +293,8 @@ fn auto_profile(codec: VideoCodec) -> &'static str {
     }
 }
 
-/// Joins (or starts) the HLS session and waits for `track`'s first segments.
+/// Joins (or starts) the HLS session and waits for `track`'s first segments (for track 0, those of
+/// the first track in use: the master playlist's, which for a radio channel's fMP4 ladder is not 0).
 async fn join(
     state: &AppState,
     req: &HttpRequest,
@@ -335,7 +336,7 @@ async fn join(
     // A strict player (Chromium's own, Safari) fails on a live playlist of one or two segments
     // and may rebuffer on three: a new session's first answers wait for four short ones, and
     // then half a segment more, so that the player's reloads fall between publications.
-    let playable = |s: &HlsState| s.len(track) >= PLAYABLE_SEGMENTS;
+    let playable = |s: &HlsState| s.len(if track == 0 { s.first_in_use() } else { track }) >= PLAYABLE_SEGMENTS;
     if !playable(&view.state.borrow()) && wait_until(&view, state.streaming.hls.start_timeout, playable).await {
         let _hold = view.lease.hold();
         tokio::time::sleep(FIRST_ANSWER_HOLD).await;

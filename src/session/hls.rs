@@ -185,6 +185,15 @@ impl HlsState {
         self.in_use = Some(in_use);
     }
 
+    /// The first track that carries media (0 until the graph has said): the one a master
+    /// playlist waits for. An fMP4 ladder on a radio channel has no video, so no track 0.
+    pub fn first_in_use(&self) -> usize {
+        self.in_use
+            .as_ref()
+            .and_then(|u| u.iter().position(|&used| used))
+            .unwrap_or(0)
+    }
+
     pub fn knows_in_use(&self) -> bool {
         self.in_use.is_some()
     }

@@ -5,6 +5,7 @@
 //! One ladder test runs at a time ([`ONE_LADDER`]): a ladder encodes two or three rungs in
 //! software here, and several at once on two cores fall behind real time.
 
+mod fmp4;
 mod playlists;
 
 use std::path::{Path, PathBuf};
