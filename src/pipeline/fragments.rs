@@ -7,10 +7,11 @@
 //! the same moment, within one audio frame, and the renditions switch by media sequence number.
 //! Without video (radio) the shared AAC leads instead.
 //!
-//! Audio usually reaches its muxer before the video reaches the parser's tee would have decided
-//! a cut at that moment (no encoder delay), so an audio rendition waits, bounded, until the
-//! leader has read past its frame; one that waited in vain stops waiting until the leader is
-//! ahead again, so a stalled picture never holds the sound back.
+//! An audio frame can reach its muxer before the parser has read the picture of that moment (a
+//! transport stream may carry the sound ahead of the picture), and then the cut there is not
+//! decided yet: an audio rendition waits, bounded, until the leader has read past its frame; one
+//! that waited in vain stops waiting until the leader is ahead again, so a stalled picture never
+//! holds the sound back.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
