@@ -136,7 +136,12 @@ pub(crate) fn lead_on_video(pad: &gst::Pad, clock: &Arc<CutClock>, every_frame: 
             return gst::PadProbeReturn::Ok;
         };
         let key = every_frame || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        if clock.offer(running.nseconds(), key, SLACK) {
+        // Any frame may start a fragment: the one nearest the planned length does.
+        let slack = match buffer.duration() {
+            Some(frame) if every_frame => frame.nseconds() / 2,
+            _ => SLACK,
+        };
+        if clock.offer(running.nseconds(), key, slack) {
             for times in &wanted {
                 times.lock().unwrap_or_else(PoisonError::into_inner).push_back(running);
             }

@@ -455,6 +455,110 @@ fn h264_caps(s: &gst::StructureRef) -> Option<H264Caps> {
 mod tests {
     use super::*;
 
+    /// Two H.264 rungs from one tee and an AAC rendition, each to its own `cmafmux`, cut by one
+    /// clock (`super::super::fragments`), read as whole fragments: fragment n of every rendition
+    /// starts at the same moment (the audio on the frame nearest it), the rungs with a key frame.
+    #[test]
+    fn fmp4_renditions_come_as_whole_fragments_cut_at_the_same_moments() {
+        use super::super::fragments::{CutClock, Follow, follow, lead_on_video};
+        use super::super::keyframes::{SegmentPlan, key_frames_on_request};
+        if super::super::init().is_err() || gst::ElementFactory::find("x264enc").is_none() {
+            eprintln!("SKIPPED fmp4_renditions_come_as_whole_fragments_cut_at_the_same_moments: no x264enc here");
+            return;
+        }
+        let rung = |i: usize, width: u32| {
+            format!(
+                "t. ! queue ! videoscale ! video/x-raw,width={width},height={} \
+                 ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max=1000 bframes=0 option-string=scenecut=0 \
+                 ! h264parse ! video/x-h264,stream-format=avc,alignment=au \
+                 ! cmafmux name=m{i} manual-split=true ! appsink name=s{i} sync=false buffer-list=true",
+                width * 9 / 16
+            )
+        };
+        let description = format!(
+            "videotestsrc num-buffers=150 ! video/x-raw,format=I420,width=320,height=180,framerate=50/1 ! tee name=t \
+             {} {} audiotestsrc num-buffers=141 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 \
+             ! avenc_aac ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
+             ! cmafmux name=m2 manual-split=true ! appsink name=s2 sync=false buffer-list=true",
+            rung(0, 320),
+            rung(1, 160)
+        );
+        let pipeline = gst::parse::launch(&description)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let clock = CutClock::new(SegmentPlan::new(Vec::new(), Duration::from_millis(500)));
+        let wanted = key_frames_on_request(pipeline.upcast_ref(), None);
+        assert_eq!(wanted.len(), 2, "both encoders ask for key frames");
+        let tee = pipeline.by_name("t").unwrap();
+        lead_on_video(&tee.static_pad("sink").unwrap(), &clock, true, wanted);
+        let mut outputs = Vec::new();
+        for (i, how) in [Follow::Video, Follow::Video, Follow::Audio].into_iter().enumerate() {
+            let mux = pipeline.by_name(&format!("m{i}")).unwrap();
+            follow(&mux.static_pad("sink").unwrap().peer().unwrap(), &clock, how);
+            let sink = pipeline
+                .by_name(&format!("s{i}"))
+                .unwrap()
+                .downcast::<gst_app::AppSink>()
+                .unwrap();
+            outputs.push(wire_fragments(&sink));
+        }
+        let guard = PipelineGuard::new(pipeline.clone());
+        guard.pipeline().set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let end = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("the stream ends");
+        assert!(matches!(end.view(), gst::MessageView::Eos(_)), "{end:?}");
+        // (start, duration, first bytes) of each output's fragments, after its init segment.
+        let fragments: Vec<Vec<(Duration, Duration)>> = outputs
+            .iter_mut()
+            .map(|rx| {
+                let mut items = std::iter::from_fn(|| rx.try_recv().ok()).map(|o| match o {
+                    Output::Fragment(f) => f,
+                    Output::Chunk(_) => panic!("bytes from an fMP4 output"),
+                });
+                let Some(Fragment::Init(init)) = items.next() else {
+                    panic!("the init segment first")
+                };
+                assert_eq!(&init[4..8], b"ftyp", "an init segment starts with ftyp");
+                items
+                    .map(|f| match f {
+                        Fragment::Media { bytes, start, duration } => {
+                            assert_eq!(&bytes[4..8], b"styp", "a fragment starts with styp");
+                            (start, duration)
+                        }
+                        Fragment::Init(_) => panic!("one init segment"),
+                    })
+                    .collect()
+            })
+            .collect();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let starts = |i: usize| fragments[i].iter().map(|f| ms(f.0)).collect::<Vec<_>>();
+        assert!(fragments[0].len() >= 5, "3 s in 0.5 s fragments: {:?}", starts(0));
+        assert_eq!(starts(0), starts(1), "both rungs cut on the same frames");
+        assert_eq!(
+            fragments[2].len(),
+            fragments[0].len(),
+            "as many audio fragments: {:?}",
+            starts(2)
+        );
+        for (n, (video, audio)) in starts(0).iter().zip(starts(2)).enumerate().skip(1) {
+            assert!(
+                (video - audio).abs() <= 10.7,
+                "audio fragment {n} at {audio} ms starts on the frame nearest the cut at {video} ms"
+            );
+        }
+        let full: Vec<f64> = fragments[0][..fragments[0].len() - 1].iter().map(|f| ms(f.1)).collect();
+        assert!(
+            full.iter().all(|d| (d - 500.0).abs() < 0.5),
+            "0.5 s fragments: {full:?}"
+        );
+    }
+
     fn error(domain_error: gst::glib::Error, debug: Option<&str>) -> gst::Message {
         let mut builder = gst::message::Error::builder_from_error(domain_error);
         if let Some(debug) = debug {
