@@ -88,8 +88,11 @@ struct Fanout {
     fmp4_end: Duration,
     /// What this connection's fragments' decode times are moved by (`fmp4_end` at its start).
     fmp4_offset: Duration,
-    /// This connection's fMP4 fragments until every rendition has made them.
-    lockstep: Lockstep,
+    /// This connection's fMP4 fragments until every rendition has made them, each with the init
+    /// segment that came just before it, if one did.
+    lockstep: Lockstep<(Option<Bytes>, Piece)>,
+    /// Per track, an init segment that came after the last fragment, for the next one.
+    fmp4_init: Vec<Option<Bytes>>,
     /// Whether the join channel is still open (closed once the session starts ending).
     accepting: bool,
     /// The starting request's span until the first media: connects before then build under it.
@@ -144,6 +147,7 @@ impl Session {
             fmp4_end: Duration::ZERO,
             fmp4_offset: Duration::ZERO,
             lockstep: Lockstep::default(),
+            fmp4_init: Vec::new(),
             accepting: true,
             start_trace: Some(start_trace),
         };

@@ -9,22 +9,27 @@
 
 use std::collections::VecDeque;
 
-use super::segmenter::Piece;
-
 /// Fragments a rendition may be ahead of the slowest before it is published anyway.
 pub(crate) const MOST_AHEAD: usize = 4;
 
-/// The fragments of one connection, per rendition, until they are published.
-#[derive(Debug, Default)]
-pub(crate) struct Lockstep {
+/// The fragments of one connection, per rendition, until they are published (`F`: a fragment
+/// and what goes with it).
+#[derive(Debug)]
+pub(crate) struct Lockstep<F> {
     /// Per track: how many fragments it has published this connection, and those it holds.
-    tracks: Vec<(usize, VecDeque<Piece>)>,
+    tracks: Vec<(usize, VecDeque<F>)>,
 }
 
-impl Lockstep {
+impl<F> Default for Lockstep<F> {
+    fn default() -> Self {
+        Self { tracks: Vec::new() }
+    }
+}
+
+impl<F> Lockstep<F> {
     /// Adds `track`'s next fragment; returns those now due, in order per track. `in_use` says
     /// which tracks make fragments (a track that does not is waited for by nobody).
-    pub(crate) fn push(&mut self, track: usize, piece: Piece, in_use: &[bool]) -> Vec<(usize, Piece)> {
+    pub(crate) fn push(&mut self, track: usize, piece: F, in_use: &[bool]) -> Vec<(usize, F)> {
         if self.tracks.len() <= track {
             self.tracks.resize_with(track + 1, Default::default);
         }
@@ -58,6 +63,7 @@ impl Lockstep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::segmenter::Piece;
     use bytes::Bytes;
     use std::time::Duration;
 

@@ -56,6 +56,7 @@ impl Session {
         };
         fan.fmp4_offset = fan.fmp4_end;
         fan.lockstep = Lockstep::default();
+        fan.fmp4_init.clear();
         let mut graph = match self.connector.start(&spec).await {
             Ok(graph) => graph,
             Err(StartError::Build(error)) => {
@@ -200,14 +201,26 @@ impl Session {
                     GraphEvent::Fragment { output, fragment } => {
                         output_since_tick = true;
                         match fragment {
-                            Fragment::Init(bytes) => fan.hls_state.set_init(output, bytes),
+                            // A new init goes with the next fragment: those held before it were
+                            // made with the one before.
+                            Fragment::Init(bytes) => {
+                                if fan.fmp4_init.len() <= output {
+                                    fan.fmp4_init.resize(output + 1, None);
+                                }
+                                fan.fmp4_init[output] = Some(bytes);
+                            }
                             Fragment::Media { bytes, start, duration } => {
                                 fan.fmp4_end = fan.fmp4_end.max(fan.fmp4_offset + start + duration);
                                 if !fan.hls_state.knows_in_use() {
                                     fan.hls_state.set_in_use(graph.outputs_in_use());
                                 }
                                 let in_use = graph.outputs_in_use();
-                                for (track, piece) in fan.lockstep.push(output, Piece { bytes, duration }, &in_use) {
+                                let init = fan.fmp4_init.get_mut(output).and_then(Option::take);
+                                let fragment = (init, Piece { bytes, duration });
+                                for (track, (init, piece)) in fan.lockstep.push(output, fragment, &in_use) {
+                                    if let Some(init) = init {
+                                        fan.hls_state.set_init(track, init);
+                                    }
                                     let media = fan.hls_state.needs_media(track).then(|| graph.muxed_media(track));
                                     self.publish_segment(fan, track, piece, media, requested);
                                 }
