@@ -111,7 +111,7 @@ async fn through_a_drop(profile: &str, variants: &[(&str, &str)]) {
         &[
             ("streaming.stall_timeout", "1s"),
             ("streaming.reconnect_attempts", "10"),
-            ("hls.window", "12"),
+            ("hls.window", "30"),
         ],
     ))
     .await;
