@@ -14,6 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+/// What a session's segments are, in every track: the template's choice (`.ts`, or `.m4s` each
+/// after its track's init segment, `init-N.mp4`).
+pub use crate::pipeline::SegmentFormat;
+
 /// Segments kept after they leave the playlist, for clients that fetched an older playlist
 /// (with half-second segments, six seconds more).
 const SPARE: usize = 12;
@@ -56,16 +60,6 @@ pub struct Segment {
     pub discontinuity: bool,
     /// The version of its track's init segment it follows (fMP4); 0 for MPEG-TS.
     pub init: u32,
-}
-
-/// What a session's segments are, in every track.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SegmentFormat {
-    /// MPEG-TS, `.ts`, each segment on its own.
-    #[default]
-    Ts,
-    /// Fragmented MP4 (CMAF), `.m4s`, each after its track's init segment (`init-N.mp4`).
-    Fmp4,
 }
 
 /// What the master playlist declares about the video.

@@ -13,7 +13,7 @@ use crate::pipeline::{
 };
 use crate::session::SessionError;
 use crate::session::graph::Graph;
-use crate::session::hls::{self, VideoInfo, avc1_codec};
+use crate::session::hls::{VideoInfo, avc1_codec};
 use crate::session::lockstep::Lockstep;
 use crate::session::segmenter::{Piece, Segmenter, media_end};
 
@@ -76,14 +76,13 @@ impl Session {
         // HLS: segments are cut from each output's muxer output (a ladder has one per variant),
         // numbered on from the session's last.
         let mut segmenters: Vec<Segmenter> = Vec::new();
-        let fmp4 = self.start.template.segment_format == SegmentFormat::Fmp4;
+        let format = self.start.template.segment_format;
         if self.hls.is_some() {
             fan.hls_state.set_tracks(graph.outputs());
+            fan.hls_state.set_format(format);
         }
-        if self.hls.is_some() && fmp4 {
-            // The muxers cut the fragments themselves, where the graph's clock says.
-            fan.hls_state.set_format(hls::SegmentFormat::Fmp4);
-        } else if self.hls.is_some() {
+        // fMP4: the muxers cut the fragments themselves, where the graph's clock says.
+        if self.hls.is_some() && format == SegmentFormat::Ts {
             for track in 0..graph.outputs() {
                 // A reconnect's clocks continue where the track's last published media ends.
                 let last = fan
