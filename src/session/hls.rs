@@ -188,6 +188,11 @@ impl HlsState {
             .unwrap_or(0)
     }
 
+    /// Which tracks carry media; empty until the graph has said.
+    pub fn in_use(&self) -> &[bool] {
+        self.in_use.as_deref().unwrap_or_default()
+    }
+
     pub fn knows_in_use(&self) -> bool {
         self.in_use.is_some()
     }

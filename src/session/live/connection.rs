@@ -213,10 +213,10 @@ impl Session {
                                 if !fan.hls_state.knows_in_use() {
                                     fan.hls_state.set_in_use(graph.outputs_in_use());
                                 }
-                                let in_use = graph.outputs_in_use();
                                 let init = fan.fmp4_init.get_mut(output).and_then(Option::take);
                                 let fragment = (init, Piece { bytes, duration });
-                                for (track, (init, piece)) in fan.lockstep.push(output, fragment, &in_use) {
+                                let due = fan.lockstep.push(output, fragment, fan.hls_state.in_use());
+                                for (track, (init, piece)) in due {
                                     if let Some(init) = init {
                                         fan.hls_state.set_init(track, init);
                                     }
